@@ -1,0 +1,81 @@
+#!/bin/bash
+# Sources a dkms.conf the way DKMS does and prints what DKMS would keep, as NUL-separated records on stdout:
+#   V <name> <index> <value>   one element of a dkms.conf variable (plain variables are index 0)
+#   M <index>                  MAKE_MATCH[index] matches $kernelver (bash ERE, as DKMS tests it)
+#   P <index>                  PATCH[index] applies to $kernelver
+#   X <reason>                 a BUILD_EXCLUSIVE_* directive excludes this kernel/arch/config
+#   C clang|lld                the kernel was built with clang / linked with lld
+# Usage: eval-conf.sh <dkms.conf>; the caller sets kernelver, arch, kernel_source_dir, kernel_config,
+# dkms_tree, source_tree, install_tree, module, module_version, parallel_jobs, running_distribution, and
+# runs it with cwd = the module's source tree (DKMS keeps the caller's cwd; `$(cat VERSION)` relies on it).
+conf=$1
+if [ -z "${kernel_config:-}" ]; then
+  kernel_config=$kernel_source_dir/.config
+  [ -e "$kernel_source_dir/include/config/auto.conf" ] && kernel_config=$kernel_source_dir/include/config/auto.conf
+fi
+if [ -z "${running_distribution:-}" ] && [ -r /etc/os-release ]; then
+  running_distribution=$(. /etc/os-release && echo "$ID${VERSION_ID:-}")
+fi
+vars="CLEAN PACKAGE_NAME PACKAGE_VERSION POST_ADD POST_BUILD POST_INSTALL POST_REMOVE PRE_BUILD PRE_INSTALL
+ BUILD_DEPENDS BUILD_EXCLUSIVE_KERNEL BUILD_EXCLUSIVE_KERNEL_MIN BUILD_EXCLUSIVE_KERNEL_MAX BUILD_EXCLUSIVE_ARCH
+ BUILD_EXCLUSIVE_CONFIG OBSOLETE_BY MAKE MAKE_MATCH PATCH PATCH_MATCH BUILT_MODULE_NAME BUILT_MODULE_LOCATION
+ DEST_MODULE_NAME DEST_MODULE_LOCATION STRIP AUTOINSTALL NO_WEAK_MODULES REMAKE_INITRD MODULES_CONF"
+
+# DKMS strips trailing CRs, so CRLF files work; it sources a cleaned copy the same way.
+clean=$(mktemp)
+sed 's/\r$//' "$conf" > "$clean"
+if ! syntax=$(bash -n "$clean" 2>&1); then
+  # bash names the temp file; the caller names the real one.
+  printf '%s\n' "$syntax" | sed "s|^$clean: ||" | head -n 1 >&2
+  exit 65
+fi
+
+# DKMS's VER(): pad every number to three digits so versions compare as strings.
+VER() {
+  echo "$1" | sed -e 's:\([^0-9]\)\([0-9]\):\1 \2:g' -e 's:\([0-9]\)\([^0-9]\):\1 \2:g' -e 's:\(.*\): \1 :' \
+    -e 's: \([0-9]\) : 00\1 :g' -e 's: \([0-9][0-9]\) : 0\1 :g' -e 's: ::g'
+}
+
+(
+  for v in $vars; do unset "$v"; done
+  . "$clean" > /dev/null
+  for v in $vars; do
+    eval "idx=(\"\${!$v[@]}\")"
+    for i in "${idx[@]}"; do
+      eval "val=\${$v[$i]}"
+      printf 'V\0%s\0%s\0%s\0' "$v" "$i" "$val"
+    done
+  done
+  for i in "${!MAKE[@]}"; do
+    [[ ${MAKE[$i]} && ${MAKE_MATCH[$i]:-} && $kernelver =~ ${MAKE_MATCH[$i]} ]] && printf 'M\0%s\0' "$i"
+  done
+  for i in "${!PATCH[@]}"; do
+    [[ ${PATCH[$i]} && ( ! ${PATCH_MATCH[$i]:-} || $kernelver =~ ${PATCH_MATCH[$i]} ) ]] && printf 'P\0%s\0' "$i"
+  done
+  [[ ${BUILD_EXCLUSIVE_KERNEL:-} && ! $kernelver =~ $BUILD_EXCLUSIVE_KERNEL ]] &&
+    printf 'X\0%s\0' "BUILD_EXCLUSIVE_KERNEL=\"$BUILD_EXCLUSIVE_KERNEL\" does not match $kernelver"
+  [[ ${BUILD_EXCLUSIVE_KERNEL_MIN:-} && "$(VER "$kernelver")" < "$(VER "$BUILD_EXCLUSIVE_KERNEL_MIN")" ]] &&
+    printf 'X\0%s\0' "$kernelver is older than BUILD_EXCLUSIVE_KERNEL_MIN=\"$BUILD_EXCLUSIVE_KERNEL_MIN\""
+  [[ ${BUILD_EXCLUSIVE_KERNEL_MAX:-} && "$(VER "$kernelver")" > "$(VER "$BUILD_EXCLUSIVE_KERNEL_MAX")" ]] &&
+    printf 'X\0%s\0' "$kernelver is newer than BUILD_EXCLUSIVE_KERNEL_MAX=\"$BUILD_EXCLUSIVE_KERNEL_MAX\""
+  [[ ${BUILD_EXCLUSIVE_ARCH:-} && ! $arch =~ $BUILD_EXCLUSIVE_ARCH ]] &&
+    printf 'X\0%s\0' "BUILD_EXCLUSIVE_ARCH=\"$BUILD_EXCLUSIVE_ARCH\" does not match $arch"
+  if [[ ${BUILD_EXCLUSIVE_CONFIG:-} && -e $kernel_source_dir/.config ]]; then
+    for kconf in $BUILD_EXCLUSIVE_CONFIG; do
+      case "$kconf" in
+        !*) grep -q -E "^${kconf#!}=[ym]" "$kernel_source_dir/.config" &&
+              printf 'X\0%s\0' "BUILD_EXCLUSIVE_CONFIG: the kernel has ${kconf#!} set" ;;
+        *) grep -q -E "^${kconf}=[ym]" "$kernel_source_dir/.config" ||
+              printf 'X\0%s\0' "BUILD_EXCLUSIVE_CONFIG: the kernel lacks $kconf" ;;
+      esac
+    done
+  fi
+  if [[ -e ${kernel_config:-} ]]; then
+    grep -q '^CONFIG_CC_IS_CLANG=y' "$kernel_config" && printf 'C\0clang\0'
+    grep -q '^CONFIG_LD_IS_LLD=y' "$kernel_config" && printf 'C\0lld\0'
+  fi
+  exit 0
+)
+status=$?
+rm -f "$clean"
+exit $status

@@ -1,0 +1,65 @@
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { ExitCode } from '../errors.js';
+import { runFarm } from '../farm/run.js';
+import { releaseSources, resolveTargets } from '../plan/resolve.js';
+import { describeResult, plainProgress } from '../report/plain.js';
+import { collect, positiveInt } from './options.js';
+
+export const defaultMatrix = new URL('../../matrix/debian-supported.yaml', import.meta.url);
+
+export function buildCommand(signal: AbortSignal, setExit: (code: number) => void): Command {
+  return new Command('build')
+    .description('build a DKMS module source tree for every target kernel, each in its own container')
+    .argument('<src>', 'module source tree containing dkms.conf')
+    .option('-t, --target <id>', 'target kernel <distro>/<release>/<kernel-release>, repeatable', collect, [])
+    .option('-m, --matrix <file>', 'matrix file of target kernels (default when no --target: matrix/debian-supported.yaml)')
+    .option('-o, --out <dir>', 'output directory', 'out')
+    .option('-j, --jobs <n>', 'builds at a time (default: CPU count)', positiveInt('--jobs'))
+    .option('--timeout <seconds>', 'per-target build timeout', positiveInt('--timeout'), 1800)
+    .option('--refresh', 'refetch package indexes instead of using the cached ones')
+    .option('--json', 'print report.json to stdout instead of a summary')
+    .action(async (src: string, opts: BuildOpts) => {
+      const matrix = opts.matrix ?? (opts.target.length === 0 ? defaultMatrix.pathname : undefined);
+      const targets = await resolveTargets({
+        ids: opts.target,
+        ...(matrix ? { matrix } : {}),
+        ...(opts.refresh ? { refresh: true } : {}),
+        signal,
+      });
+      const log = (line: string) => process.stderr.write(`${line}\n`);
+      const { report, reportPath } = await runFarm({
+        source: src,
+        out: opts.out,
+        targets,
+        sources: releaseSources,
+        ...(opts.jobs ? { jobs: opts.jobs } : {}),
+        timeoutMs: opts.timeout * 1000,
+        signal,
+        events: plainProgress(log),
+      });
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      } else {
+        const lines = [`${report.module} ${report.version}: ${targets.length} target(s)`];
+        for (const target of report.targets) {
+          lines.push(`  ${target.id}: ${describeResult(target)}`);
+          for (const artifact of target.artifacts) lines.push(`    ${join(opts.out, artifact)}`);
+        }
+        lines.push(`report: ${reportPath}`);
+        process.stdout.write(`${lines.join('\n')}\n`);
+      }
+      const bad = report.targets.some((t) => t.status === 'failed' || t.status === 'timeout' || t.status === 'oom');
+      setExit(bad ? ExitCode.targetFailed : ExitCode.ok);
+    });
+}
+
+interface BuildOpts {
+  target: string[];
+  matrix?: string;
+  out: string;
+  jobs?: number;
+  timeout: number;
+  refresh?: boolean;
+  json?: boolean;
+}

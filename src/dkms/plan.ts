@@ -1,0 +1,135 @@
+import { KfarmError } from '../errors.js';
+import type { ConfRecords } from './conf-records.js';
+
+export interface ModuleRecord {
+  builtName: string;
+  /** Relative to the build dir, `''` or ending in `/`. */
+  builtLocation: string;
+  destName: string;
+  destLocation: string;
+  strip: boolean;
+}
+
+/** Everything DKMS decides from a dkms.conf for one kernel, before building. */
+export interface DkmsPlan {
+  packageName: string;
+  packageVersion: string;
+  modules: ModuleRecord[];
+  /** The command as selected by MAKE/MAKE_MATCH (or the default), before the leading-`make` rewrite. */
+  makeCommand: string;
+  /** What actually runs: `make` rewritten to `make -j<jobs> KERNELRELEASE=<kver>`. */
+  buildCommand: string;
+  patches: string[];
+  preBuild: string;
+  postBuild: string;
+  buildDepends: string[];
+  /** Set when BUILD_EXCLUSIVE_* rules this kernel out: the target is skipped, not failed. */
+  excluded?: string;
+}
+
+export interface PlanContext {
+  /** The dkms.conf path as the user knows it, for error messages. */
+  file: string;
+  kernelver: string;
+  kernelSourceDir: string;
+  buildDir: string;
+  parallelJobs: number;
+}
+
+const moduleArrays = ['BUILT_MODULE_NAME', 'BUILT_MODULE_LOCATION', 'DEST_MODULE_NAME', 'DEST_MODULE_LOCATION'];
+
+/** Applies DKMS's read_conf rules (checked against dkms 3.0.10) to what the sourced dkms.conf left behind. */
+export function planFromConf(records: ConfRecords, context: PlanContext): DkmsPlan {
+  const get = (name: string, index = 0): string => records.vars.get(name)?.get(index) ?? '';
+  const problems: string[] = [];
+
+  const packageName = get('PACKAGE_NAME');
+  const packageVersion = get('PACKAGE_VERSION');
+  if (!packageName) problems.push("no 'PACKAGE_NAME' directive");
+  if (!packageVersion) problems.push("no 'PACKAGE_VERSION' directive");
+
+  const count = Math.max(0, ...moduleArrays.map((name) => highestIndex(records, name) + 1));
+  const destLocations = records.vars.get('DEST_MODULE_LOCATION')?.size ?? 0;
+  if (count === 0 || destLocations === 0) problems.push("no 'DEST_MODULE_LOCATION' directive");
+
+  const modules: ModuleRecord[] = [];
+  let defaultStrip = true;
+  for (let i = 0; i < count; i++) {
+    const strip = stripValue(get('STRIP', i), defaultStrip);
+    if (i === 0) defaultStrip = strip;
+    let builtName = get('BUILT_MODULE_NAME', i);
+    if (!builtName && destLocations === 1) builtName = packageName;
+    const destName = get('DEST_MODULE_NAME', i) || builtName;
+    let builtLocation = get('BUILT_MODULE_LOCATION', i);
+    if (builtLocation && !builtLocation.endsWith('/')) builtLocation += '/';
+    const destLocation = get('DEST_MODULE_LOCATION', i);
+
+    // Without PACKAGE_NAME the default name is empty too; that is one problem, reported once.
+    if (!builtName && (packageName || destLocations !== 1)) problems.push(`no 'BUILT_MODULE_NAME' directive for record #${i}`);
+    if (/\.k?o$/.test(builtName)) problems.push(`'BUILT_MODULE_NAME[${i}]' ("${builtName}") ends in '.o' or '.ko'`);
+    if (/\.k?o$/.test(destName)) problems.push(`'DEST_MODULE_NAME[${i}]' ("${destName}") ends in '.o' or '.ko'`);
+    if (count > 0 && !destLocation && destLocations > 0) problems.push(`no 'DEST_MODULE_LOCATION' directive for record #${i}`);
+    if (destLocation && !/^\/(kernel|updates|extra)/.test(destLocation)) {
+      problems.push(`'DEST_MODULE_LOCATION[${i}]' ("${destLocation}") does not begin with '/kernel', '/updates' or '/extra'`);
+    }
+    if (/(^|\/)\.\.(\/|$)/.test(builtLocation) || builtLocation.startsWith('/')) {
+      problems.push(`'BUILT_MODULE_LOCATION[${i}]' ("${builtLocation}") must stay inside the build directory`);
+    }
+    if (/[/\0]/.test(destName) || /[/\0]/.test(builtName)) problems.push(`module name in record #${i} contains '/'`);
+    modules.push({ builtName, builtLocation, destName, destLocation, strip });
+  }
+
+  const patches = records.patches.map((i) => get('PATCH', i));
+  for (const patch of patches) {
+    if (patch.includes('..')) problems.push(`'PATCH' entry "${patch}" contains '..'`);
+  }
+
+  if (problems.length > 0) {
+    const more = problems.length > 1 ? ` (and ${problems.length - 1} more: ${problems.slice(1).join('; ')})` : '';
+    throw new KfarmError('KFARM_CONFIG_INVALID', `${context.file}: ${problems[0]}${more}`);
+  }
+
+  const makeCommand = selectMakeCommand(records, context);
+  const plan: DkmsPlan = {
+    packageName,
+    packageVersion,
+    modules,
+    makeCommand,
+    buildCommand: rewriteMake(makeCommand, context),
+    patches,
+    preBuild: get('PRE_BUILD'),
+    postBuild: get('POST_BUILD'),
+    buildDepends: get('BUILD_DEPENDS').split(/\s+/).filter(Boolean),
+  };
+  if (records.excluded.length > 0) plan.excluded = records.excluded.join('; ');
+  return plan;
+}
+
+function highestIndex(records: ConfRecords, name: string): number {
+  return Math.max(-1, ...(records.vars.get(name)?.keys() ?? []));
+}
+
+function stripValue(value: string, fallback: boolean): boolean {
+  if (/^[nN]/.test(value)) return false;
+  if (/^[yY]/.test(value)) return true;
+  return fallback;
+}
+
+function selectMakeCommand(records: ConfRecords, context: PlanContext): string {
+  const make = records.vars.get('MAKE') ?? new Map<number, string>();
+  const makeMatch = records.vars.get('MAKE_MATCH') ?? new Map<number, string>();
+  let command = makeMatch.get(0) ? '' : (make.get(0) ?? '');
+  for (const index of [...make.keys()].sort((a, b) => a - b)) {
+    if (make.get(index) && records.makeMatches.has(index)) command = make.get(index) ?? command;
+  }
+  if (!command) command = `make -C ${context.kernelSourceDir} M=${context.buildDir}`;
+  if (records.toolchain.has('clang')) command += ' CC=clang';
+  if (records.toolchain.has('lld')) command += ' LD=ld.lld';
+  return command;
+}
+
+/** DKMS's `${make_command/#make/make -j$parallel_jobs KERNELRELEASE=$kernelver}`: a literal prefix match. */
+export function rewriteMake(command: string, context: Pick<PlanContext, 'parallelJobs' | 'kernelver'>): string {
+  if (!command.startsWith('make')) return command;
+  return `make -j${context.parallelJobs} KERNELRELEASE=${context.kernelver}${command.slice(4)}`;
+}

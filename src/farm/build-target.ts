@@ -1,0 +1,200 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Writable, type Readable } from 'node:stream';
+import { create as createTar } from 'tar';
+import type { EngineContainer } from '../engine/container.js';
+import type { Engine } from '../engine/engine.js';
+import { Label } from '../engine/labels.js';
+import { KfarmError, isKfarmError } from '../errors.js';
+import { parseConfRecords } from '../dkms/conf-records.js';
+import { planFromConf, type DkmsPlan } from '../dkms/plan.js';
+import { planScript } from '../dkms/plan-script.js';
+import type { ImageStore } from '../images/image-store.js';
+import { imagesDir } from '../images/recipe.js';
+import { collectOutput } from './collect.js';
+import type { Target, TargetResult } from './types.js';
+
+export interface BuildJobOptions {
+  engine: Engine;
+  images: ImageStore;
+  source: string;
+  /** dkms.conf as the user names it, for error messages. */
+  confLabel: string;
+  /** A fresh directory this job owns; module/ and log/ are collected into it. */
+  stageDir: string;
+  parallelJobs: number;
+  timeoutMs: number;
+  limits: { memoryBytes: number; pids: number; cpus: number };
+  sourceDateEpoch?: number;
+  signal?: AbortSignal;
+  onPhase?: (phase: string) => void;
+}
+
+export interface BuildJobOutcome {
+  result: TargetResult;
+  /** Present when the build got far enough to name its package: where the stage goes in the DKMS tree. */
+  plan?: DkmsPlan;
+}
+
+const dkmsTree = '/var/lib/dkms';
+const sourceTree = '/usr/src';
+
+const scripts = {
+  eval: readFile(join(imagesDir, 'runtime/eval-conf.sh'), 'utf8'),
+  build: readFile(join(imagesDir, 'runtime/build.sh'), 'utf8'),
+};
+
+/**
+ * One target's whole lifecycle: image, container, source in, dkms.conf evaluated, build, output out,
+ * container removed. A failed compile is a result; a broken dkms.conf is thrown (it is the user's input,
+ * not this kernel's problem); so is interruption.
+ */
+export async function buildTarget(target: Target, options: BuildJobOptions): Promise<BuildJobOutcome> {
+  const started = Date.now();
+  const timeout = AbortSignal.timeout(options.timeoutMs);
+  const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+  const base: Omit<TargetResult, 'status' | 'durationMs'> = {
+    id: target.id,
+    distro: target.distro,
+    release: target.release,
+    kernel: target.kernel,
+    arch: target.arch,
+    artifacts: [],
+  };
+  const finish = (status: TargetResult['status'], extra: Partial<TargetResult> = {}): TargetResult => ({
+    ...base,
+    status,
+    durationMs: Date.now() - started,
+    ...extra,
+  });
+
+  options.onPhase?.('image');
+  const image = await options.images.headers(target, options.signal);
+  options.onPhase?.('start');
+  let container: EngineContainer | undefined;
+  let plan: DkmsPlan | undefined;
+  try {
+    container = await options.engine.start(
+      {
+        image,
+        cmd: ['sleep', String(Math.ceil(options.timeoutMs / 1000) + 60)],
+        network: 'none',
+        hardened: true,
+        limits: options.limits,
+        labels: { [Label.role]: 'build', [Label.target]: target.id },
+      },
+      signal,
+    );
+    options.onPhase?.('copyIn');
+    const tarball = createTar({ cwd: options.source, portable: true, prefix: 'kfarm/src' }, ['.']) as unknown as Readable;
+    await container.putArchive(tarball, '/', signal);
+
+    options.onPhase?.('evaluate');
+    const env = {
+      kernelver: target.kernel,
+      arch: target.arch,
+      kernel_source_dir: `/lib/modules/${target.kernel}/build`,
+      dkms_tree: dkmsTree,
+      source_tree: sourceTree,
+      install_tree: '/lib/modules',
+      parallel_jobs: String(options.parallelJobs),
+    };
+    // Like `dkms add` then `dkms build`: the first reading names the package, the second sees $module.
+    const added = await evaluate(container, { ...env, module: '', module_version: '' }, options, target, signal);
+    const module = added.packageName;
+    const version = added.packageVersion;
+    plan = await evaluate(container, { ...env, module, module_version: version }, options, target, signal);
+    if (plan.excluded) return { result: finish('skipped', { error: plan.excluded, image }), plan };
+
+    options.onPhase?.('build');
+    const reason = new TextCollector();
+    const code = await container.exec(['bash', '-c', await scripts.build, 'kfarm-build'], {
+      env: {
+        KFARM_PLAN: planScript(plan, { ...env, module, module_version: version }),
+        ...(options.sourceDateEpoch === undefined ? {} : { SOURCE_DATE_EPOCH: String(options.sourceDateEpoch) }),
+      },
+      stdout: reason,
+      stderr: reason,
+      signal,
+    });
+
+    options.onPhase?.('copyOut');
+    const collected = await collectOutput((await container.getArchive('/kfarm/out', signal)) as never, options.stageDir);
+    const log = collected.log ? 'log/make.log' : undefined;
+    const artifacts = collected.modules.sort().map((name) => `module/${name}`);
+    if (code !== 0) {
+      const state = (await container.inspect()).State;
+      if (state?.OOMKilled) return { result: finish('oom', { error: 'the build ran out of memory', image, ...(log ? { log } : {}) }), plan };
+      const why = reason.lastLine() || `the build exited ${code}`;
+      return { result: finish('failed', { error: why, image, makeCommand: plan.buildCommand, ...(log ? { log } : {}) }), plan };
+    }
+    return { result: finish('built', { artifacts, image, makeCommand: plan.buildCommand, ...(log ? { log } : {}) }), plan };
+  } catch (error) {
+    if (timeout.aborted && !options.signal?.aborted) {
+      return { result: finish('timeout', { error: `the build did not finish within ${Math.round(options.timeoutMs / 1000)} s`, image }), ...(plan ? { plan } : {}) };
+    }
+    if (isKfarmError(error, 'KFARM_OUTPUT_UNSAFE')) {
+      return { result: finish('failed', { error: error.message, image }), ...(plan ? { plan } : {}) };
+    }
+    throw error;
+  } finally {
+    await container?.remove();
+  }
+}
+
+async function evaluate(
+  container: EngineContainer,
+  env: Record<string, string>,
+  options: BuildJobOptions,
+  target: Target,
+  signal: AbortSignal,
+): Promise<DkmsPlan> {
+  const stdout = new BufferCollector();
+  const stderr = new TextCollector();
+  const code = await container.exec(['bash', '-c', await scripts.eval, 'eval-conf', '/kfarm/src/dkms.conf'], {
+    env,
+    workdir: '/kfarm/src',
+    stdout,
+    stderr,
+    signal,
+  });
+  if (code === 65) throw new KfarmError('KFARM_CONFIG_INVALID', `${options.confLabel}: ${stderr.lastLine() || 'bash syntax error'}`);
+  if (code !== 0) {
+    throw new KfarmError('KFARM_CONFIG_INVALID', `${options.confLabel}: sourcing it with bash failed (exit ${code})${stderr.lastLine() ? `: ${stderr.lastLine()}` : ''}`);
+  }
+  const records = parseConfRecords(stdout.buffer());
+  return planFromConf(records, {
+    file: options.confLabel,
+    kernelver: target.kernel,
+    kernelSourceDir: env['kernel_source_dir'] ?? '',
+    buildDir: `${dkmsTree}/${env['module']}/${env['module_version']}/build`,
+    parallelJobs: options.parallelJobs,
+  });
+}
+
+/** Keeps a bounded tail of a text stream: enough for the one line that says why. */
+class TextCollector extends Writable {
+  #text = '';
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    this.#text = (this.#text + chunk.toString('utf8')).slice(-8192);
+    callback();
+  }
+  lastLine(): string {
+    return this.#text.trim().split('\n').pop()?.trim().slice(0, 500) ?? '';
+  }
+}
+
+class BufferCollector extends Writable {
+  #chunks: Buffer[] = [];
+  #size = 0;
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error) => void): void {
+    this.#size += chunk.length;
+    if (this.#size > 16 * 1024 * 1024) return callback(new Error('dkms.conf evaluation printed more than 16 MiB'));
+    this.#chunks.push(chunk);
+    callback();
+  }
+  buffer(): Buffer {
+    return Buffer.concat(this.#chunks);
+  }
+}
+

@@ -1,0 +1,28 @@
+import type { HeadersSpec } from '../images/image-store.js';
+
+export type TargetStatus = 'built' | 'failed' | 'skipped' | 'cached' | 'timeout' | 'oom';
+
+/** One kernel to build for, fully resolved by discovery. */
+export interface Target extends HeadersSpec {
+  id: string;
+  arch: string;
+  flavour: string;
+}
+
+export interface TargetResult {
+  id: string;
+  distro: string;
+  release: string;
+  kernel: string;
+  arch: string;
+  status: TargetStatus;
+  durationMs: number;
+  /** Paths relative to the output directory. */
+  artifacts: string[];
+  /** make.log, relative to the output directory, when the build got that far. */
+  log?: string;
+  error?: string;
+  /** The evaluated make command (after the leading-`make` rewrite). */
+  makeCommand?: string;
+  image?: string;
+}

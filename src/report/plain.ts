@@ -1,0 +1,32 @@
+import type { FarmEvents } from '../farm/run.js';
+import type { TargetResult } from '../farm/types.js';
+
+/** Timestamped progress lines for logs and CI (no TTY tricks). */
+export function plainProgress(write: (line: string) => void, started = Date.now()): FarmEvents {
+  const stamp = () => {
+    const s = Math.floor((Date.now() - started) / 1000);
+    return `[${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}]`;
+  };
+  return {
+    onPrepare: (ref, what) => write(`${stamp()} preparing image ${ref} (${what})`),
+    onReady: (ref, ms) => write(`${stamp()} image ${ref} ready in ${(ms / 1000).toFixed(1)} s`),
+    onTargetStart: (target) => write(`${stamp()} ${target.id}: queued`),
+    onTargetPhase: (target, phase) => {
+      if (phase === 'build') write(`${stamp()} ${target.id}: building`);
+    },
+    onTargetDone: (result) => write(`${stamp()} ${result.id}: ${describeResult(result)}`),
+  };
+}
+
+export function describeResult(result: TargetResult): string {
+  const seconds = `${(result.durationMs / 1000).toFixed(1)} s`;
+  switch (result.status) {
+    case 'built':
+    case 'cached':
+      return `${result.status} in ${seconds}`;
+    case 'skipped':
+      return `skipped: ${result.error ?? 'excluded by dkms.conf'}`;
+    default:
+      return `${result.status} after ${seconds}: ${result.error ?? ''}${result.log ? ` (log: ${result.log})` : ''}`;
+  }
+}

@@ -1,0 +1,252 @@
+import { describe, expect, it } from 'vitest';
+import { rewriteMake } from '../../src/dkms/plan.js';
+import { evaluateConf } from '../helpers/eval-conf.js';
+
+const head = 'PACKAGE_NAME="foo"\nPACKAGE_VERSION="1.2"\n';
+const KSRC = '/lib/modules/6.1.0-47-amd64/build';
+
+describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
+  const cases: {
+    name: string;
+    conf: string;
+    kernelver?: string;
+    arch?: string;
+    files?: Record<string, string>;
+    kconfig?: string;
+    module?: [string, string];
+    expect: (plan: Awaited<ReturnType<typeof evaluateConf>>) => void;
+  }[] = [
+    {
+      name: 'one record: BUILT_MODULE_NAME defaults to PACKAGE_NAME, default make command, rewrite',
+      conf: head + 'DEST_MODULE_LOCATION[0]="/updates/dkms"\n',
+      module: ['foo', '1.2'],
+      expect: (p) => {
+        expect(p.modules).toEqual([{ builtName: 'foo', builtLocation: '', destName: 'foo', destLocation: '/updates/dkms', strip: true }]);
+        expect(p.makeCommand).toBe(`make -C ${KSRC} M=/var/lib/dkms/foo/1.2/build`);
+        expect(p.buildCommand).toBe(`make -j4 KERNELRELEASE=6.1.0-47-amd64 -C ${KSRC} M=/var/lib/dkms/foo/1.2/build`);
+      },
+    },
+    {
+      name: 'PACKAGE_VERSION from $(cat VERSION), read relative to the source tree',
+      conf: 'PACKAGE_NAME=foo\nPACKAGE_VERSION="$(cat VERSION)"\nDEST_MODULE_LOCATION[0]=/extra\n',
+      files: { VERSION: '3.4.5\n' },
+      expect: (p) => expect(p.packageVersion).toBe('3.4.5'),
+    },
+    {
+      name: 'sourcing the kernel .config conditionally and using a CONFIG_ value',
+      conf:
+        head +
+        'if [ -f "$kernel_source_dir/.config" ]; then . "$kernel_source_dir/.config"; fi\n' +
+        'if [ "$CONFIG_FOO_BAR" = "y" ]; then MAKE[0]="make -C src WITH_FOO=1 KVER=$kernelver"; else MAKE[0]="make -C src"; fi\n' +
+        'DEST_MODULE_LOCATION[0]=/updates\n',
+      kconfig: 'CONFIG_FOO_BAR=y\nCONFIG_OTHER=m\n',
+      expect: (p) => expect(p.buildCommand).toBe('make -j4 KERNELRELEASE=6.1.0-47-amd64 -C src WITH_FOO=1 KVER=6.1.0-47-amd64'),
+    },
+    {
+      name: 'kernel_config points at include/config/auto.conf when present',
+      conf: head + 'MAKE[0]="make CFG=$kernel_config"\nDEST_MODULE_LOCATION[0]=/updates\n',
+      kconfig: 'CONFIG_X=y\n',
+      expect: (p) => expect(p.makeCommand).toMatch(/CFG=.*\/include\/config\/auto\.conf$/),
+    },
+    {
+      name: '`sort -V -C` version comparison on $kernelver (older kernel)',
+      conf: head + 'if { echo "$kernelver"; echo 6.5; } | sort -V -C; then MAKE[0]="make OLD=1"; else MAKE[0]="make NEW=1"; fi\nDEST_MODULE_LOCATION[0]=/extra\n',
+      kernelver: '6.1.0-47-amd64',
+      expect: (p) => expect(p.makeCommand).toBe('make OLD=1'),
+    },
+    {
+      name: '`sort -V -C` version comparison on $kernelver (newer kernel)',
+      conf: head + 'if { echo "$kernelver"; echo 6.5; } | sort -V -C; then MAKE[0]="make OLD=1"; else MAKE[0]="make NEW=1"; fi\nDEST_MODULE_LOCATION[0]=/extra\n',
+      kernelver: '6.12.94+deb13-amd64',
+      expect: (p) => expect(p.makeCommand).toBe('make NEW=1'),
+    },
+    {
+      name: 'two records: location gets a slash, DEST_MODULE_NAME renames, no default name for record 1',
+      conf:
+        head +
+        'BUILT_MODULE_NAME[0]=alpha\nBUILT_MODULE_LOCATION[0]=alpha\nDEST_MODULE_LOCATION[0]=/updates/dkms\n' +
+        'BUILT_MODULE_NAME[1]=beta\nBUILT_MODULE_LOCATION[1]=beta/\nDEST_MODULE_NAME[1]=beta_renamed\nDEST_MODULE_LOCATION[1]=/extra\n',
+      expect: (p) =>
+        expect(p.modules).toEqual([
+          { builtName: 'alpha', builtLocation: 'alpha/', destName: 'alpha', destLocation: '/updates/dkms', strip: true },
+          { builtName: 'beta', builtLocation: 'beta/', destName: 'beta_renamed', destLocation: '/extra', strip: true },
+        ]),
+    },
+    {
+      name: 'MAKE_MATCH: the last matching MAKE[i] wins',
+      conf: head + 'MAKE[0]="make A"\nMAKE[1]="make B"\nMAKE_MATCH[1]="^6\\."\nMAKE[2]="make C"\nMAKE_MATCH[2]="^6\\.1\\."\nMAKE[3]="make D"\nMAKE_MATCH[3]="^5\\."\nDEST_MODULE_LOCATION[0]=/extra\n',
+      kernelver: '6.1.0-47-amd64',
+      expect: (p) => expect(p.makeCommand).toBe('make C'),
+    },
+    {
+      name: 'MAKE_MATCH: MAKE[0] is the fallback when nothing else matches',
+      conf: head + 'MAKE[0]="make A"\nMAKE[1]="make B"\nMAKE_MATCH[1]="^6\\.12\\."\nDEST_MODULE_LOCATION[0]=/extra\n',
+      kernelver: '6.1.0-47-amd64',
+      expect: (p) => expect(p.makeCommand).toBe('make A'),
+    },
+    {
+      name: 'MAKE_MATCH[0] set: MAKE[0] applies only when it matches, else the default command',
+      conf: head + 'MAKE[0]="make A"\nMAKE_MATCH[0]="^5\\."\nDEST_MODULE_LOCATION[0]=/extra\n',
+      module: ['foo', '1.2'],
+      expect: (p) => expect(p.makeCommand).toBe(`make -C ${KSRC} M=/var/lib/dkms/foo/1.2/build`),
+    },
+    {
+      name: "a quoted 'make' is not rewritten",
+      conf: head + "MAKE[0]=\"'make' -C src\"\nDEST_MODULE_LOCATION[0]=/extra\n",
+      expect: (p) => expect(p.buildCommand).toBe("'make' -C src"),
+    },
+    {
+      name: 'a command not starting with make is left alone',
+      conf: head + 'MAKE[0]="./build.sh $kernelver"\nDEST_MODULE_LOCATION[0]=/extra\n',
+      expect: (p) => expect(p.buildCommand).toBe('./build.sh 6.1.0-47-amd64'),
+    },
+    {
+      name: 'PATCH / PATCH_MATCH: matching and unconditional patches in array order',
+      conf: head + 'PATCH[0]="a.patch"\nPATCH_MATCH[0]="^6\\.12"\nPATCH[1]="b.patch"\nPATCH[2]="c.patch"\nPATCH_MATCH[2]="^6\\.1\\."\nDEST_MODULE_LOCATION[0]=/extra\n',
+      kernelver: '6.1.0-47-amd64',
+      expect: (p) => expect(p.patches).toEqual(['b.patch', 'c.patch']),
+    },
+    {
+      name: 'STRIP: STRIP[0] is the default for the other records',
+      conf:
+        head +
+        'STRIP[0]=no\nBUILT_MODULE_NAME[0]=a\nDEST_MODULE_LOCATION[0]=/extra\nBUILT_MODULE_NAME[1]=b\nDEST_MODULE_LOCATION[1]=/extra\n' +
+        'BUILT_MODULE_NAME[2]=c\nDEST_MODULE_LOCATION[2]=/extra\nSTRIP[2]=Yes\n',
+      expect: (p) => expect(p.modules.map((m) => m.strip)).toEqual([false, false, true]),
+    },
+    {
+      name: 'PRE_BUILD / POST_BUILD / BUILD_DEPENDS are kept',
+      conf: head + 'PRE_BUILD="scripts/pre.sh $kernelver"\nPOST_BUILD=post.sh\nBUILD_DEPENDS="bar baz"\nDEST_MODULE_LOCATION[0]=/extra\n',
+      expect: (p) => {
+        expect(p.preBuild).toBe('scripts/pre.sh 6.1.0-47-amd64');
+        expect(p.postBuild).toBe('post.sh');
+        expect(p.buildDepends).toEqual(['bar', 'baz']);
+      },
+    },
+    {
+      name: 'BUILD_EXCLUSIVE_KERNEL regex excludes a non-matching kernel',
+      conf: head + 'BUILD_EXCLUSIVE_KERNEL="^6\\.12\\."\nDEST_MODULE_LOCATION[0]=/extra\n',
+      kernelver: '6.1.0-47-amd64',
+      expect: (p) => expect(p.excluded).toMatch(/BUILD_EXCLUSIVE_KERNEL/),
+    },
+    {
+      name: 'BUILD_EXCLUSIVE_KERNEL regex keeps a matching kernel',
+      conf: head + 'BUILD_EXCLUSIVE_KERNEL="^6\\.12\\."\nDEST_MODULE_LOCATION[0]=/extra\n',
+      kernelver: '6.12.94+deb13-amd64',
+      expect: (p) => expect(p.excluded).toBeUndefined(),
+    },
+    {
+      name: 'BUILD_EXCLUSIVE_KERNEL_MIN compares versions, not strings (6.12 >= 6.5)',
+      conf: head + 'BUILD_EXCLUSIVE_KERNEL_MIN="6.5"\nDEST_MODULE_LOCATION[0]=/extra\n',
+      kernelver: '6.12.94+deb13-amd64',
+      expect: (p) => expect(p.excluded).toBeUndefined(),
+    },
+    {
+      name: 'BUILD_EXCLUSIVE_KERNEL_MIN excludes an older kernel',
+      conf: head + 'BUILD_EXCLUSIVE_KERNEL_MIN="6.5"\nDEST_MODULE_LOCATION[0]=/extra\n',
+      kernelver: '6.1.0-47-amd64',
+      expect: (p) => expect(p.excluded).toMatch(/older than BUILD_EXCLUSIVE_KERNEL_MIN/),
+    },
+    {
+      name: 'BUILD_EXCLUSIVE_KERNEL_MAX excludes a newer kernel',
+      conf: head + 'BUILD_EXCLUSIVE_KERNEL_MAX="6.6"\nDEST_MODULE_LOCATION[0]=/extra\n',
+      kernelver: '6.12.94+deb13-amd64',
+      expect: (p) => expect(p.excluded).toMatch(/newer than BUILD_EXCLUSIVE_KERNEL_MAX/),
+    },
+    {
+      name: 'BUILD_EXCLUSIVE_ARCH',
+      conf: head + 'BUILD_EXCLUSIVE_ARCH="^(aarch64|arm64)$"\nDEST_MODULE_LOCATION[0]=/extra\n',
+      expect: (p) => expect(p.excluded).toMatch(/BUILD_EXCLUSIVE_ARCH/),
+    },
+    {
+      name: 'BUILD_EXCLUSIVE_CONFIG: required option missing, forbidden option present',
+      conf: head + 'BUILD_EXCLUSIVE_CONFIG="CONFIG_NEEDED !CONFIG_BANNED CONFIG_HAVE"\nDEST_MODULE_LOCATION[0]=/extra\n',
+      kconfig: 'CONFIG_BANNED=m\nCONFIG_HAVE=y\n',
+      expect: (p) => expect(p.excluded).toBe('BUILD_EXCLUSIVE_CONFIG: the kernel lacks CONFIG_NEEDED; BUILD_EXCLUSIVE_CONFIG: the kernel has CONFIG_BANNED set'),
+    },
+    {
+      name: 'BUILD_EXCLUSIVE_CONFIG satisfied',
+      conf: head + 'BUILD_EXCLUSIVE_CONFIG="CONFIG_HAVE !CONFIG_ABSENT"\nDEST_MODULE_LOCATION[0]=/extra\n',
+      kconfig: 'CONFIG_HAVE=m\n# CONFIG_ABSENT is not set\n',
+      expect: (p) => expect(p.excluded).toBeUndefined(),
+    },
+    {
+      name: 'CRLF line endings are stripped',
+      conf: 'PACKAGE_NAME="foo"\r\nPACKAGE_VERSION="1.0"\r\nBUILT_MODULE_NAME[0]="foo"\r\nDEST_MODULE_LOCATION[0]="/updates/dkms"\r\n',
+      expect: (p) => {
+        expect(p.packageVersion).toBe('1.0');
+        expect(p.modules[0]?.destLocation).toBe('/updates/dkms');
+      },
+    },
+    {
+      name: '$module and $module_version are visible on the build pass',
+      conf: head + 'MAKE[0]="make -C $kernel_source_dir M=$dkms_tree/$module/$module_version/build"\nDEST_MODULE_LOCATION[0]=/extra\n',
+      module: ['foo', '1.2'],
+      expect: (p) => expect(p.makeCommand).toMatch(/^make -C \S+\/lib\/modules\/6\.1\.0-47-amd64\/build M=\/var\/lib\/dkms\/foo\/1\.2\/build$/),
+    },
+    {
+      name: 'output of the dkms.conf itself does not corrupt the evaluation',
+      conf: 'echo "hello from dkms.conf"\nprintf "\\0V\\0x\\0"\n' + head + 'DEST_MODULE_LOCATION[0]=/extra\n',
+      expect: (p) => expect(p.packageName).toBe('foo'),
+    },
+    {
+      name: 'clang-built kernels get CC=clang like DKMS does',
+      conf: head + 'DEST_MODULE_LOCATION[0]=/extra\n',
+      kconfig: 'CONFIG_CC_IS_CLANG=y\nCONFIG_LD_IS_LLD=y\n',
+      module: ['foo', '1.2'],
+      expect: (p) => expect(p.makeCommand).toMatch(/ CC=clang LD=ld\.lld$/),
+    },
+  ];
+
+  for (const c of cases) {
+    it(c.name, async () => {
+      const plan = await evaluateConf({
+        conf: c.conf,
+        ...(c.kernelver ? { kernelver: c.kernelver } : {}),
+        ...(c.arch ? { arch: c.arch } : {}),
+        ...(c.files ? { files: c.files } : {}),
+        ...(c.kconfig !== undefined ? { kconfig: c.kconfig } : {}),
+        ...(c.module ? { module: c.module[0], moduleVersion: c.module[1] } : {}),
+      });
+      c.expect(plan);
+    });
+  }
+});
+
+describe('bad dkms.conf: one line naming the file and the problem', () => {
+  const bad: [string, string, RegExp][] = [
+    ['no PACKAGE_NAME', 'PACKAGE_VERSION=1\nDEST_MODULE_LOCATION[0]=/extra\n', /^dkms\.conf: no 'PACKAGE_NAME' directive$/],
+    ['no PACKAGE_VERSION', 'PACKAGE_NAME=x\nDEST_MODULE_LOCATION[0]=/extra\n', /^dkms\.conf: no 'PACKAGE_VERSION' directive$/],
+    ['no DEST_MODULE_LOCATION', 'PACKAGE_NAME=x\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME[0]=x\n', /^dkms\.conf: no 'DEST_MODULE_LOCATION' directive/],
+    ['DEST_MODULE_LOCATION missing for one record', head + 'BUILT_MODULE_NAME[0]=a\nDEST_MODULE_LOCATION[0]=/extra\nBUILT_MODULE_NAME[1]=b\n', /record #1/],
+    ['bad location prefix', head + 'DEST_MODULE_LOCATION[0]=/opt/foo\n', /DEST_MODULE_LOCATION\[0\]' \("\/opt\/foo"\) does not begin with '\/kernel', '\/updates' or '\/extra'/],
+    ['BUILT_MODULE_NAME ending in .ko', head + 'BUILT_MODULE_NAME[0]=foo.ko\nDEST_MODULE_LOCATION[0]=/extra\n', /'BUILT_MODULE_NAME\[0\]' \("foo\.ko"\) ends in '\.o' or '\.ko'/],
+    ['DEST_MODULE_NAME ending in .o', head + 'DEST_MODULE_NAME[0]=foo.o\nDEST_MODULE_LOCATION[0]=/extra\n', /'DEST_MODULE_NAME\[0\]'/],
+    ['two records without BUILT_MODULE_NAME', head + 'DEST_MODULE_LOCATION[0]=/extra\nDEST_MODULE_LOCATION[1]=/extra\n', /no 'BUILT_MODULE_NAME' directive for record #0/],
+    ['a PATCH name with ..', head + 'PATCH[0]=../../etc/x\nDEST_MODULE_LOCATION[0]=/extra\n', /'PATCH' entry "..\/..\/etc\/x" contains '..'/],
+    ['BUILT_MODULE_LOCATION escaping the build dir', head + 'BUILT_MODULE_LOCATION[0]=../x\nDEST_MODULE_LOCATION[0]=/extra\n', /must stay inside the build directory/],
+  ];
+  for (const [name, conf, message] of bad) {
+    it(name, async () => {
+      const error = await evaluateConf({ conf }).then(() => undefined, (e: Error & { code?: string; exitCode?: number }) => e);
+      expect(error?.message).toMatch(message);
+      expect(error?.message).not.toContain('\n');
+      expect(error?.code).toBe('KFARM_CONFIG_INVALID');
+      expect(error?.exitCode).toBe(2);
+    });
+  }
+
+  it('a bash syntax error exits 65 with the line number', async () => {
+    await expect(evaluateConf({ conf: 'PACKAGE_NAME=x\nif [ 1 ]; then\nPACKAGE_VERSION=1\n' })).rejects.toThrow(/eval-conf exited 65: .*line \d+: syntax error/);
+  });
+});
+
+describe('rewriteMake', () => {
+  it('rewrites only a literal leading "make", as bash ${var/#make/...} does', () => {
+    const ctx = { parallelJobs: 2, kernelver: '6.1.0-1-amd64' };
+    expect(rewriteMake('make -C x', ctx)).toBe('make -j2 KERNELRELEASE=6.1.0-1-amd64 -C x');
+    expect(rewriteMake('makefoo', ctx)).toBe('make -j2 KERNELRELEASE=6.1.0-1-amd64foo');
+    expect(rewriteMake(' make', ctx)).toBe(' make');
+    expect(rewriteMake('/usr/bin/make', ctx)).toBe('/usr/bin/make');
+  });
+});
