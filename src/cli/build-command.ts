@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { ExitCode } from '../errors.js';
 import { runFarm } from '../farm/run.js';
@@ -6,7 +7,7 @@ import { releaseSources, resolveTargets } from '../plan/resolve.js';
 import { describeResult, plainProgress } from '../report/plain.js';
 import { collect, positiveInt } from './options.js';
 
-export const defaultMatrix = new URL('../../matrix/debian-supported.yaml', import.meta.url);
+export const defaultMatrix = fileURLToPath(new URL('../../matrix/debian-supported.yaml', import.meta.url));
 
 export function buildCommand(signal: AbortSignal, setExit: (code: number) => void): Command {
   return new Command('build')
@@ -20,7 +21,7 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
     .option('--refresh', 'refetch package indexes instead of using the cached ones')
     .option('--json', 'print report.json to stdout instead of a summary')
     .action(async (src: string, opts: BuildOpts) => {
-      const matrix = opts.matrix ?? (opts.target.length === 0 ? defaultMatrix.pathname : undefined);
+      const matrix = opts.matrix ?? (opts.target.length === 0 ? defaultMatrix : undefined);
       const targets = await resolveTargets({
         ids: opts.target,
         ...(matrix ? { matrix } : {}),

@@ -38,8 +38,11 @@ export async function main(argv: string[]): Promise<number> {
   const setExit = (code: number) => {
     exitCode = code;
   };
-  program.addCommand(buildCommand(controller.signal, setExit));
-  program.addCommand(targetsCommand(controller.signal, setExit));
+  for (const command of [buildCommand(controller.signal, setExit), targetsCommand(controller.signal, setExit)]) {
+    // addCommand does not pass these settings down, and a subcommand that exits by itself would bypass
+    // the exit-code contract (commander's own exit code for a bad flag is 1, ours is 2).
+    program.addCommand(command.exitOverride().showHelpAfterError('(run with --help for usage)').configureOutput({ writeErr: (text) => process.stderr.write(text) }));
+  }
 
   try {
     await program.parseAsync(argv);

@@ -62,11 +62,17 @@ export class Engine {
     await followEngineProgress(this.docker, stream);
   }
 
+  /**
+   * `docker commit` with labels. dockerode sends commit options as query parameters, so labels go in as
+   * Dockerfile `LABEL` changes; the preparing container's own session labels are blanked so the image does
+   * not pass them on to every container later created from it.
+   */
   async commit(container: EngineContainer, ref: string, labels: Record<string, string>): Promise<string> {
     const [repo, tag] = splitRef(ref);
-    const result = (await container.handle.commit({ repo, tag, changes: [], config: { Labels: labels, Cmd: ['/bin/bash'] } } as never)) as unknown as {
-      Id: string;
-    };
+    const blank = Object.fromEntries(Object.keys(this.session.labels).concat(Label.target).map((k) => [k, '']));
+    const changes = Object.entries({ ...blank, ...labels }).map(([k, v]) => `LABEL ${k}=${JSON.stringify(v)}`);
+    changes.push('CMD ["/bin/bash"]');
+    const result = (await container.handle.commit({ repo, tag, changes } as never)) as unknown as { Id: string };
     return result.Id;
   }
 

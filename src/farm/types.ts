@@ -1,14 +1,9 @@
-import type { HeadersSpec } from '../images/image-store.js';
+import type { KernelTarget } from '../plan/targets.js';
 
 export type TargetStatus = 'built' | 'failed' | 'skipped' | 'cached' | 'timeout' | 'oom';
 
 /** One kernel to build for, fully resolved by discovery. */
-export interface Target extends HeadersSpec {
-  id: string;
-  arch: string;
-  flavour: string;
-}
-
+export type Target = KernelTarget;
 export interface TargetResult {
   id: string;
   distro: string;

@@ -1,0 +1,125 @@
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
+import { execa } from 'execa';
+import { KfarmError, errorText } from '../errors.js';
+import { fetchError, fetchOk } from './debian-http.js';
+import { kernelsFromPackages, parsePackages, type SuiteIndex } from './debian-packages.js';
+import { fetchRelease, releaseEntry } from './debian-release-file.js';
+import type { DebianSuite } from './debian-releases.js';
+
+const INDEX_PATH = 'main/binary-amd64/Packages.xz';
+const SYMPTOMS = new Set(['EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_DESTROYED']);
+
+export interface FetchIndexOptions {
+  /** false skips the InRelease signature check (recorded unsigned test archives); hashes are still checked. */
+  verifySignature?: boolean;
+  signal?: AbortSignal;
+}
+
+/** The URL a suite's index is fetched from; also its cache key. */
+export function suiteUrl(suite: DebianSuite): string {
+  return `${suite.archiveUrl}/dists/${suite.name}`;
+}
+
+/**
+ * Downloads and parses one suite's amd64 Packages index. The compressed bytes are hashed and piped through
+ * `xz -dc` as they arrive and the text is parsed as it comes out, so memory stays flat; the hash and size are then
+ * checked against InRelease. Every failure (HTTP, network, xz, hash, an unexpectedly empty index) throws an error
+ * naming the URL: a partial kernel list must never pass for the whole one.
+ */
+export async function fetchSuiteIndex(suite: DebianSuite, options: FetchIndexOptions = {}): Promise<SuiteIndex> {
+  const base = suiteUrl(suite);
+  const url = `${base}/${INDEX_PATH}`;
+  const fail = (problem: string, cause?: unknown): KfarmError =>
+    new KfarmError('KFARM_INDEX_UNAVAILABLE', `cannot fetch ${url}: ${problem}`, cause ? { cause } : {});
+
+  // Both downloads run at once; the first failure is reported and cancels the other.
+  const abort = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, abort.signal]) : abort.signal;
+  let first: { error: unknown } | undefined;
+  const guard = <T>(promise: Promise<T>): Promise<T> =>
+    promise.catch((error: unknown) => {
+      first ??= { error };
+      abort.abort();
+      throw error;
+    });
+  const [download, release] = await Promise.allSettled([
+    guard(downloadIndex(url, suite.name, signal, fail)),
+    guard(fetchRelease(`${base}/InRelease`, { verifySignature: options.verifySignature, signal })),
+  ]);
+  if (first) throw first.error;
+  const { index, received } = (download as PromiseFulfilledResult<Awaited<ReturnType<typeof downloadIndex>>>).value;
+  const expected = releaseEntry((release as PromiseFulfilledResult<string>).value, INDEX_PATH);
+  if (!expected) throw fail(`${base}/InRelease does not list ${INDEX_PATH}`);
+  if (received.size !== expected.size || received.sha256 !== expected.sha256) {
+    throw fail(
+      `does not match ${base}/InRelease (got ${received.size} bytes, sha256 ${received.sha256}; ` +
+        `expected ${expected.size} bytes, sha256 ${expected.sha256})`,
+    );
+  }
+  if (index.packages === 0 && !suite.mayBeEmpty) throw fail('the index lists no packages');
+  return index;
+}
+
+async function downloadIndex(
+  url: string,
+  suite: string,
+  signal: AbortSignal,
+  fail: (problem: string, cause?: unknown) => KfarmError,
+): Promise<{ index: SuiteIndex; received: { sha256: string; size: number } }> {
+  const response = await fetchOk(url, signal);
+  const hash = createHash('sha256');
+  let size = 0;
+  const xz = execa('xz', ['-dc'], { buffer: { stdout: false }, cancelSignal: signal });
+  xz.stdout.setEncoding('utf8');
+
+  // One failure brings others down after it: a cut download truncates xz's input, truncated input cuts the text
+  // short mid-stanza, killing xz breaks the pipe. Report the most upstream failure, which is the cause.
+  const failures: { download?: KfarmError; xz?: KfarmError; parse?: KfarmError } = {};
+  let killed = false;
+  const stop = (): void => {
+    killed = true;
+    xz.kill();
+  };
+  const download = pipeline(
+    Readable.fromWeb(response.body as NodeReadableStream<Uint8Array>),
+    async function* (chunks: AsyncIterable<Buffer>) {
+      for await (const chunk of chunks) {
+        hash.update(chunk);
+        size += chunk.length;
+        yield chunk;
+      }
+    },
+    xz.stdin,
+  ).catch((error: unknown) => {
+    // A write into an xz that has exited is a symptom; xz's exit status (or whoever killed it) has the cause.
+    if (!SYMPTOMS.has(String((error as { code?: unknown }).code))) failures.download = fetchError(url, error, signal);
+    stop();
+  });
+  const parse = kernelsFromPackages(parsePackages(xz.stdout), suite).catch((error: unknown) => {
+    failures.parse = fail(`malformed index: ${errorText(error)}`, error);
+    stop();
+    return undefined;
+  });
+  const decompress = xz.catch((error: unknown) => {
+    // Killed, or its output abandoned, after another failure: not news. Its own failures (bad data, not installed) are.
+    const { isTerminated, exitCode, code } = error as { isTerminated?: unknown; exitCode?: unknown; code?: unknown };
+    if (killed && (isTerminated === true || exitCode === 0 || code === 'ABORT_ERR')) return;
+    failures.xz = fail(`xz -dc failed: ${xzReason(error)}`, error);
+  });
+  const [, index] = await Promise.all([download, parse, decompress]);
+  if (signal.aborted) throw fetchError(url, signal.reason, signal);
+  const failure = failures.download ?? failures.xz ?? failures.parse;
+  if (failure) throw failure;
+  if (!index) throw fail('no index parsed');
+  return { index, received: { sha256: hash.digest('hex'), size } };
+}
+
+function xzReason(error: unknown): string {
+  const { code, stderr, shortMessage } = error as { code?: unknown; stderr?: unknown; shortMessage?: unknown };
+  if (code === 'ENOENT') return 'xz is not installed (install xz-utils)';
+  if (typeof stderr === 'string' && stderr.trim()) return stderr.trim();
+  return typeof shortMessage === 'string' ? shortMessage : errorText(error);
+}

@@ -1,0 +1,75 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import type { SuiteIndex } from './debian-packages.js';
+
+/** Bumped when SuiteIndex changes shape, so old cache files are refetched rather than misread. */
+const FORMAT = 1;
+
+export const DEFAULT_INDEX_TTL_MS = 60 * 60 * 1000;
+
+/** `<cacheDir>/index`, with cacheDir from the option, else `KFARM_CACHE_DIR`, else `${XDG_CACHE_HOME:-~/.cache}/kfarm`. */
+export function indexCacheDir(cacheDir?: string): string {
+  const root =
+    cacheDir ??
+    nonEmpty(process.env['KFARM_CACHE_DIR']) ??
+    join(nonEmpty(process.env['XDG_CACHE_HOME']) ?? join(homedir(), '.cache'), 'kfarm');
+  return join(root, 'index');
+}
+
+/** The suite's index if it was cached less than `ttlMs` ago; anything unreadable counts as a miss. */
+export async function readCachedIndex(dir: string, url: string, ttlMs: number): Promise<SuiteIndex | undefined> {
+  let entry: unknown;
+  try {
+    entry = JSON.parse(await readFile(cacheFile(dir, url), 'utf8'));
+  } catch {
+    return undefined;
+  }
+  if (!isEntry(entry) || entry.url !== url) return undefined;
+  const age = Date.now() - entry.fetchedAt;
+  return age >= 0 && age < ttlMs ? entry.index : undefined;
+}
+
+/** Written to a temporary name and renamed: concurrent kfarm runs never read a half-written file. */
+export async function writeCachedIndex(dir: string, url: string, index: SuiteIndex): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const file = cacheFile(dir, url);
+  const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const entry: CacheEntry = { format: FORMAT, url, fetchedAt: Date.now(), index };
+  try {
+    await writeFile(temp, JSON.stringify(entry));
+    await rename(temp, file);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+}
+
+interface CacheEntry {
+  format: number;
+  url: string;
+  fetchedAt: number;
+  index: SuiteIndex;
+}
+
+function isEntry(value: unknown): value is CacheEntry {
+  const entry = value as Partial<CacheEntry> | null;
+  return (
+    typeof entry === 'object' &&
+    entry !== null &&
+    entry.format === FORMAT &&
+    typeof entry.url === 'string' &&
+    typeof entry.fetchedAt === 'number' &&
+    Array.isArray(entry.index?.kernels) &&
+    Array.isArray(entry.index?.defaults)
+  );
+}
+
+function cacheFile(dir: string, url: string): string {
+  return join(dir, `${url.replace(/[^A-Za-z0-9._-]+/g, '_')}.json`);
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === '' ? undefined : value;
+}

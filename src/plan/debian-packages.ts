@@ -1,0 +1,206 @@
+import { compareDebianVersions } from './debian-version.js';
+
+/** The fields of a Packages stanza that kernel discovery needs; the rest are dropped while parsing. */
+export interface PackageStanza {
+  package: string;
+  version: string;
+  source?: string;
+  depends?: string;
+  filename?: string;
+  sha256?: string;
+  size?: number;
+}
+
+type KeptField = keyof PackageStanza;
+const KEPT = new Set<string>(['package', 'version', 'source', 'depends', 'filename', 'sha256', 'size']);
+
+/**
+ * Streams the stanzas of a deb822 Packages file. `text` is either the whole file or its text in chunks of any
+ * size (e.g. a decompressor's stdout): lines may straddle chunks. Only the current stanza is held in memory,
+ * so a 50 MB index costs no more than a small one.
+ */
+export async function* parsePackages(text: AsyncIterable<string> | string): AsyncGenerator<PackageStanza> {
+  const parser = new StanzaParser();
+  if (typeof text === 'string') {
+    yield* parser.push(text);
+  } else {
+    for await (const chunk of text) yield* parser.push(chunk);
+  }
+  yield* parser.end();
+}
+
+class StanzaParser {
+  private partial = '';
+  private fields = new Map<KeptField, string>();
+  private current: KeptField | undefined;
+  private seenField = false;
+
+  push(chunk: string): PackageStanza[] {
+    const lines = (this.partial + chunk).split('\n');
+    this.partial = lines.pop() ?? '';
+    const done: PackageStanza[] = [];
+    for (const line of lines) {
+      const stanza = this.line(line);
+      if (stanza) done.push(stanza);
+    }
+    return done;
+  }
+
+  end(): PackageStanza[] {
+    const done = this.push('\n');
+    const last = this.finish();
+    if (last) done.push(last);
+    return done;
+  }
+
+  private line(line: string): PackageStanza | undefined {
+    if (line.trim() === '') return this.finish();
+    this.seenField = true;
+    if (line.startsWith(' ') || line.startsWith('\t')) {
+      // A folded field: only the kept ones matter, and for those (Depends) a fold is just whitespace.
+      if (this.current) this.fields.set(this.current, `${this.fields.get(this.current) ?? ''} ${line.trim()}`);
+      return undefined;
+    }
+    const colon = line.indexOf(':');
+    if (colon <= 0) throw new Error(`malformed Packages line: ${JSON.stringify(line.slice(0, 80))}`);
+    const name = line.slice(0, colon).toLowerCase();
+    this.current = KEPT.has(name) ? (name as KeptField) : undefined;
+    if (this.current) this.fields.set(this.current, line.slice(colon + 1).trim());
+    return undefined;
+  }
+
+  private finish(): PackageStanza | undefined {
+    const fields = this.fields;
+    const seen = this.seenField;
+    this.fields = new Map();
+    this.current = undefined;
+    this.seenField = false;
+    if (!seen) return undefined;
+    const name = fields.get('package');
+    if (!name) throw new Error('Packages stanza without a Package field');
+    const version = fields.get('version');
+    if (!version) throw new Error(`Packages stanza for ${name} has no Version`);
+    const stanza: PackageStanza = { package: name, version };
+    for (const key of ['source', 'depends', 'filename', 'sha256'] as const) {
+      const value = fields.get(key);
+      if (value !== undefined) stanza[key] = value;
+    }
+    const size = fields.get('size');
+    if (size !== undefined) {
+      if (!/^\d+$/.test(size)) throw new Error(`Packages stanza for ${name} has a malformed Size: ${size}`);
+      stanza.size = Number(size);
+    }
+    return stanza;
+  }
+}
+
+export const FLAVOURS = ['amd64', 'cloud-amd64', 'rt-amd64'] as const;
+export type Flavour = (typeof FLAVOURS)[number];
+
+/** One `linux-headers-<kver>` binary package of one suite. */
+export interface SuiteKernel {
+  kernel: string;
+  flavour: Flavour;
+  headersPackage: string;
+  headersVersion: string;
+  /** The `linux-headers-*-common[-rt]` package the headers depend on. */
+  commonPackage: string;
+  /** e.g. `gcc-12`, when the headers name the compiler the kernel was built with. */
+  compiler?: string;
+  suite: string;
+  /** Source package name, without version: `linux`, `linux-6.1`. */
+  source: string;
+}
+
+/** What the `linux-headers-<flavour>` metapackage of a suite points at: the kernel `apt install` would pick. */
+export interface SuiteDefault {
+  flavour: Flavour;
+  metapackage: string;
+  version: string;
+  kernel: string;
+}
+
+export interface SuiteIndex {
+  suite: string;
+  /** Stanzas in the index, kernel or not: zero means an empty (or broken) index. */
+  packages: number;
+  kernels: SuiteKernel[];
+  defaults: SuiteDefault[];
+}
+
+const HEADERS = 'linux-headers-';
+
+/** Longest suffix first: `6.1.0-47-cloud-amd64` also ends in `-amd64`. */
+const BY_SUFFIX_LENGTH = [...FLAVOURS].sort((a, b) => b.length - a.length);
+
+export function flavourOf(kernel: string): Flavour | undefined {
+  return BY_SUFFIX_LENGTH.find((flavour) => kernel.endsWith(`-${flavour}`));
+}
+
+/** Picks the kernel headers and their metapackages out of a suite's stanzas. */
+export async function kernelsFromPackages(
+  stanzas: AsyncIterable<PackageStanza> | Iterable<PackageStanza>,
+  suite: string,
+): Promise<SuiteIndex> {
+  const kernels = new Map<string, SuiteKernel>();
+  const defaults = new Map<Flavour, SuiteDefault>();
+  let packages = 0;
+  for await (const stanza of stanzas) {
+    packages++;
+    if (!stanza.package.startsWith(HEADERS)) continue;
+    const rest = stanza.package.slice(HEADERS.length);
+    const deps = dependencyNames(stanza.depends ?? '');
+    const meta = FLAVOURS.find((flavour) => flavour === rest);
+    if (meta) {
+      const kernel = deps.map(kernelOfHeaders).find((k) => k !== undefined && flavourOf(k) === meta);
+      if (!kernel) throw new Error(`${stanza.package} ${stanza.version} depends on no ${meta} kernel headers`);
+      const entry = { flavour: meta, metapackage: stanza.package, version: stanza.version, kernel };
+      keepNewest(defaults, meta, entry, (d) => d.version);
+      continue;
+    }
+    const flavour = flavourOf(rest);
+    if (!flavour || !/^\d/.test(rest)) continue;
+    // Versioned metapackages (`linux-headers-6.12-amd64`) point at real headers instead of shipping any.
+    if (deps.some((dep) => kernelOfHeaders(dep) !== undefined)) continue;
+    const commonPackage = deps.find((dep) => dep.startsWith(HEADERS) && /-common(-rt)?$/.test(dep));
+    if (!commonPackage) throw new Error(`${stanza.package} ${stanza.version} depends on no linux-headers-*-common package`);
+    const compiler = deps.map(compilerOf).find((c) => c !== undefined);
+    const kernel: SuiteKernel = {
+      kernel: rest,
+      flavour,
+      headersPackage: stanza.package,
+      headersVersion: stanza.version,
+      commonPackage,
+      ...(compiler ? { compiler } : {}),
+      suite,
+      source: (stanza.source ?? stanza.package).replace(/\s*\(.*$/, ''),
+    };
+    keepNewest(kernels, rest, kernel, (k) => k.headersVersion);
+  }
+  return { suite, packages, kernels: [...kernels.values()], defaults: [...defaults.values()] };
+}
+
+function keepNewest<K, V>(map: Map<K, V>, key: K, value: V, version: (v: V) => string): void {
+  const old = map.get(key);
+  if (!old || compareDebianVersions(version(value), version(old)) > 0) map.set(key, value);
+}
+
+/** Package names of a Depends field, alternatives included, without version constraints or arch qualifiers. */
+function dependencyNames(depends: string): string[] {
+  return depends
+    .split(/[,|]/)
+    .map((clause) => /^\s*([a-z0-9][a-z0-9+.-]*)/.exec(clause)?.[1])
+    .filter((name): name is string => name !== undefined);
+}
+
+/** `linux-headers-6.1.0-47-amd64` → `6.1.0-47-amd64`; anything else → undefined. */
+function kernelOfHeaders(name: string): string | undefined {
+  if (!name.startsWith(HEADERS)) return undefined;
+  const kernel = name.slice(HEADERS.length);
+  return /^\d/.test(kernel) && flavourOf(kernel) ? kernel : undefined;
+}
+
+/** bookworm: `linux-compiler-gcc-12-x86`; trixie: `gcc-14`; sid: `gcc-16-for-host`. */
+function compilerOf(name: string): string | undefined {
+  return /^linux-compiler-(gcc-\d+)-/.exec(name)?.[1] ?? /^(gcc-\d+)(-for-host)?$/.exec(name)?.[1];
+}

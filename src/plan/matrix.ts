@@ -1,0 +1,118 @@
+import { readFile } from 'node:fs/promises';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type YAMLMap } from 'yaml';
+import { KfarmError } from '../errors.js';
+import { displayPath } from '../dkms/preflight.js';
+
+export type KernelSelector = { kind: 'latest'; count: number } | { kind: 'all' } | { kind: 'list'; kernels: { name: string; line: number }[] };
+
+export interface MatrixRelease {
+  release: string;
+  kernels: KernelSelector;
+  flavours: string[];
+  backports: boolean;
+  line: number;
+}
+
+export interface Matrix {
+  file: string;
+  distro: 'debian';
+  releases: MatrixRelease[];
+}
+
+const FLAVOURS = ['amd64', 'cloud-amd64', 'rt-amd64'];
+
+/**
+ * Loads a matrix file. Every mistake is one line naming file:line and what was expected; unknown keys are
+ * errors (a typo must not silently widen or narrow the matrix).
+ */
+export async function loadMatrix(path: string): Promise<Matrix> {
+  const file = displayPath(path);
+  const text = await readFile(path, 'utf8').catch((cause: NodeJS.ErrnoException) => {
+    throw new KfarmError('KFARM_CONFIG_INVALID', `${file}: ${cause.code === 'ENOENT' ? 'no such file' : cause.message}`, { cause });
+  });
+  return parseMatrix(text, file);
+}
+
+export function parseMatrix(text: string, file: string): Matrix {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false });
+  const lineOf = (node: Node | null | undefined) => (node?.range ? lineCounter.linePos(node.range[0]).line : 1);
+  const fail = (node: Node | null | undefined, message: string): never => {
+    throw new KfarmError('KFARM_CONFIG_INVALID', `${file}:${lineOf(node)}: ${message}`);
+  };
+  const firstError = doc.errors[0];
+  if (firstError) {
+    const line = firstError.linePos?.[0].line ?? 1;
+    throw new KfarmError('KFARM_CONFIG_INVALID', `${file}:${line}: invalid YAML: ${firstError.message.split('\n')[0]}`);
+  }
+  const root = doc.contents as Node | null;
+  if (!isMap(root)) return fail(root, 'expected a mapping with "distro" and "releases"');
+  checkKeys(root, ['distro', 'releases'], fail);
+  const distro = root.get('distro', true);
+  if (!isScalar(distro) || distro.value !== 'debian') return fail(distro ?? root, 'distro: expected "debian" (the only distribution kfarm knows so far)');
+  const releases = root.get('releases', true);
+  if (!isMap(releases) || releases.items.length === 0) return fail(releases ?? root, 'releases: expected a mapping of release name to kernel selection');
+
+  const out: MatrixRelease[] = [];
+  for (const pair of releases.items) {
+    const key = pair.key as Node;
+    const release = isScalar(key) ? String(key.value) : fail(key, 'expected a release name');
+    const value = pair.value as Node | null;
+    const spec: MatrixRelease = { release, kernels: { kind: 'latest', count: 1 }, flavours: ['amd64'], backports: false, line: lineOf(key) };
+    if (value !== null && !isMap(value)) fail(value, `${release}: expected a mapping (kernels, flavours, backports)`);
+    if (isMap(value)) {
+      checkKeys(value, ['kernels', 'flavours', 'backports'], fail);
+      const kernels = value.get('kernels', true) as Node | undefined;
+      if (kernels) spec.kernels = parseSelector(kernels, release, fail, lineOf);
+      const flavours = value.get('flavours', true) as Node | undefined;
+      if (flavours) {
+        const list = isSeq(flavours) ? flavours.items : [flavours];
+        spec.flavours = list.map((item) => {
+          const name = isScalar(item) ? String(item.value) : '';
+          if (!FLAVOURS.includes(name)) fail(item as Node, `${release}: unknown flavour ${JSON.stringify(name)}: expected ${FLAVOURS.join(', ')}`);
+          return name;
+        });
+      }
+      const backports = value.get('backports', true) as Node | undefined;
+      if (backports) {
+        if (!isScalar(backports) || typeof backports.value !== 'boolean') fail(backports, `${release}: backports: expected true or false`);
+        spec.backports = (backports as { value: boolean }).value;
+      }
+    }
+    out.push(spec);
+  }
+  return { file, distro: 'debian', releases: out };
+}
+
+function parseSelector(
+  node: Node,
+  release: string,
+  fail: (node: Node | null | undefined, message: string) => never,
+  lineOf: (node: Node | null | undefined) => number,
+): KernelSelector {
+  if (isSeq(node)) {
+    return {
+      kind: 'list',
+      kernels: node.items.map((item) => {
+        if (!isScalar(item) || typeof item.value !== 'string' || !/^\d[\w.+~-]*$/.test(item.value)) {
+          return fail(item as Node, `${release}: kernels: expected kernel release names like 6.1.0-47-amd64`);
+        }
+        return { name: item.value, line: lineOf(item) };
+      }),
+    };
+  }
+  const value = isScalar(node) ? String(node.value) : '';
+  if (value === 'all') return { kind: 'all' };
+  if (value === 'latest') return { kind: 'latest', count: 1 };
+  const latest = /^latest:(\d+)$/.exec(value);
+  if (latest && Number(latest[1]) > 0) return { kind: 'latest', count: Number(latest[1]) };
+  return fail(node, `${release}: kernels: expected latest, latest:N, all or a list of kernel releases, got ${JSON.stringify(value)}`);
+}
+
+function checkKeys(map: YAMLMap, allowed: string[], fail: (node: Node | null | undefined, message: string) => never): void {
+  for (const pair of map.items) {
+    const key = pair.key as Node;
+    const name = isScalar(key) ? String(key.value) : '';
+    if (!allowed.includes(name)) fail(key, `unknown key ${JSON.stringify(name)}: expected ${allowed.join(', ')}`);
+  }
+}

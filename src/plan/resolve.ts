@@ -1,0 +1,115 @@
+import { KfarmError, isKfarmError } from '../errors.js';
+import type { SuiteSource } from '../images/image-store.js';
+import { discoverReleaseIndex, type ReleaseIndex } from './debian-index.js';
+import { debianSuites } from './debian-releases.js';
+import { compareDebianVersions } from './debian-version.js';
+import { loadMatrix, type MatrixRelease } from './matrix.js';
+import { parseTargetId, type KernelTarget } from './targets.js';
+
+export interface ResolveOptions {
+  /** `--target` ids, in the order given. */
+  ids?: string[];
+  matrix?: string;
+  refresh?: boolean;
+  signal?: AbortSignal;
+}
+
+/**
+ * Turns `--target` ids and a matrix file into concrete kernels, each checked against the archive's indexes.
+ * Unknown kernels are usage errors that say how to list valid ones; duplicates collapse to the first.
+ */
+export async function resolveTargets(options: ResolveOptions): Promise<KernelTarget[]> {
+  const indexes = new Map<string, Promise<ReleaseIndex>>();
+  const index = (release: string) => {
+    let promise = indexes.get(release);
+    if (!promise) {
+      promise = discoverReleaseIndex(release, {
+        ...(options.refresh ? { refresh: true } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+      indexes.set(release, promise);
+    }
+    return promise;
+  };
+  const chosen: KernelTarget[] = [];
+
+  for (const id of options.ids ?? []) {
+    const wanted = parseTargetId(id);
+    if (wanted.distro !== 'debian') {
+      throw new KfarmError('KFARM_TARGET_UNKNOWN', `--target ${JSON.stringify(id)}: unknown distribution "${wanted.distro}" (kfarm knows debian)`);
+    }
+    const kernels = (await index(wanted.release)).kernels;
+    const found = kernels.find((k) => k.kernel === wanted.kernel);
+    if (!found) {
+      const suites = debianSuites(wanted.release).map((s) => s.name).join(', ');
+      throw new KfarmError(
+        'KFARM_TARGET_UNKNOWN',
+        `unknown target ${id}: no linux-headers-${wanted.kernel} in ${suites}; run \`kfarm targets --release ${wanted.release}\` to list valid ones`,
+      );
+    }
+    chosen.push(found);
+  }
+
+  if (options.matrix) {
+    const matrix = await loadMatrix(options.matrix);
+    for (const spec of matrix.releases) {
+      const release = await index(spec.release).catch((error: unknown) => {
+        if (isKfarmError(error, 'KFARM_TARGET_UNKNOWN')) {
+          throw new KfarmError('KFARM_CONFIG_INVALID', `${matrix.file}:${spec.line}: ${error.message}`, { cause: error });
+        }
+        throw error;
+      });
+      chosen.push(...selectKernels(release, spec, matrix.file));
+    }
+  }
+
+  const seen = new Set<string>();
+  return chosen.filter((t) => !seen.has(t.id) && seen.add(t.id));
+}
+
+/**
+ * Applies one release's selector. `latest` is the kernel the flavour's metapackage installs; `latest:N` adds
+ * the next older kernels of that same series (6.1 for bookworm, not the 6.12 backport line that also
+ * reaches bookworm-security), newest first.
+ */
+export function selectKernels(index: ReleaseIndex, spec: MatrixRelease, file: string): KernelTarget[] {
+  const pool = index.kernels.filter((k) => spec.flavours.includes(k.flavour) && (spec.backports || !k.backports));
+  const selector = spec.kernels;
+  if (selector.kind === 'all') return pool;
+  if (selector.kind === 'list') {
+    return selector.kernels.map(({ name, line }) => {
+      const found = index.kernels.find((k) => k.kernel === name);
+      if (!found) {
+        throw new KfarmError('KFARM_CONFIG_INVALID', `${file}:${line}: ${spec.release}: unknown kernel ${name}; run \`kfarm targets --release ${spec.release}\` to list valid ones`);
+      }
+      return found;
+    });
+  }
+  const picked: KernelTarget[] = [];
+  for (const flavour of spec.flavours) {
+    const candidates = pool.filter((k) => k.flavour === flavour);
+    const preferred = index.defaults[flavour as keyof ReleaseIndex['defaults']];
+    const series = preferred ? seriesOf(preferred) : undefined;
+    const ranked = candidates
+      .filter((k) => series === undefined || seriesOf(k.kernel) === series)
+      .sort((a, b) => compareDebianVersions(b.headersVersion, a.headersVersion) || b.kernel.localeCompare(a.kernel));
+    if (preferred) {
+      const head = ranked.find((k) => k.kernel === preferred);
+      if (head) ranked.splice(ranked.indexOf(head), 1), ranked.unshift(head);
+    }
+    if (ranked.length === 0) {
+      throw new KfarmError('KFARM_CONFIG_INVALID', `${file}:${spec.line}: ${spec.release}: no ${flavour} kernel in the archive`);
+    }
+    picked.push(...ranked.slice(0, selector.count));
+  }
+  return picked;
+}
+
+function seriesOf(kernel: string): string {
+  return /^(\d+\.\d+)/.exec(kernel)?.[1] ?? kernel;
+}
+
+/** Where a release's packages come from: the base image's sources.list. */
+export function releaseSources(release: string): SuiteSource[] {
+  return debianSuites(release).map((s) => ({ suite: s.name, archive: s.archiveUrl, backports: s.backports }));
+}
