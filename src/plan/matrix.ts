@@ -57,7 +57,9 @@ export function parseMatrix(text: string, file: string): Matrix {
   for (const pair of releases.items) {
     const key = pair.key as Node;
     const release = isScalar(key) ? String(key.value) : fail(key, 'expected a release name');
-    const value = pair.value as Node | null;
+    const raw = pair.value as Node | null;
+    // `trixie:` with nothing after it means "the defaults".
+    const value = isScalar(raw) && raw.value === null ? null : raw;
     const spec: MatrixRelease = { release, kernels: { kind: 'latest', count: 1 }, flavours: ['amd64'], backports: false, line: lineOf(key) };
     if (value !== null && !isMap(value)) fail(value, `${release}: expected a mapping (kernels, flavours, backports)`);
     if (isMap(value)) {

@@ -1,0 +1,10 @@
+export { runFarm, type FarmEvents, type FarmOptions, type FarmRun } from './farm/run.js';
+export type { Target, TargetResult, TargetStatus } from './farm/types.js';
+export { resolveTargets, releaseSources, selectKernels, type ResolveOptions } from './plan/resolve.js';
+export { discoverKernels, discoverReleaseIndex, type ReleaseIndex } from './plan/debian-index.js';
+export { loadMatrix, parseMatrix, type Matrix, type MatrixRelease } from './plan/matrix.js';
+export { parseTargetId, formatTargetId, type KernelTarget } from './plan/targets.js';
+export { parseModinfo, readModinfo, vermagicRelease } from './dkms/modinfo.js';
+export type { DkmsPlan, ModuleRecord } from './dkms/plan.js';
+export type { FarmReport } from './report/json.js';
+export { ExitCode, KfarmError, isKfarmError, type KfarmErrorCode } from './errors.js';

@@ -1,0 +1,56 @@
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { Engine } from '../../src/engine/engine.js';
+import { newSession } from '../../src/engine/labels.js';
+import { headersRef, ImageStore } from '../../src/images/image-store.js';
+import { discoverReleaseIndex } from '../../src/plan/debian-index.js';
+import { releaseSources } from '../../src/plan/resolve.js';
+import { kfarmContainers, repoRoot, requireEngine, tempOut } from '../helpers/engine.js';
+
+describe('builder images', () => {
+  it('a headers image asked for twice at once is prepared once, labelled with what it holds, then reused', async () => {
+    const docker = await requireEngine();
+    // An older bookworm kernel than the default, so this test owns its image.
+    const index = await discoverReleaseIndex('bookworm', { flavours: ['amd64'], includeBackports: false });
+    const target = index.kernels.filter((k) => k.kernel !== index.defaults.amd64 && k.kernel.startsWith('6.1.0-')).at(-1);
+    expect(target).toBeDefined();
+    if (!target) return;
+    const ref = headersRef('bookworm', target.kernel);
+    await docker.getImage(ref).remove({ force: true }).catch(() => undefined);
+
+    const prepared: string[] = [];
+    const engine = await Engine.connect(newSession('images-test'));
+    const logDir = await tempOut();
+    const first = new ImageStore(engine, { logDir, sources: releaseSources, events: { onPrepare: (r) => prepared.push(r) } });
+    const [a, b] = await Promise.all([first.headers(target), first.headers(target)]);
+    expect(a).toBe(ref);
+    expect(b).toBe(ref);
+    expect(prepared.filter((r) => r === ref)).toHaveLength(1);
+
+    const labels = (await docker.getImage(ref).inspect()).Config.Labels;
+    expect(labels).toMatchObject({
+      'kfarm.role': 'headers',
+      'kfarm.release': 'bookworm',
+      'kfarm.kernel': target.kernel,
+      'kfarm.headers.package': target.headersPackage,
+      'kfarm.headers.version': target.headersVersion,
+      'kfarm.session': '',
+    });
+    expect(labels['kfarm.recipe']).toMatch(/^[0-9a-f]{16}$/);
+
+    prepared.length = 0;
+    const second = new ImageStore(engine, { logDir, sources: releaseSources, events: { onPrepare: (r) => prepared.push(r) } });
+    expect(await second.headers(target)).toBe(ref);
+    expect(prepared).toEqual([]);
+    expect(await kfarmContainers(docker)).toEqual([]);
+    await docker.getImage(ref).remove({ force: true });
+  });
+
+  it('the host set-up script is idempotent: a second run installs and starts nothing', async () => {
+    const run = await execa('bash', [join(repoRoot, 'scripts/setup-host.sh')], { reject: false });
+    expect(run.exitCode, run.stderr).toBe(0);
+    expect(run.stdout).not.toMatch(/installing|starting dockerd/);
+    expect(run.stdout).toMatch(/setup-host: ready \(engine /);
+  });
+});
