@@ -3,9 +3,10 @@ import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { ExitCode } from '../errors.js';
 import { runFarm } from '../farm/run.js';
-import { releaseSources, resolveTargets } from '../plan/resolve.js';
+import { badStatuses } from '../farm/types.js';
+import { releaseSources, resolvePlan } from '../plan/resolve.js';
 import { describeResult, plainProgress } from '../report/plain.js';
-import { collect, positiveInt } from './options.js';
+import { byteSize, collect, positiveInt } from './options.js';
 
 export const defaultMatrix = fileURLToPath(new URL('../../matrix/debian-supported.yaml', import.meta.url));
 
@@ -18,11 +19,13 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
     .option('-o, --out <dir>', 'output directory', 'out')
     .option('-j, --jobs <n>', 'builds at a time (default: CPU count)', positiveInt('--jobs'))
     .option('--timeout <seconds>', 'per-target build timeout', positiveInt('--timeout'), 1800)
+    .option('--memory <size>', 'memory limit of each build container, e.g. 2g', byteSize('--memory'))
+    .option('--fail-fast', 'stop scheduling builds after the first failure')
     .option('--refresh', 'refetch package indexes instead of using the cached ones')
     .option('--json', 'print report.json to stdout instead of a summary')
     .action(async (src: string, opts: BuildOpts) => {
       const matrix = opts.matrix ?? (opts.target.length === 0 ? defaultMatrix : undefined);
-      const targets = await resolveTargets({
+      const { targets, knownFailing } = await resolvePlan({
         ids: opts.target,
         ...(matrix ? { matrix } : {}),
         ...(opts.refresh ? { refresh: true } : {}),
@@ -36,6 +39,9 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
         sources: releaseSources,
         ...(opts.jobs ? { jobs: opts.jobs } : {}),
         timeoutMs: opts.timeout * 1000,
+        knownFailing,
+        ...(opts.memory ? { memoryBytes: opts.memory } : {}),
+        ...(opts.failFast ? { failFast: true } : {}),
         signal,
         events: plainProgress(log),
       });
@@ -50,7 +56,7 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
         lines.push(`report: ${reportPath}`);
         process.stdout.write(`${lines.join('\n')}\n`);
       }
-      const bad = report.targets.some((t) => t.status === 'failed' || t.status === 'timeout' || t.status === 'oom');
+      const bad = report.targets.some((t) => badStatuses.includes(t.status));
       setExit(bad ? ExitCode.targetFailed : ExitCode.ok);
     });
 }
@@ -61,6 +67,8 @@ interface BuildOpts {
   out: string;
   jobs?: number;
   timeout: number;
+  memory?: number;
+  failFast?: boolean;
   refresh?: boolean;
   json?: boolean;
 }

@@ -14,3 +14,16 @@ export function positiveInt(name: string) {
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }
+
+/** `512m`, `4g`, `2048k`, or plain bytes. */
+export function byteSize(name: string) {
+  return (value: string): number => {
+    const match = /^(\d+)([kmg]?)i?b?$/i.exec(value.trim());
+    const units: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+    const bytes = match ? Number(match[1]) * (units[match[2]?.toLowerCase() ?? ''] ?? 1) : NaN;
+    if (!Number.isSafeInteger(bytes) || bytes < 64 * 1024 ** 2) {
+      throw new InvalidArgumentError(`${name} must be a size of at least 64m, like 512m or 4g, got ${JSON.stringify(value)}`);
+    }
+    return bytes;
+  };
+}

@@ -55,6 +55,21 @@ export class EngineContainer {
     return info.ExitCode ?? -1;
   }
 
+  /**
+   * How many processes the kernel OOM-killed in this container. The engine's State.OOMKilled only covers
+   * the main process, and builds run through exec; the container's own memory cgroup counts them all
+   * (cgroup v2: memory.events, v1: memory.oom_control).
+   */
+  async oomKills(): Promise<number> {
+    const collected: Buffer[] = [];
+    const sink = new PassThrough();
+    sink.on('data', (chunk: Buffer) => collected.push(chunk));
+    await this.exec(['sh', '-c', 'cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null'], { stdout: sink });
+    const match = /^oom_kill (\d+)$/m.exec(Buffer.concat(collected).toString());
+    const state = (await this.inspect()).State;
+    return Math.max(Number(match?.[1] ?? 0), state?.OOMKilled ? 1 : 0);
+  }
+
   async putArchive(tar: Readable | Buffer, path: string, signal?: AbortSignal): Promise<void> {
     await this.handle.putArchive(tar, { path, abortSignal: signal });
   }

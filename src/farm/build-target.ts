@@ -9,14 +9,14 @@ import { KfarmError, isKfarmError } from '../errors.js';
 import { parseConfRecords } from '../dkms/conf-records.js';
 import { planFromConf, type DkmsPlan } from '../dkms/plan.js';
 import { planScript } from '../dkms/plan-script.js';
-import type { ImageStore } from '../images/image-store.js';
 import { imagesDir } from '../images/recipe.js';
 import { collectOutput } from './collect.js';
 import type { Target, TargetResult } from './types.js';
 
 export interface BuildJobOptions {
   engine: Engine;
-  images: ImageStore;
+  /** The target's builder image, already prepared. */
+  image: string;
   source: string;
   /** dkms.conf as the user names it, for error messages. */
   confLabel: string;
@@ -27,8 +27,10 @@ export interface BuildJobOptions {
   limits: { memoryBytes: number; pids: number; cpus: number };
   sourceDateEpoch?: number;
   signal?: AbortSignal;
-  onPhase?: (phase: string) => void;
+  onPhase?: (phase: Phase) => void;
 }
+
+export type Phase = 'start' | 'copyIn' | 'evaluate' | 'build' | 'copyOut';
 
 export interface BuildJobOutcome {
   result: TargetResult;
@@ -45,7 +47,7 @@ const scripts = {
 };
 
 /**
- * One target's whole lifecycle: image, container, source in, dkms.conf evaluated, build, output out,
+ * One target's whole lifecycle once its image is ready: container, source in, dkms.conf evaluated, build, output out,
  * container removed. A failed compile is a result; a broken dkms.conf is thrown (it is the user's input,
  * not this kernel's problem); so is interruption.
  */
@@ -61,16 +63,23 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
     arch: target.arch,
     artifacts: [],
   };
-  const finish = (status: TargetResult['status'], extra: Partial<TargetResult> = {}): TargetResult => ({
-    ...base,
-    status,
-    durationMs: Date.now() - started,
-    ...extra,
-  });
+  const finish = (status: TargetResult['status'], extra: Partial<TargetResult> = {}): TargetResult => {
+    enter(undefined);
+    return { ...base, status, durationMs: Date.now() - started, phases, ...extra };
+  };
 
-  options.onPhase?.('image');
-  const image = await options.images.headers(target, options.signal);
-  options.onPhase?.('start');
+  const image = options.image;
+  const phases: Partial<Record<Phase, number>> = {};
+  let phase: Phase | undefined;
+  let phaseStarted = Date.now();
+  const enter = (next: Phase | undefined) => {
+    const now = Date.now();
+    if (phase) phases[phase] = (phases[phase] ?? 0) + now - phaseStarted;
+    phase = next;
+    phaseStarted = now;
+    if (next) options.onPhase?.(next);
+  };
+  enter('start');
   let container: EngineContainer | undefined;
   let plan: DkmsPlan | undefined;
   try {
@@ -85,11 +94,11 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
       },
       signal,
     );
-    options.onPhase?.('copyIn');
+    enter('copyIn');
     const tarball = createTar({ cwd: options.source, portable: true, prefix: 'kfarm/src' }, ['.']) as unknown as Readable;
     await container.putArchive(tarball, '/', signal);
 
-    options.onPhase?.('evaluate');
+    enter('evaluate');
     const env = {
       kernelver: target.kernel,
       arch: target.arch,
@@ -106,7 +115,7 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
     plan = await evaluate(container, { ...env, module, module_version: version }, options, target, signal);
     if (plan.excluded) return { result: finish('skipped', { error: plan.excluded, image }), plan };
 
-    options.onPhase?.('build');
+    enter('build');
     const reason = new TextCollector();
     const code = await container.exec(['bash', '-c', await scripts.build, 'kfarm-build'], {
       env: {
@@ -118,20 +127,22 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
       signal,
     });
 
-    options.onPhase?.('copyOut');
+    enter('copyOut');
     const collected = await collectOutput((await container.getArchive('/kfarm/out', signal)) as never, options.stageDir);
     const log = collected.log ? 'log/make.log' : undefined;
     const artifacts = collected.modules.sort().map((name) => `module/${name}`);
     if (code !== 0) {
-      const state = (await container.inspect()).State;
-      if (state?.OOMKilled) return { result: finish('oom', { error: 'the build ran out of memory', image, ...(log ? { log } : {}) }), plan };
+      if ((await container.oomKills()) > 0) return { result: finish('oom', { error: `the build ran out of memory (limit ${Math.round(options.limits.memoryBytes / 1024 ** 2)} MiB; raise it with --memory)`, image, ...(log ? { log } : {}) }), plan };
       const why = reason.lastLine() || `the build exited ${code}`;
       return { result: finish('failed', { error: why, image, makeCommand: plan.buildCommand, ...(log ? { log } : {}) }), plan };
     }
     return { result: finish('built', { artifacts, image, makeCommand: plan.buildCommand, ...(log ? { log } : {}) }), plan };
   } catch (error) {
     if (timeout.aborted && !options.signal?.aborted) {
-      return { result: finish('timeout', { error: `the build did not finish within ${Math.round(options.timeoutMs / 1000)} s`, image }), ...(plan ? { plan } : {}) };
+      // Keep what make wrote so far: the reason a build hangs is usually in its last lines.
+      const partial = container && plan ? await collectQuietly(container, options.stageDir) : undefined;
+      const error = `the build did not finish within ${Math.round(options.timeoutMs / 1000)} s`;
+      return { result: finish('timeout', { error, image, ...(partial?.log ? { log: 'log/make.log' } : {}) }), ...(plan ? { plan } : {}) };
     }
     if (isKfarmError(error, 'KFARM_OUTPUT_UNSAFE')) {
       return { result: finish('failed', { error: error.message, image }), ...(plan ? { plan } : {}) };
@@ -139,6 +150,15 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
     throw error;
   } finally {
     await container?.remove();
+  }
+}
+
+async function collectQuietly(container: EngineContainer, stageDir: string) {
+  const signal = AbortSignal.timeout(10_000);
+  try {
+    return await collectOutput((await container.getArchive('/kfarm/out', signal)) as never, stageDir);
+  } catch {
+    return undefined;
   }
 }
 

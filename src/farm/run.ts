@@ -9,12 +9,13 @@ import { KfarmError, errorText, isKfarmError } from '../errors.js';
 import { preflightSource } from '../dkms/preflight.js';
 import { ImageStore, type ImageEvents, type SuiteSource } from '../images/image-store.js';
 import { countStatuses, REPORT_SCHEMA_VERSION, writeJsonReport, type FarmReport } from '../report/json.js';
-import { buildTarget, type BuildJobOutcome } from './build-target.js';
-import type { Target, TargetResult } from './types.js';
+import { buildTarget, type BuildJobOutcome, type Phase } from './build-target.js';
+import { applyKnownFailing, type KnownFailing } from './known-failing.js';
+import { badStatuses, type Target, type TargetResult } from './types.js';
 
 export interface FarmEvents extends ImageEvents {
   onTargetStart?: (target: Target) => void;
-  onTargetPhase?: (target: Target, phase: string) => void;
+  onTargetPhase?: (target: Target, phase: 'image' | Phase) => void;
   onTargetDone?: (result: TargetResult) => void;
 }
 
@@ -24,9 +25,16 @@ export interface FarmOptions {
   targets: Target[];
   /** Where each release's packages come from (base image sources.list). */
   sources: (release: string) => SuiteSource[];
+  /** Builds at a time (default: CPU count). */
   jobs?: number;
+  /** Image preparations at a time (network and dpkg bound; default 3). */
+  imageJobs?: number;
   timeoutMs?: number;
+  /** Memory limit of each build container (default 4 GiB); exceeding it is status `oom`. */
   memoryBytes?: number;
+  knownFailing?: readonly KnownFailing[];
+  /** Stop scheduling builds after the first failure. */
+  failFast?: boolean;
   sourceDateEpoch?: number;
   signal?: AbortSignal;
   events?: FarmEvents;
@@ -43,6 +51,9 @@ export interface FarmRun {
  * Builds the source for every target and writes the DKMS tree and report.json under `out`. Resolves with
  * per-target results: a kernel that fails is a result, not an error. Throws KfarmError for bad input
  * (nothing is written then), an unreachable engine, or interruption (after writing a partial report).
+ *
+ * Two queues: image preparation (de-duplicated by the ImageStore) and builds. A target enters the build
+ * queue as soon as its own image is ready, so builds of ready kernels overlap with preparing the others.
  */
 export async function runFarm(options: FarmOptions): Promise<FarmRun> {
   const started = Date.now();
@@ -59,8 +70,8 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
   const staging = join(out, `.kfarm-tmp-${session.id}`);
   await mkdir(staging, { recursive: true });
 
-  const concurrency = Math.max(1, Math.min(options.jobs ?? cpus().length, options.targets.length));
   const cores = cpus().length;
+  const concurrency = Math.max(1, Math.min(options.jobs ?? cores, options.targets.length));
   const parallelJobs = Math.max(1, Math.ceil(cores / concurrency));
   const images = new ImageStore(engine, {
     logDir: join(staging, 'images'),
@@ -69,20 +80,44 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
   });
   const controller = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
-  const queue = new PQueue({ concurrency });
+  const imageQueue = new PQueue({ concurrency: options.imageJobs ?? 3 });
+  const buildQueue = new PQueue({ concurrency });
   const outcomes: (BuildJobOutcome | undefined)[] = new Array(options.targets.length);
+  const known = options.knownFailing ?? [];
   let fatal: unknown;
+  let stopScheduling = false;
 
-  const jobs = options.targets.map((target, index) =>
-    queue.add(async () => {
+  const record = (index: number, outcome: BuildJobOutcome) => {
+    outcome.result = applyKnownFailing(outcome.result, known);
+    outcomes[index] = outcome;
+    options.events?.onTargetDone?.(outcome.result);
+    if (options.failFast && badStatuses.includes(outcome.result.status)) {
+      stopScheduling = true;
+      buildQueue.clear();
+    }
+  };
+
+  const runTarget = async (target: Target, index: number): Promise<void> => {
+    options.events?.onTargetStart?.(target);
+    const imageStarted = Date.now();
+    let image: string;
+    try {
+      options.events?.onTargetPhase?.(target, 'image');
+      image = await imageQueue.add(() => images.headers(target, signal), { signal });
+    } catch (error) {
       if (signal.aborted) return;
-      options.events?.onTargetStart?.(target);
+      return record(index, { result: failedResult(target, errorText(error), Date.now() - imageStarted) });
+    }
+    const imageMs = Date.now() - imageStarted;
+    if (stopScheduling) return;
+    await buildQueue.add(async () => {
+      if (signal.aborted || stopScheduling) return;
       const stageDir = join(staging, String(index));
       await mkdir(stageDir);
       try {
-        outcomes[index] = await buildTarget(target, {
+        const outcome = await buildTarget(target, {
           engine,
-          images,
+          image,
           source,
           confLabel,
           stageDir,
@@ -93,6 +128,9 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
           signal,
           onPhase: (phase) => options.events?.onTargetPhase?.(target, phase),
         });
+        outcome.result.phases = { image: imageMs, ...outcome.result.phases };
+        outcome.result.durationMs += imageMs;
+        record(index, outcome);
       } catch (error) {
         if (signal.aborted) return;
         // A broken dkms.conf or a lost engine concerns every target: stop all. Anything else is this kernel's.
@@ -101,15 +139,15 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
           controller.abort(error);
           return;
         }
-        outcomes[index] = { result: failedResult(target, errorText(error)) };
+        record(index, { result: failedResult(target, errorText(error), imageMs) });
       }
-      const result = outcomes[index]?.result;
-      if (result) options.events?.onTargetDone?.(result);
-    }),
-  );
+    }, { signal }).catch((error: unknown) => {
+      if (!signal.aborted) throw error;
+    });
+  };
 
   try {
-    await Promise.all(jobs);
+    await Promise.all(options.targets.map((target, index) => runTarget(target, index)));
   } finally {
     await engine.removeSessionContainers().catch(() => undefined);
   }
@@ -121,10 +159,14 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
   }
 
   const results: TargetResult[] = [];
+  const notRun: string[] = [];
   let module = '';
   let version = '';
   for (const [index, outcome] of outcomes.entries()) {
-    if (!outcome) continue;
+    if (!outcome) {
+      notRun.push(options.targets[index]?.id ?? '');
+      continue;
+    }
     const { result, plan } = outcome;
     if (plan) {
       module ||= plan.packageName;
@@ -149,6 +191,7 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
     partial: interrupted,
     counts: countStatuses(results),
     targets: results,
+    ...(notRun.length > 0 ? { notRun } : {}),
   };
   const reportPath = await writeJsonReport(out, report);
   await rm(staging, { recursive: true, force: true });
@@ -165,7 +208,7 @@ async function placeTree(stageDir: string, dest: string): Promise<void> {
   if (hadOld) await rm(old, { recursive: true, force: true });
 }
 
-function failedResult(target: Target, error: string): TargetResult {
+function failedResult(target: Target, error: string, durationMs: number): TargetResult {
   return {
     id: target.id,
     distro: target.distro,
@@ -173,7 +216,7 @@ function failedResult(target: Target, error: string): TargetResult {
     kernel: target.kernel,
     arch: target.arch,
     status: 'failed',
-    durationMs: 0,
+    durationMs,
     artifacts: [],
     error,
   };

@@ -1,23 +1,54 @@
 import type { KernelTarget } from '../plan/targets.js';
 
-export type TargetStatus = 'built' | 'failed' | 'skipped' | 'cached' | 'timeout' | 'oom';
+export type TargetStatus = 'built' | 'failed' | 'expected-failure' | 'skipped' | 'cached' | 'timeout' | 'oom';
+
+/** Statuses that make `kfarm build` exit 1. */
+export const badStatuses: readonly TargetStatus[] = ['failed', 'timeout', 'oom'];
 
 /** One kernel to build for, fully resolved by discovery. */
 export type Target = KernelTarget;
+
+/** The first compiler diagnostic of a failed build, mapped back to the user's source tree when possible. */
+export interface FirstError {
+  /** Path relative to the module source tree (or as printed, when it is outside it, e.g. a kernel header). */
+  file?: string;
+  line?: number;
+  column?: number;
+  /** The diagnostic text without the location, e.g. `'foo' undeclared (first use in this function)`. */
+  message: string;
+}
+
+export interface VerifyResult {
+  status: 'loaded' | 'load-failed' | 'boot-failed' | 'timeout';
+  /** Kernel console log, relative to the output directory. */
+  log?: string;
+  /** The kernel's own words on failure, e.g. `kf_x: Unknown symbol foo (err -2)`. */
+  reason?: string;
+  durationMs: number;
+}
+
 export interface TargetResult {
   id: string;
   distro: string;
   release: string;
   kernel: string;
   arch: string;
+  flavour?: string;
   status: TargetStatus;
   durationMs: number;
   /** Paths relative to the output directory. */
   artifacts: string[];
   /** make.log, relative to the output directory, when the build got that far. */
   log?: string;
+  /** One line: why the target did not build (or which BUILD_EXCLUSIVE rule skipped it). */
   error?: string;
+  firstError?: FirstError;
+  /** For `expected-failure`: the matrix's known-failing reason. */
+  expected?: string;
   /** The evaluated make command (after the leading-`make` rewrite). */
   makeCommand?: string;
   image?: string;
+  /** Where the time went, in ms: image preparation (0 when reused), container start, copy in, dkms.conf evaluation, build, copy out. */
+  phases?: Partial<Record<'image' | 'start' | 'copyIn' | 'evaluate' | 'build' | 'copyOut', number>>;
+  verify?: VerifyResult;
 }

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type YAMLMap } from 'yaml';
 import { KfarmError } from '../errors.js';
 import { displayPath } from '../dkms/preflight.js';
+import type { KnownFailing } from '../farm/known-failing.js';
 
 export type KernelSelector = { kind: 'latest'; count: number } | { kind: 'all' } | { kind: 'list'; kernels: { name: string; line: number }[] };
 
@@ -17,6 +18,7 @@ export interface Matrix {
   file: string;
   distro: 'debian';
   releases: MatrixRelease[];
+  knownFailing: KnownFailing[];
 }
 
 const FLAVOURS = ['amd64', 'cloud-amd64', 'rt-amd64'];
@@ -47,7 +49,7 @@ export function parseMatrix(text: string, file: string): Matrix {
   }
   const root = doc.contents as Node | null;
   if (!isMap(root)) return fail(root, 'expected a mapping with "distro" and "releases"');
-  checkKeys(root, ['distro', 'releases'], fail);
+  checkKeys(root, ['distro', 'releases', 'known-failing'], fail);
   const distro = root.get('distro', true);
   if (!isScalar(distro) || distro.value !== 'debian') return fail(distro ?? root, 'distro: expected "debian" (the only distribution kfarm knows so far)');
   const releases = root.get('releases', true);
@@ -83,7 +85,26 @@ export function parseMatrix(text: string, file: string): Matrix {
     }
     out.push(spec);
   }
-  return { file, distro: 'debian', releases: out };
+  return { file, distro: 'debian', releases: out, knownFailing: parseKnownFailing(root.get('known-failing', true) as Node | undefined, fail) };
+}
+
+function parseKnownFailing(node: Node | undefined, fail: (node: Node | null | undefined, message: string) => never): KnownFailing[] {
+  if (node === undefined || (isScalar(node) && node.value === null)) return [];
+  if (!isSeq(node)) return fail(node, 'known-failing: expected a list of {kernel, reason}');
+  return node.items.map((item) => {
+    const entry = item as Node;
+    if (!isMap(entry)) return fail(entry, 'known-failing: expected {kernel: <glob>, reason: <text>}');
+    checkKeys(entry, ['kernel', 'reason'], fail);
+    const kernel = entry.get('kernel', true) as Node | undefined;
+    const reason = entry.get('reason', true) as Node | undefined;
+    if (!isScalar(kernel) || typeof kernel.value !== 'string' || kernel.value === '') {
+      return fail(kernel ?? entry, 'known-failing: kernel: expected a kernel release glob like "6.12.*" or a target id glob');
+    }
+    if (!isScalar(reason) || typeof reason.value !== 'string' || reason.value.trim() === '') {
+      return fail(reason ?? entry, 'known-failing: reason: expected why this kernel is expected to fail');
+    }
+    return { pattern: kernel.value, reason: reason.value.trim() };
+  });
 }
 
 function parseSelector(

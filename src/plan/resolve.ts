@@ -1,4 +1,5 @@
 import { KfarmError, isKfarmError } from '../errors.js';
+import type { KnownFailing } from '../farm/known-failing.js';
 import type { SuiteSource } from '../images/image-store.js';
 import { discoverReleaseIndex, type ReleaseIndex } from './debian-index.js';
 import { debianSuites } from './debian-releases.js';
@@ -19,6 +20,12 @@ export interface ResolveOptions {
  * Unknown kernels are usage errors that say how to list valid ones; duplicates collapse to the first.
  */
 export async function resolveTargets(options: ResolveOptions): Promise<KernelTarget[]> {
+  return (await resolvePlan(options)).targets;
+}
+
+/** resolveTargets plus the matrix's known-failing entries. */
+export async function resolvePlan(options: ResolveOptions): Promise<{ targets: KernelTarget[]; knownFailing: KnownFailing[] }> {
+  const knownFailing: KnownFailing[] = [];
   const indexes = new Map<string, Promise<ReleaseIndex>>();
   const index = (release: string) => {
     let promise = indexes.get(release);
@@ -52,6 +59,7 @@ export async function resolveTargets(options: ResolveOptions): Promise<KernelTar
 
   if (options.matrix) {
     const matrix = await loadMatrix(options.matrix);
+    knownFailing.push(...matrix.knownFailing);
     for (const spec of matrix.releases) {
       const release = await index(spec.release).catch((error: unknown) => {
         if (isKfarmError(error, 'KFARM_TARGET_UNKNOWN')) {
@@ -64,7 +72,7 @@ export async function resolveTargets(options: ResolveOptions): Promise<KernelTar
   }
 
   const seen = new Set<string>();
-  return chosen.filter((t) => !seen.has(t.id) && seen.add(t.id));
+  return { targets: chosen.filter((t) => !seen.has(t.id) && seen.add(t.id)), knownFailing };
 }
 
 /**

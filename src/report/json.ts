@@ -14,10 +14,12 @@ export interface FarmReport {
   partial: boolean;
   counts: Record<TargetResult['status'], number>;
   targets: TargetResult[];
+  /** Targets never built because the run stopped early (`--fail-fast`, interruption). */
+  notRun?: string[];
 }
 
 export function countStatuses(targets: TargetResult[]): FarmReport['counts'] {
-  const counts: FarmReport['counts'] = { built: 0, failed: 0, skipped: 0, cached: 0, timeout: 0, oom: 0 };
+  const counts: FarmReport['counts'] = { built: 0, failed: 0, 'expected-failure': 0, skipped: 0, cached: 0, timeout: 0, oom: 0 };
   for (const target of targets) counts[target.status]++;
   return counts;
 }
