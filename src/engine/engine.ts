@@ -110,20 +110,18 @@ export class Engine {
 
   /**
    * Removes containers left by kfarm runs that are gone (killed with SIGKILL, machine rebooted): those of
-   * this host whose pid no longer runs, and those of this session. Other live runs are left alone.
+   * this host whose pid no longer runs. Live runs, this one included, are left alone.
    */
   async sweep(): Promise<number> {
     const list = await this.docker.listContainers({ all: true, filters: { label: [Label.session] } });
     let removed = 0;
     for (const info of list) {
       const labels = info.Labels ?? {};
-      const sameHost = labels[Label.host] === this.session.labels[Label.host];
+      if (labels[Label.host] !== this.session.labels[Label.host] || labels[Label.session] === this.session.id) continue;
       const pid = Number(labels[Label.pid]);
-      const alive = sameHost && labels[Label.session] !== this.session.id && Number.isInteger(pid) && pidAlive(pid);
-      if (sameHost && !alive) {
-        await new EngineContainer(this.docker, this.docker.getContainer(info.Id)).remove();
-        removed++;
-      }
+      if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) continue;
+      await new EngineContainer(this.docker, this.docker.getContainer(info.Id)).remove();
+      removed++;
     }
     return removed;
   }

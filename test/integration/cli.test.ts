@@ -85,8 +85,8 @@ describe('kfarm CLI end to end', () => {
     expect(run.stderr.trim()).toMatch(/^kfarm: cannot reach the container engine at unix:\/\/\/tmp\/kfarm-no-such-engine\.sock .*setup-host\.sh/);
   });
 
-  it('Ctrl-C mid-build removes the containers, writes a partial report and exits 130', async () => {
-    const out = await tempOut();
+  /** Starts a build of the slow fixture and resolves once its container is building. */
+  async function startSlowBuild(out: string) {
     const child = execa('node', [cli, 'build', fixture('slow'), '--target', bookworm, '--out', out], { reject: false, env: { CI: 'true' } });
     let stderr = '';
     await new Promise<void>((resolve, reject) => {
@@ -99,6 +99,24 @@ describe('kfarm CLI end to end', () => {
         }
       });
     });
+    // Wrapped: a subprocess is thenable, and returning it bare from an async function would await it.
+    return { child };
+  }
+
+  it('a run killed with SIGKILL leaves a container that the next run sweeps', async () => {
+    const { child } = await startSlowBuild(await tempOut());
+    child.kill('SIGKILL');
+    await child;
+    const left = await kfarmContainers(docker);
+    expect(left).toHaveLength(1);
+    const next = await kfarm(['build', 'examples/hello', '--target', bookworm, '--out', await tempOut()]);
+    expect(next.exitCode).toBe(0);
+    expect(await kfarmContainers(docker)).toEqual([]);
+  });
+
+  it('Ctrl-C mid-build removes the containers, writes a partial report and exits 130', async () => {
+    const out = await tempOut();
+    const { child } = await startSlowBuild(out);
     // The build container exists now; give PRE_BUILD a moment to be inside its sleep.
     expect((await kfarmContainers(docker)).length).toBeGreaterThan(0);
     await new Promise((r) => setTimeout(r, 1000));
