@@ -6,6 +6,7 @@ import { runFarm } from '../farm/run.js';
 import { badStatuses } from '../farm/types.js';
 import { releaseSources, resolvePlan } from '../plan/resolve.js';
 import { describeResult, plainProgress } from '../report/plain.js';
+import { cacheRoot } from '../util/cache-dir.js';
 import { byteSize, collect, positiveInt } from './options.js';
 
 export const defaultMatrix = fileURLToPath(new URL('../../matrix/debian-supported.yaml', import.meta.url));
@@ -21,6 +22,8 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
     .option('--timeout <seconds>', 'per-target build timeout', positiveInt('--timeout'), 1800)
     .option('--memory <size>', 'memory limit of each build container, e.g. 2g', byteSize('--memory'))
     .option('--fail-fast', 'stop scheduling builds after the first failure')
+    .option('--no-cache', 'build every target even when an identical build is cached')
+    .option('--cache-dir <dir>', 'cache directory (default: $KFARM_CACHE_DIR or ~/.cache/kfarm)')
     .option('--refresh', 'refetch package indexes instead of using the cached ones')
     .option('--json', 'print report.json to stdout instead of a summary')
     .action(async (src: string, opts: BuildOpts) => {
@@ -42,6 +45,7 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
         knownFailing,
         ...(opts.memory ? { memoryBytes: opts.memory } : {}),
         ...(opts.failFast ? { failFast: true } : {}),
+        cache: opts.cache ? { dir: cacheRoot(opts.cacheDir) } : false,
         signal,
         events: plainProgress(log),
       });
@@ -69,6 +73,8 @@ interface BuildOpts {
   timeout: number;
   memory?: number;
   failFast?: boolean;
+  cache: boolean;
+  cacheDir?: string;
   refresh?: boolean;
   json?: boolean;
 }

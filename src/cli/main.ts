@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { ExitCode, KfarmError, errorText } from '../errors.js';
 import { buildCommand } from './build-command.js';
+import { cacheCommand } from './cache-command.js';
 import { targetsCommand } from './targets-command.js';
 
 export const exitCodesHelp = `
@@ -38,7 +39,7 @@ export async function main(argv: string[]): Promise<number> {
   const setExit = (code: number) => {
     exitCode = code;
   };
-  for (const command of [buildCommand(controller.signal, setExit), targetsCommand(controller.signal, setExit)]) {
+  for (const command of [buildCommand(controller.signal, setExit), targetsCommand(controller.signal, setExit), cacheCommand()]) {
     // addCommand does not pass these settings down, and a subcommand that exits by itself would bypass
     // the exit-code contract (commander's own exit code for a bad flag is 1, ours is 2).
     program.addCommand(command.exitOverride().showHelpAfterError('(run with --help for usage)').configureOutput({ writeErr: (text) => process.stderr.write(text) }));

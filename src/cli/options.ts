@@ -27,3 +27,13 @@ export function byteSize(name: string) {
     return bytes;
   };
 }
+
+/** `30m`, `12h`, `7d`, `2w` → milliseconds. */
+export function duration(name: string) {
+  return (value: string): number => {
+    const match = /^(\d+)([smhdw])$/.exec(value.trim());
+    const unit: Record<string, number> = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 7 * 86400e3 };
+    if (!match?.[1] || !match[2]) throw new InvalidArgumentError(`${name} must be a duration like 30m, 12h, 7d or 2w, got ${JSON.stringify(value)}`);
+    return Number(match[1]) * (unit[match[2]] ?? 0);
+  };
+}

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
@@ -35,7 +36,7 @@ export type Phase = 'start' | 'copyIn' | 'evaluate' | 'build' | 'copyOut';
 export interface BuildJobOutcome {
   result: TargetResult;
   /** Present when the build got far enough to name its package: where the stage goes in the DKMS tree. */
-  plan?: DkmsPlan;
+  plan?: Pick<DkmsPlan, 'packageName' | 'packageVersion'>;
 }
 
 const dkmsTree = '/var/lib/dkms';
@@ -45,6 +46,11 @@ const scripts = {
   eval: readFile(join(imagesDir, 'runtime/eval-conf.sh'), 'utf8'),
   build: readFile(join(imagesDir, 'runtime/build.sh'), 'utf8'),
 };
+
+/** Identifies the in-container scripts, for the result cache key. */
+export async function runtimeHash(): Promise<string> {
+  return createHash('sha256').update(await scripts.eval).update('\0').update(await scripts.build).digest('hex');
+}
 
 /**
  * One target's whole lifecycle once its image is ready: container, source in, dkms.conf evaluated, build, output out,
@@ -61,6 +67,7 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
     release: target.release,
     kernel: target.kernel,
     arch: target.arch,
+    flavour: target.flavour,
     artifacts: [],
   };
   const finish = (status: TargetResult['status'], extra: Partial<TargetResult> = {}): TargetResult => {

@@ -7,9 +7,11 @@ import { Engine } from '../engine/engine.js';
 import { newSession } from '../engine/labels.js';
 import { KfarmError, errorText, isKfarmError } from '../errors.js';
 import { preflightSource } from '../dkms/preflight.js';
+import { cacheRoot } from '../util/cache-dir.js';
 import { ImageStore, type ImageEvents, type SuiteSource } from '../images/image-store.js';
 import { countStatuses, REPORT_SCHEMA_VERSION, writeJsonReport, type FarmReport } from '../report/json.js';
-import { buildTarget, type BuildJobOutcome, type Phase } from './build-target.js';
+import { buildTarget, runtimeHash, type BuildJobOutcome, type Phase } from './build-target.js';
+import { cacheKey, hashSourceTree, ResultCache } from './cache.js';
 import { applyKnownFailing, type KnownFailing } from './known-failing.js';
 import { badStatuses, type Target, type TargetResult } from './types.js';
 
@@ -36,6 +38,8 @@ export interface FarmOptions {
   /** Stop scheduling builds after the first failure. */
   failFast?: boolean;
   sourceDateEpoch?: number;
+  /** The result cache (`<dir>/results`); false builds everything and stores nothing. Default: kfarm's cache dir. */
+  cache?: { dir: string } | false;
   signal?: AbortSignal;
   events?: FarmEvents;
   /** Reuse a connected engine (tests, long-lived library users); otherwise one is connected. */
@@ -84,6 +88,8 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
   const buildQueue = new PQueue({ concurrency });
   const outcomes: (BuildJobOutcome | undefined)[] = new Array(options.targets.length);
   const known = options.knownFailing ?? [];
+  const cache = options.cache === false ? undefined : new ResultCache(options.cache?.dir ?? cacheRoot());
+  const keyBase = cache ? { source: await hashSourceTree(source), runtime: await runtimeHash() } : undefined;
   let fatal: unknown;
   let stopScheduling = false;
 
@@ -110,10 +116,28 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
     }
     const imageMs = Date.now() - imageStarted;
     if (stopScheduling) return;
+    const stageDir = join(staging, String(index));
+    await mkdir(stageDir);
+    let key: string | undefined;
+    if (cache && keyBase) {
+      const imageId = await engine.imageId(image);
+      if (imageId) {
+        key = cacheKey({ ...keyBase, image: imageId, kernel: target.kernel, arch: target.arch, ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }) });
+        const hit = await cache.restore(key, stageDir);
+        if (hit) {
+          const result: TargetResult = {
+            ...baseResult(target),
+            status: 'cached',
+            durationMs: Date.now() - imageStarted,
+            phases: { image: imageMs },
+            ...hit.result,
+          };
+          return record(index, { result, plan: { packageName: hit.packageName, packageVersion: hit.packageVersion } });
+        }
+      }
+    }
     await buildQueue.add(async () => {
       if (signal.aborted || stopScheduling) return;
-      const stageDir = join(staging, String(index));
-      await mkdir(stageDir);
       try {
         const outcome = await buildTarget(target, {
           engine,
@@ -130,6 +154,10 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
         });
         outcome.result.phases = { image: imageMs, ...outcome.result.phases };
         outcome.result.durationMs += imageMs;
+        if (cache && key && outcome.plan && outcome.result.status === 'built') {
+          const { artifacts, log, makeCommand } = outcome.result;
+          await cache.store(key, stageDir, { ...outcome.plan, result: { artifacts, ...(log ? { log } : {}), ...(makeCommand ? { makeCommand } : {}) } });
+        }
         record(index, outcome);
       } catch (error) {
         if (signal.aborted) return;
@@ -208,16 +236,10 @@ async function placeTree(stageDir: string, dest: string): Promise<void> {
   if (hadOld) await rm(old, { recursive: true, force: true });
 }
 
+function baseResult(target: Target): Pick<TargetResult, 'id' | 'distro' | 'release' | 'kernel' | 'arch' | 'flavour' | 'artifacts'> {
+  return { id: target.id, distro: target.distro, release: target.release, kernel: target.kernel, arch: target.arch, flavour: target.flavour, artifacts: [] };
+}
+
 function failedResult(target: Target, error: string, durationMs: number): TargetResult {
-  return {
-    id: target.id,
-    distro: target.distro,
-    release: target.release,
-    kernel: target.kernel,
-    arch: target.arch,
-    status: 'failed',
-    durationMs,
-    artifacts: [],
-    error,
-  };
+  return { ...baseResult(target), status: 'failed', durationMs, error };
 }

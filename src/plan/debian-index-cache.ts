@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { cacheRoot } from '../util/cache-dir.js';
 import type { SuiteIndex } from './debian-packages.js';
 
 /** Bumped when SuiteIndex changes shape, so old cache files are refetched rather than misread. */
@@ -11,11 +11,7 @@ export const DEFAULT_INDEX_TTL_MS = 60 * 60 * 1000;
 
 /** `<cacheDir>/index`, with cacheDir from the option, else `KFARM_CACHE_DIR`, else `${XDG_CACHE_HOME:-~/.cache}/kfarm`. */
 export function indexCacheDir(cacheDir?: string): string {
-  const root =
-    cacheDir ??
-    nonEmpty(process.env['KFARM_CACHE_DIR']) ??
-    join(nonEmpty(process.env['XDG_CACHE_HOME']) ?? join(homedir(), '.cache'), 'kfarm');
-  return join(root, 'index');
+  return join(cacheRoot(cacheDir), 'index');
 }
 
 /** The suite's index if it was cached less than `ttlMs` ago; anything unreadable counts as a miss. */
@@ -70,6 +66,3 @@ function cacheFile(dir: string, url: string): string {
   return join(dir, `${url.replace(/[^A-Za-z0-9._-]+/g, '_')}.json`);
 }
 
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === '' ? undefined : value;
-}
