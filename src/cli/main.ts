@@ -40,9 +40,7 @@ export async function main(argv: string[]): Promise<number> {
     exitCode = code;
   };
   for (const command of [buildCommand(controller.signal, setExit), targetsCommand(controller.signal, setExit), cacheCommand()]) {
-    // addCommand does not pass these settings down, and a subcommand that exits by itself would bypass
-    // the exit-code contract (commander's own exit code for a bad flag is 1, ours is 2).
-    program.addCommand(command.exitOverride().showHelpAfterError('(run with --help for usage)').configureOutput({ writeErr: (text) => process.stderr.write(text) }));
+    program.addCommand(configureTree(command));
   }
 
   try {
@@ -64,6 +62,19 @@ export async function main(argv: string[]): Promise<number> {
     process.off('SIGINT', onSigint);
     process.off('SIGTERM', onSigint);
   }
+}
+
+/**
+ * addCommand does not pass these settings down, and a subcommand that exits by itself would bypass the
+ * exit-code contract (commander's own exit code for a bad flag is 1, ours is 2).
+ */
+function configureTree(command: Command): Command {
+  command
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({ writeErr: (text) => process.stderr.write(text) });
+  for (const sub of command.commands) configureTree(sub);
+  return command;
 }
 
 async function packageVersion(): Promise<string> {

@@ -1,0 +1,83 @@
+import { cp, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type Docker from 'dockerode';
+import { execa } from 'execa';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { TargetResult } from '../../src/farm/types.js';
+import { resolveTargets } from '../../src/plan/resolve.js';
+import type { KernelTarget } from '../../src/plan/targets.js';
+import { cli, fixture, kfarmContainers, requireEngine } from '../helpers/engine.js';
+
+let docker: Docker;
+let work: string;
+let bookworm: KernelTarget[];
+let trixie: KernelTarget[];
+
+const matrix = `distro: debian
+releases:
+  bookworm:
+    kernels: latest:3
+  trixie:
+    kernels: latest:3
+known-failing:
+  - kernel: "{{expected}}"
+    reason: "needs the 6.12 API port (issue #7)"
+`;
+
+beforeAll(async () => {
+  docker = await requireEngine();
+  work = await mkdtemp(join(tmpdir(), 'kfarm-matrix-'));
+  await cp(fixture('mixed'), join(work, 'src'), { recursive: true });
+  const targets = await resolveTargets({ matrix: await writeMatrix() });
+  bookworm = targets.filter((t) => t.release === 'bookworm');
+  trixie = targets.filter((t) => t.release === 'trixie');
+  expect(bookworm).toHaveLength(3);
+  expect(trixie).toHaveLength(3);
+  const outcomes = [
+    [bookworm[0], 'build'],
+    [bookworm[1], 'fail'],
+    [bookworm[2], 'skip'],
+    [trixie[0], 'fail'],
+    [trixie[1], 'fail'],
+    [trixie[2], 'hang'],
+  ] as const;
+  await writeFile(join(work, 'src/outcomes'), outcomes.map(([t, o]) => `${t?.kernel} ${o}`).join('\n') + '\n');
+  await writeMatrix(trixie[1]?.kernel);
+});
+
+async function writeMatrix(expected = 'none') {
+  const path = join(work, 'matrix.yaml');
+  await writeFile(path, matrix.replace('{{expected}}', expected));
+  return path;
+}
+
+describe('matrix run over 6 kernels in 2 releases with mixed outcomes', () => {
+  it('reports built, failed, skipped, expected-failure and timeout, isolated from each other', async () => {
+    const out = join(work, 'out');
+    const summaryFile = join(work, 'step-summary.md');
+    await writeFile(summaryFile, '# earlier step\n');
+    const run = await execa('node', [cli, 'build', join(work, 'src'), '--matrix', join(work, 'matrix.yaml'), '--out', out, '--timeout', '10', '--jobs', '2'], {
+      reject: false,
+      env: { CI: 'true', GITHUB_ACTIONS: 'true', GITHUB_STEP_SUMMARY: summaryFile, GITHUB_WORKSPACE: work },
+    });
+    expect(run.exitCode, run.stderr).toBe(1);
+
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as { targets: TargetResult[]; counts: Record<string, number> };
+    const status = (t: KernelTarget | undefined) => report.targets.find((r) => r.id === t?.id);
+    expect(status(bookworm[0])?.status).toBe('built');
+    expect(status(bookworm[1])?.status).toBe('failed');
+    expect(status(bookworm[2])?.status).toBe('skipped');
+    expect(status(trixie[0])?.status).toBe('failed');
+    expect(status(trixie[1])?.status).toBe('expected-failure');
+    expect(status(trixie[1])?.expected).toBe('needs the 6.12 API port (issue #7)');
+    expect(status(trixie[2])?.status).toBe('timeout');
+    expect(report.counts).toMatchObject({ built: 1, failed: 2, skipped: 1, 'expected-failure': 1, timeout: 1 });
+    for (const failed of [status(bookworm[1]), status(trixie[0])]) {
+      expect(failed?.firstError).toMatchObject({ file: 'kf_mixed.c', line: 7 });
+      expect(failed?.firstError?.message).toMatch(/implicit declaration of function 'kf_mixed_no_such_function'/);
+    }
+    expect(status(bookworm[0])?.phases).toMatchObject({ image: expect.any(Number), start: expect.any(Number), build: expect.any(Number), copyOut: expect.any(Number) });
+    expect(await kfarmContainers(docker)).toEqual([]);
+  });
+});
