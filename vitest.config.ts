@@ -1,3 +1,6 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -9,5 +12,8 @@ export default defineConfig({
     hookTimeout: 30 * 60_000,
     fileParallelism: false,
     reporters: ['default'],
+    // A cache of this run's own (result cache and index cache), inherited by the CLI processes tests start:
+    // a user's cache must neither serve tests nor be filled by them.
+    env: { KFARM_CACHE_DIR: mkdtempSync(join(tmpdir(), 'kfarm-test-cache-')) },
   },
 });

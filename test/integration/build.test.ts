@@ -23,7 +23,7 @@ beforeAll(async () => {
 
 async function build(source: string, targets: Target[] = [bookworm, trixie]) {
   const out = await tempOut();
-  const run = await runFarm({ source, out, targets, sources: releaseSources });
+  const run = await runFarm({ source, out, targets, sources: releaseSources, cache: false });
   const byRelease = (release: string) => run.report.targets.find((t) => t.release === release) as TargetResult;
   return { out, report: run.report, byRelease };
 }

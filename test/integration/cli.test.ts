@@ -23,7 +23,7 @@ const exists = (path: string) => stat(path).then(() => true, () => false);
 describe('kfarm CLI end to end', () => {
   it('builds the example, prints where the .ko is, exits 0', async () => {
     const out = await tempOut();
-    const run = await kfarm(['build', 'examples/hello', '--target', bookworm, '--out', out]);
+    const run = await kfarm(['build', 'examples/hello', '--target', bookworm, '--out', out, '--no-cache']);
     expect(run.stderr).toMatch(/building/);
     expect(run.exitCode, run.stderr).toBe(0);
     const ko = join(out, `dkms/hello/1.0/${bookworm.split('/')[2]}/x86_64/module/hello.ko`);
