@@ -6,8 +6,9 @@
 #   X <reason>                 a BUILD_EXCLUSIVE_* directive excludes this kernel/arch/config
 #   C clang|lld                the kernel was built with clang / linked with lld
 # Usage: eval-conf.sh <dkms.conf>; the caller sets kernelver, arch, kernel_source_dir, kernel_config,
-# dkms_tree, source_tree, install_tree, module, module_version, parallel_jobs, running_distribution, and
-# runs it with cwd = the module's source tree (DKMS keeps the caller's cwd; `$(cat VERSION)` relies on it).
+# dkms_tree, source_tree, install_tree, parallel_jobs, running_distribution (and module/module_version, or
+# neither: see below), and runs it with cwd = the module's source tree (DKMS keeps the caller's cwd;
+# `$(cat VERSION)` relies on it).
 conf=$1
 if [ -z "${kernel_config:-}" ]; then
   kernel_config=$kernel_source_dir/.config
@@ -35,6 +36,16 @@ VER() {
   echo "$1" | sed -e 's:\([^0-9]\)\([0-9]\):\1 \2:g' -e 's:\([0-9]\)\([^0-9]\):\1 \2:g' -e 's:\(.*\): \1 :' \
     -e 's: \([0-9]\) : 00\1 :g' -e 's: \([0-9][0-9]\) : 0\1 :g' -e 's: ::g'
 }
+
+# Like `dkms add` then `dkms build`: when the caller does not name the module, a first reading learns
+# PACKAGE_NAME/PACKAGE_VERSION, and the reading that counts sees them as $module/$module_version.
+if [ -z "${module+set}" ]; then
+  { IFS= read -r -d '' module; IFS= read -r -d '' module_version; } < <(
+    for v in $vars; do unset "$v"; done
+    . "$clean" > /dev/null 2>&1
+    printf '%s\0%s\0' "${PACKAGE_NAME:-}" "${PACKAGE_VERSION:-}"
+  )
+fi
 
 (
   for v in $vars; do unset "$v"; done

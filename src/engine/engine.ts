@@ -23,6 +23,8 @@ export interface ContainerSpec {
  * (DOCKER_HOST) or a Docker-compatible one (Podman's socket) works wherever dockerode does.
  */
 export class Engine {
+  readonly #removals = new Set<Promise<void>>();
+
   constructor(
     readonly docker: Docker,
     readonly session: Session,
@@ -124,6 +126,20 @@ export class Engine {
       removed++;
     }
     return removed;
+  }
+
+  /**
+   * Removes a finished container in the background: removal (kill, unmount, delete the writable layer)
+   * takes a fraction of a second that the next build need not wait for. `settle()` waits for all of them.
+   */
+  removeLater(container: EngineContainer): void {
+    const removal = container.remove().catch(() => undefined);
+    this.#removals.add(removal);
+    void removal.finally(() => this.#removals.delete(removal));
+  }
+
+  async settle(): Promise<void> {
+    await Promise.all([...this.#removals]);
   }
 
   /** Removes every container of this session (on exit, including Ctrl-C). */

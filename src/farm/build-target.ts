@@ -115,11 +115,9 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
       install_tree: '/lib/modules',
       parallel_jobs: String(options.parallelJobs),
     };
-    // Like `dkms add` then `dkms build`: the first reading names the package, the second sees $module.
-    const added = await evaluate(container, { ...env, module: '', module_version: '' }, options, target, signal);
-    const module = added.packageName;
-    const version = added.packageVersion;
-    plan = await evaluate(container, { ...env, module, module_version: version }, options, target, signal);
+    plan = await evaluate(container, env, options, target, signal);
+    const module = plan.packageName;
+    const version = plan.packageVersion;
     if (plan.excluded) return { result: finish('skipped', { error: plan.excluded, image }), plan };
 
     enter('build');
@@ -156,7 +154,7 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
     }
     throw error;
   } finally {
-    await container?.remove();
+    if (container) options.engine.removeLater(container);
   }
 }
 
@@ -190,11 +188,13 @@ async function evaluate(
     throw new KfarmError('KFARM_CONFIG_INVALID', `${options.confLabel}: sourcing it with bash failed (exit ${code})${stderr.lastLine() ? `: ${stderr.lastLine()}` : ''}`);
   }
   const records = parseConfRecords(stdout.buffer());
+  const name = records.vars.get('PACKAGE_NAME')?.get(0) ?? '';
+  const version = records.vars.get('PACKAGE_VERSION')?.get(0) ?? '';
   return planFromConf(records, {
     file: options.confLabel,
     kernelver: target.kernel,
     kernelSourceDir: env['kernel_source_dir'] ?? '',
-    buildDir: `${dkmsTree}/${env['module']}/${env['module_version']}/build`,
+    buildDir: `${dkmsTree}/${name}/${version}/build`,
     parallelJobs: options.parallelJobs,
   });
 }

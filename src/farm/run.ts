@@ -76,7 +76,9 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
 
   const cores = cpus().length;
   const concurrency = Math.max(1, Math.min(options.jobs ?? cores, options.targets.length));
-  const parallelJobs = Math.max(1, Math.ceil(cores / concurrency));
+  // DKMS's own default: every build may use every core. Builds running side by side then oversubscribe a
+  // little, which costs nothing, and the last builds of a run keep all cores busy instead of one.
+  const parallelJobs = cores;
   const images = new ImageStore(engine, {
     logDir: join(staging, 'images'),
     sources: options.sources,
@@ -177,6 +179,7 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
   try {
     await Promise.all(options.targets.map((target, index) => runTarget(target, index)));
   } finally {
+    await engine.settle();
     await engine.removeSessionContainers().catch(() => undefined);
   }
 

@@ -43,8 +43,8 @@ export async function evaluateConf(input: EvalInput): Promise<DkmsPlan> {
     source_tree: '/usr/src',
     install_tree: '/lib/modules',
     parallel_jobs: '4',
-    module: input.module ?? '',
-    module_version: input.moduleVersion ?? '',
+    // Without them the script learns them from a first reading, as kfarm's builds do.
+    ...(input.module === undefined ? {} : { module: input.module, module_version: input.moduleVersion ?? '' }),
   };
   const run = await execa('bash', [join(imagesDir, 'runtime/eval-conf.sh'), 'dkms.conf'], {
     cwd: src,
@@ -56,11 +56,14 @@ export async function evaluateConf(input: EvalInput): Promise<DkmsPlan> {
   if (run.exitCode !== 0) {
     throw new Error(`eval-conf exited ${run.exitCode}: ${Buffer.from(run.stderr).toString().trim()}`);
   }
-  return planFromConf(parseConfRecords(Buffer.from(run.stdout)), {
+  const records = parseConfRecords(Buffer.from(run.stdout));
+  const name = records.vars.get('PACKAGE_NAME')?.get(0) ?? '';
+  const version = records.vars.get('PACKAGE_VERSION')?.get(0) ?? '';
+  return planFromConf(records, {
     file: 'dkms.conf',
     kernelver,
     kernelSourceDir: `/lib/modules/${kernelver}/build`,
-    buildDir: `/var/lib/dkms/${env.module}/${env.module_version}/build`,
+    buildDir: `/var/lib/dkms/${name}/${version}/build`,
     parallelJobs: 4,
   });
 }

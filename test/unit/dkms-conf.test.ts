@@ -185,6 +185,12 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
       expect: (p) => expect(p.makeCommand).toMatch(/^make -C \S+\/lib\/modules\/6\.1\.0-47-amd64\/build M=\/var\/lib\/dkms\/foo\/1\.2\/build$/),
     },
     {
+      name: 'without an explicit module, a first reading supplies $module/$module_version (dkms add, then build)',
+      conf: 'PACKAGE_NAME="auto"\nPACKAGE_VERSION="$(cat VERSION)"\nMAKE[0]="make M=$dkms_tree/$module/$module_version/build"\nDEST_MODULE_LOCATION[0]=/extra\n',
+      files: { VERSION: '9.8\n' },
+      expect: (p) => expect(p.makeCommand).toBe('make M=/var/lib/dkms/auto/9.8/build'),
+    },
+    {
       name: 'output of the dkms.conf itself does not corrupt the evaluation',
       conf: 'echo "hello from dkms.conf"\nprintf "\\0V\\0x\\0"\n' + head + 'DEST_MODULE_LOCATION[0]=/extra\n',
       expect: (p) => expect(p.packageName).toBe('foo'),
