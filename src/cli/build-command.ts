@@ -2,10 +2,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { ExitCode } from '../errors.js';
-import { runFarm } from '../farm/run.js';
+import { farmConcurrency, runFarm } from '../farm/run.js';
 import { badStatuses } from '../farm/types.js';
 import { releaseSources, resolvePlan } from '../plan/resolve.js';
-import { describeResult, plainProgress } from '../report/plain.js';
+import { describeResult } from '../report/plain.js';
+import { createProgress } from '../report/tty.js';
 import { cacheRoot } from '../util/cache-dir.js';
 import { byteSize, collect, positiveInt } from './options.js';
 
@@ -34,8 +35,9 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
         ...(opts.refresh ? { refresh: true } : {}),
         signal,
       });
-      const log = (line: string) => process.stderr.write(`${line}\n`);
-      const { report, reportPath } = await runFarm({
+      const options = { jobs: opts.jobs, targets };
+      const progress = createProgress(process.stderr, { total: targets.length, concurrency: farmConcurrency(options) });
+      const run = runFarm({
         source: src,
         out: opts.out,
         targets,
@@ -47,8 +49,11 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
         ...(opts.failFast ? { failFast: true } : {}),
         cache: opts.cache ? { dir: cacheRoot(opts.cacheDir) } : false,
         signal,
-        events: plainProgress(log),
+        events: progress.events,
+        // Under GitHub Actions, annotations are workflow commands on stdout, unless stdout carries JSON.
+        annotations: (text) => (opts.json ? process.stderr : process.stdout).write(text),
       });
+      const { report, reportPath } = await run.finally(() => progress.stop());
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       } else {
@@ -57,7 +62,7 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
           lines.push(`  ${target.id}: ${describeResult(target)}`);
           for (const artifact of target.artifacts) lines.push(`    ${join(opts.out, artifact)}`);
         }
-        lines.push(`report: ${reportPath}`);
+        lines.push(`reports: ${reportPath}, junit.xml, summary.md`);
         process.stdout.write(`${lines.join('\n')}\n`);
       }
       const bad = report.targets.some((t) => badStatuses.includes(t.status));

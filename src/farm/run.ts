@@ -13,7 +13,9 @@ import { countStatuses, REPORT_SCHEMA_VERSION, writeJsonReport, type FarmReport 
 import { buildTarget, runtimeHash, type BuildJobOutcome, type Phase } from './build-target.js';
 import { cacheKey, hashSourceTree, ResultCache } from './cache.js';
 import { applyKnownFailing, type KnownFailing } from './known-failing.js';
-import { badStatuses, type Target, type TargetResult } from './types.js';
+import { badStatuses, type FirstError, type Target, type TargetResult } from './types.js';
+import { firstCompilerError } from '../report/compiler-errors.js';
+import { MAX_LOG_BYTES, readCapped, writeReports } from '../report/write-reports.js';
 
 export interface FarmEvents extends ImageEvents {
   onTargetStart?: (target: Target) => void;
@@ -44,6 +46,13 @@ export interface FarmOptions {
   events?: FarmEvents;
   /** Reuse a connected engine (tests, long-lived library users); otherwise one is connected. */
   engine?: Engine;
+  /** Where GitHub error annotations go under GitHub Actions (default: stdout). */
+  annotations?: (text: string) => void;
+}
+
+/** Builds at a time for these options: what `--jobs` means. */
+export function farmConcurrency(options: Pick<FarmOptions, 'jobs' | 'targets'>): number {
+  return Math.max(1, Math.min(options.jobs ?? cpus().length, options.targets.length));
 }
 
 export interface FarmRun {
@@ -75,7 +84,7 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
   await mkdir(staging, { recursive: true });
 
   const cores = cpus().length;
-  const concurrency = Math.max(1, Math.min(options.jobs ?? cores, options.targets.length));
+  const concurrency = farmConcurrency(options);
   // DKMS's own default: every build may use every core. Builds running side by side then oversubscribe a
   // little, which costs nothing, and the last builds of a run keep all cores busy instead of one.
   const parallelJobs = cores;
@@ -99,10 +108,8 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
     outcome.result = applyKnownFailing(outcome.result, known);
     outcomes[index] = outcome;
     options.events?.onTargetDone?.(outcome.result);
-    if (options.failFast && badStatuses.includes(outcome.result.status)) {
-      stopScheduling = true;
-      buildQueue.clear();
-    }
+    // Queued builds see the flag and return at once (p-queue's clear() would leave their promises pending).
+    if (options.failFast && badStatuses.includes(outcome.result.status)) stopScheduling = true;
   };
 
   const runTarget = async (target: Target, index: number): Promise<void> => {
@@ -156,6 +163,10 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
         });
         outcome.result.phases = { image: imageMs, ...outcome.result.phases };
         outcome.result.durationMs += imageMs;
+        if (badStatuses.includes(outcome.result.status) && outcome.result.log && outcome.plan) {
+          const firstError = await firstErrorOf(join(stageDir, outcome.result.log), outcome.plan);
+          if (firstError) outcome.result.firstError = firstError;
+        }
         if (cache && key && outcome.plan && outcome.result.status === 'built') {
           const { artifacts, log, makeCommand } = outcome.result;
           await cache.store(key, stageDir, { ...outcome.plan, result: { artifacts, ...(log ? { log } : {}), ...(makeCommand ? { makeCommand } : {}) } });
@@ -171,7 +182,8 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
         }
         record(index, { result: failedResult(target, errorText(error), imageMs) });
       }
-    }, { signal }).catch((error: unknown) => {
+      // Among targets waiting for a build slot, the matrix order wins.
+    }, { signal, priority: -index }).catch((error: unknown) => {
       if (!signal.aborted) throw error;
     });
   };
@@ -225,6 +237,11 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
     ...(notRun.length > 0 ? { notRun } : {}),
   };
   const reportPath = await writeJsonReport(out, report);
+  await writeReports(out, report, {
+    sourceDir: options.source,
+    buildDirOf: () => buildDirOf(report),
+    ...(options.annotations ? { stdout: options.annotations } : {}),
+  });
   await rm(staging, { recursive: true, force: true });
   if (interrupted) throw new KfarmError('KFARM_INTERRUPTED', `interrupted: partial report in ${reportPath}`);
   return { report, reportPath };
@@ -237,6 +254,15 @@ async function placeTree(stageDir: string, dest: string): Promise<void> {
   const hadOld = await rename(dest, old).then(() => true, () => false);
   await rename(stageDir, dest);
   if (hadOld) await rm(old, { recursive: true, force: true });
+}
+
+function buildDirOf(plan: { packageName?: string; packageVersion?: string; module?: string; version?: string }): string {
+  return `/var/lib/dkms/${plan.packageName ?? plan.module}/${plan.packageVersion ?? plan.version}/build`;
+}
+
+async function firstErrorOf(log: string, plan: { packageName: string; packageVersion: string }): Promise<FirstError | undefined> {
+  const text = await readCapped(log, MAX_LOG_BYTES);
+  return text === undefined ? undefined : firstCompilerError(text, { buildDir: buildDirOf(plan) });
 }
 
 function baseResult(target: Target): Pick<TargetResult, 'id' | 'distro' | 'release' | 'kernel' | 'arch' | 'flavour' | 'artifacts'> {

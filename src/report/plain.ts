@@ -26,7 +26,17 @@ export function describeResult(result: TargetResult): string {
       return `${result.status} in ${seconds}`;
     case 'skipped':
       return `skipped: ${result.error ?? 'excluded by dkms.conf'}`;
+    case 'expected-failure':
+      return `expected failure (${result.expected ?? 'known-failing'}): ${why(result)}`;
     default:
-      return `${result.status} after ${seconds}: ${result.error ?? ''}${result.log ? ` (log: ${result.log})` : ''}`;
+      return `${result.status} after ${seconds}: ${why(result)}${result.log ? ` (log: ${result.log})` : ''}`;
   }
+}
+
+/** The first compiler error when there is one (what a developer needs), else the one-line reason. */
+function why(result: TargetResult): string {
+  const e = result.firstError;
+  if (!e) return result.error ?? '';
+  const where = e.file ? `${e.file}${e.line ? `:${e.line}` : ''}${e.column ? `:${e.column}` : ''}: ` : '';
+  return `${where}${e.message}`;
 }

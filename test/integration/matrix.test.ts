@@ -79,5 +79,53 @@ describe('matrix run over 6 kernels in 2 releases with mixed outcomes', () => {
     }
     expect(status(bookworm[0])?.phases).toMatchObject({ image: expect.any(Number), start: expect.any(Number), build: expect.any(Number), copyOut: expect.any(Number) });
     expect(await kfarmContainers(docker)).toEqual([]);
+
+    // junit.xml: one testcase per target; failures for failed and timeout, skipped for skipped and expected.
+    const junit = await readFile(join(out, 'junit.xml'), 'utf8');
+    const cases = [...junit.matchAll(/<testcase classname="([^"]+)" name="([^"]+)"[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g)];
+    expect(cases.map((c) => c[2]).sort()).toEqual([...bookworm, ...trixie].map((t) => t.id).sort());
+    const body = (t: KernelTarget | undefined) => cases.find((c) => c[2] === t?.id)?.[4] ?? '';
+    expect(body(bookworm[1])).toMatch(/<failure message="kf_mixed\.c:7:\d+: implicit declaration of function &apos;kf_mixed_no_such_function&apos;/);
+    expect(body(bookworm[1])).toMatch(/<system-out>[\s\S]*DKMS make\.log for kf_mixed-1\.0/);
+    expect(body(trixie[2])).toMatch(/<failure [^>]*type="timeout"/);
+    expect(body(bookworm[2])).toMatch(/<skipped message="BUILD_EXCLUSIVE_KERNEL/);
+    expect(body(trixie[1])).toMatch(/<skipped message="expected failure: needs the 6\.12 API port \(issue #7\)"/);
+    expect(body(bookworm[0])).not.toMatch(/<failure|<skipped/);
+    expect(junit).toMatch(/<testsuite name="kf_mixed 1\.0" tests="6" failures="3" errors="0" skipped="2"/);
+
+    // summary.md: the same error on two kernels is one failure line naming both; the step summary gets it too.
+    const summary = await readFile(join(out, 'summary.md'), 'utf8');
+    const groups = summary.split('\n').filter((l) => l.startsWith('- ') && l.includes('kf_mixed_no_such_function'));
+    expect(groups).toHaveLength(1);
+    expect(groups[0]).toContain(bookworm[1]?.id);
+    expect(groups[0]).toContain(trixie[0]?.id);
+    expect(summary.split('\n').filter((l) => l.startsWith('| debian/'))).toHaveLength(6);
+    const stepSummary = await readFile(summaryFile, 'utf8');
+    expect(stepSummary.startsWith('# earlier step\n')).toBe(true);
+    expect(stepSummary.trimEnd().endsWith(summary.trimEnd())).toBe(true);
+
+    // GitHub annotations: mapped to the source path in the workspace, de-duplicated across kernels.
+    const annotations = run.stdout.split('\n').filter((l) => l.startsWith('::error'));
+    const compile = annotations.filter((l) => l.includes('file=src/kf_mixed.c,line=7,'));
+    expect(compile).toHaveLength(1);
+    expect(compile[0]).toMatch(/title=kfarm%3A fails on 2 kernels/);
+  });
+
+  it('--fail-fast stops scheduling after the first failure', async () => {
+    const out = join(work, 'out-ff');
+    const run = await execa('node', [cli, 'build', join(work, 'src'), '--matrix', join(work, 'matrix.yaml'), '--out', out, '--timeout', '10', '--jobs', '1', '--fail-fast', '--no-cache'], {
+      reject: false,
+      env: { CI: 'true' },
+    });
+    expect(run.exitCode).toBe(1);
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as { targets: TargetResult[]; notRun?: string[] };
+    // One at a time: the first failure is the last target that ran; everything else is reported as not run.
+    const statuses = report.targets.map((t) => t.status);
+    expect(statuses.filter((s) => s === 'failed')).toEqual(['failed']);
+    expect(statuses.at(-1)).toBe('failed');
+    expect(statuses.slice(0, -1).every((s) => s === 'built' || s === 'skipped')).toBe(true);
+    expect(report.notRun).toHaveLength(6 - report.targets.length);
+    expect(report.notRun?.length).toBeGreaterThanOrEqual(2);
+    expect(await kfarmContainers(docker)).toEqual([]);
   });
 });

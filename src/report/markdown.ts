@@ -1,0 +1,159 @@
+import type { FirstError, TargetResult, TargetStatus } from '../farm/types.js';
+import { badStatuses } from '../farm/types.js';
+import { formatDiagnostic, normalizedMessage } from './compiler-errors.js';
+import type { FarmReport } from './json.js';
+
+export const statusEmoji: Record<TargetStatus, string> = {
+  built: '✅',
+  failed: '❌',
+  'expected-failure': '⚠️',
+  skipped: '⏭️',
+  cached: '♻️',
+  timeout: '⏱️',
+  oom: '💥',
+};
+
+/** Order of the counts in the title line. */
+const countOrder: readonly TargetStatus[] = ['built', 'cached', 'skipped', 'expected-failure', 'failed', 'timeout', 'oom'];
+
+const MAX_NOTE = 160;
+
+/**
+ * Markdown summary for people and `$GITHUB_STEP_SUMMARY`: a title with the counts, one table row per kernel,
+ * then the failures grouped by their first error so that twelve kernels failing on one line make one entry.
+ */
+export function renderSummary(report: FarmReport): string {
+  const lines: string[] = [];
+  const total = report.targets.length + (report.notRun?.length ?? 0);
+  const counts = countOrder.filter((status) => (report.counts[status] ?? 0) > 0).map((status) => `${report.counts[status]} ${status}`);
+  if (report.notRun && report.notRun.length > 0) counts.push(`${report.notRun.length} not run`);
+  const name = `${report.module} ${report.version}`.trim() || 'kfarm';
+  lines.push(`## ${cell(name)}: ${total} ${plural(total, 'kernel')}${counts.length > 0 ? ` — ${counts.join(', ')}` : ''}${report.partial ? ' (interrupted: partial)' : ''}`);
+  lines.push('');
+  lines.push('| Kernel | Release | Status | Duration | Note |');
+  lines.push('| --- | --- | --- | --- | --- |');
+  for (const target of report.targets) {
+    const status = `${statusEmoji[target.status]} ${target.status}`;
+    lines.push(`| ${cell(target.id)} | ${cell(target.release)} | ${status} | ${duration(target.durationMs)} | ${cell(clip(note(target)))} |`);
+  }
+  for (const id of report.notRun ?? []) {
+    lines.push(`| ${cell(id)} | ${cell(id.split('/')[1] ?? '')} | not run |  | the run stopped before this target |`);
+  }
+
+  const groups = failureGroups(report.targets);
+  if (groups.length > 0) {
+    lines.push('');
+    lines.push('### Failures');
+    lines.push('');
+    for (const group of groups) {
+      const prefix = group.status === 'failed' ? '' : `${statusEmoji[group.status]} ${group.status}: `;
+      const what = group.diagnostic ? codeSpan(group.label) : cell(group.label);
+      lines.push(`- ${prefix}${what} on ${cell(compactList(group.targets.map((t) => t.id)))}`);
+    }
+  }
+  lines.push('');
+  return lines.join('\n');
+}
+
+export interface FailureGroup {
+  status: TargetStatus;
+  /** What the kernels have in common: the formatted first error, or the reason. */
+  label: string;
+  diagnostic: boolean;
+  targets: TargetResult[];
+}
+
+/** Failed, timed-out and OOM targets grouped by first error (file + line + message), biggest group first. */
+export function failureGroups(targets: readonly TargetResult[]): FailureGroup[] {
+  const groups = new Map<string, { members: TargetResult[]; order: number }>();
+  for (const target of targets) {
+    if (!badStatuses.includes(target.status)) continue;
+    const key = groupKey(target);
+    let group = groups.get(key);
+    if (!group) {
+      group = { members: [], order: groups.size };
+      groups.set(key, group);
+    }
+    group.members.push(target);
+  }
+  return [...groups.values()]
+    .sort((a, b) => b.members.length - a.members.length || a.order - b.order)
+    .map(({ members }) => {
+      const first = members[0] as TargetResult;
+      if (first.firstError) return { status: first.status, label: groupDiagnostic(members.map((m) => m.firstError as FirstError)), diagnostic: true, targets: members };
+      const reasons = new Set(members.map((m) => m.error ?? m.status));
+      const label = reasons.size === 1 ? (first.error ?? first.status) : genericReason(first);
+      return { status: first.status, label, diagnostic: false, targets: members };
+    });
+}
+
+function groupKey(target: TargetResult): string {
+  const e = target.firstError;
+  if (e) return `e\0${target.status}\0${e.file ?? ''}\0${e.line ?? ''}\0${normalizedMessage(e.message)}`;
+  return `r\0${target.status}\0${genericReason(target)}`;
+}
+
+/** The reason with the kernel release replaced, so `… on kernel 6.1.0-56-amd64 …` groups across kernels. */
+function genericReason(target: TargetResult): string {
+  const reason = target.error ?? target.status;
+  return target.kernel ? reason.split(target.kernel).join('<kernel>') : reason;
+}
+
+/** The shared diagnostic; when gcc versions tag it differently, without the option tag. */
+function groupDiagnostic(errors: FirstError[]): string {
+  const first = errors[0] as FirstError;
+  const same = errors.every((e) => e.message === first.message);
+  return formatDiagnostic(same ? first : { ...first, message: normalizedMessage(first.message) });
+}
+
+function note(target: TargetResult): string {
+  switch (target.status) {
+    case 'built':
+    case 'cached':
+      return '';
+    case 'skipped':
+      return target.error ?? 'excluded by dkms.conf';
+    case 'expected-failure':
+      return `expected: ${target.expected ?? ''}`.trimEnd();
+    default:
+      return target.firstError ? formatDiagnostic(target.firstError) : (target.error ?? '');
+  }
+}
+
+/** `a, b, c, d` up to four; beyond that `a, b, c and N more`. */
+export function compactList(items: readonly string[]): string {
+  if (items.length <= 4) return items.join(', ');
+  return `${items.slice(0, 3).join(', ')} and ${items.length - 3} more`;
+}
+
+/** 950 ms → `0.9 s`, 65 s → `1m 05s`, 3725 s → `1h 02m`. */
+export function duration(ms: number): string {
+  const s = Math.max(0, ms) / 1000;
+  if (s < 60) return `${s.toFixed(1)} s`;
+  const whole = Math.floor(s);
+  if (whole < 3600) return `${Math.floor(whole / 60)}m ${String(whole % 60).padStart(2, '0')}s`;
+  return `${Math.floor(whole / 3600)}h ${String(Math.floor((whole % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+/** Table-cell text: one line, markdown punctuation and `|` backslash-escaped so it renders literally. */
+export function cell(value: string): string {
+  return value.replace(/[\r\n]+/g, ' ').replace(/[\\`*_|<>[\]~&]/g, (c) => `\\${c}`);
+}
+
+/** An inline code span that survives backticks in its content. */
+export function codeSpan(value: string): string {
+  const text = value.replace(/[\r\n]+/g, ' ');
+  let longest = 0;
+  for (const run of text.match(/`+/g) ?? []) longest = Math.max(longest, run.length);
+  const fence = '`'.repeat(longest + 1);
+  const pad = text.startsWith('`') || text.endsWith('`') ? ' ' : '';
+  return `${fence}${pad}${text}${pad}${fence}`;
+}
+
+function clip(value: string): string {
+  return value.length > MAX_NOTE ? `${value.slice(0, MAX_NOTE - 1)}…` : value;
+}
+
+function plural(n: number, word: string): string {
+  return n === 1 ? word : `${word}s`;
+}
