@@ -1,7 +1,12 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
+
+// One scratch root per run: temp dirs (TMPDIR) and kfarm's caches (result and index) of the tests and of the
+// CLI processes they start. A user's cache neither serves tests nor is filled by them; global-setup removes it.
+const root = mkdtempSync(join(tmpdir(), 'kfarm-test-'));
+mkdirSync(join(root, 'tmp'));
 
 export default defineConfig({
   test: {
@@ -12,8 +17,7 @@ export default defineConfig({
     hookTimeout: 30 * 60_000,
     fileParallelism: false,
     reporters: ['default'],
-    // A cache of this run's own (result cache and index cache), inherited by the CLI processes tests start:
-    // a user's cache must neither serve tests nor be filled by them.
-    env: { KFARM_CACHE_DIR: mkdtempSync(join(tmpdir(), 'kfarm-test-cache-')) },
+    globalSetup: ['test/global-setup.ts'],
+    env: { KFARM_TEST_ROOT: root, KFARM_CACHE_DIR: join(root, 'cache'), TMPDIR: join(root, 'tmp') },
   },
 });

@@ -9,8 +9,12 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 # docker.io: the engine; mmdebstrap + debian-archive-keyring: registry-free builder images; xz-utils: the
-# archive's package indexes; binutils: reading .modinfo in tests; gpgv: checking signed Release files.
-packages=(docker.io mmdebstrap debian-archive-keyring xz-utils binutils gpgv ca-certificates curl)
+# archive's package indexes; binutils: reading .modinfo in tests; gpgv: checking signed Release files;
+# qemu-system-x86 + busybox-static: `kfarm verify` boots each target's real kernel with an initramfs around
+# busybox to load the built modules; dpkg: dpkg-deb unpacks the kernel image packages; cpio + libarchive-tools:
+# the tests list the generated initramfs with independent tools.
+packages=(docker.io mmdebstrap debian-archive-keyring xz-utils binutils gpgv ca-certificates curl
+  qemu-system-x86 busybox-static dpkg cpio libarchive-tools)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -6,5 +6,7 @@ export { loadMatrix, parseMatrix, type Matrix, type MatrixRelease } from './plan
 export { parseTargetId, formatTargetId, type KernelTarget } from './plan/targets.js';
 export { parseModinfo, readModinfo, vermagicRelease } from './dkms/modinfo.js';
 export type { DkmsPlan, ModuleRecord } from './dkms/plan.js';
-export type { FarmReport } from './report/json.js';
+export { readJsonReport, type FarmReport } from './report/json.js';
+export { writeReports } from './report/write-reports.js';
+export * from './package/index.js';
 export { ExitCode, KfarmError, isKfarmError, type KfarmErrorCode } from './errors.js';

@@ -2,6 +2,8 @@ import { Command, CommanderError } from 'commander';
 import { ExitCode, KfarmError, errorText } from '../errors.js';
 import { buildCommand } from './build-command.js';
 import { cacheCommand } from './cache-command.js';
+import { packageCommand } from './package-command.js';
+import { verifyCommand } from './verify-command.js';
 import { targetsCommand } from './targets-command.js';
 
 export const exitCodesHelp = `
@@ -39,7 +41,7 @@ export async function main(argv: string[]): Promise<number> {
   const setExit = (code: number) => {
     exitCode = code;
   };
-  for (const command of [buildCommand(controller.signal, setExit), targetsCommand(controller.signal, setExit), cacheCommand()]) {
+  for (const command of [buildCommand(controller.signal, setExit), targetsCommand(controller.signal, setExit), verifyCommand(controller.signal, setExit), packageCommand(controller.signal, setExit), cacheCommand()]) {
     program.addCommand(configureTree(command));
   }
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
 import { create as createTar } from 'tar';
@@ -150,6 +150,9 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
       return { result: finish('timeout', { error, image, ...(partial?.log ? { log: 'log/make.log' } : {}) }), ...(plan ? { plan } : {}) };
     }
     if (isKfarmError(error, 'KFARM_OUTPUT_UNSAFE')) {
+      // Nothing of a rejected output is kept, not even the files that came before the bad entry.
+      await rm(options.stageDir, { recursive: true, force: true });
+      await mkdir(options.stageDir);
       return { result: finish('failed', { error: error.message, image }), ...(plan ? { plan } : {}) };
     }
     throw error;

@@ -59,8 +59,10 @@ export async function collectOutput(archive: Readable, dest: string): Promise<Co
       return reject(`${JSON.stringify(path)} is a ${describe(entry)}, not a regular file`), entry.resume();
     }
     const size = entry.size ?? 0;
-    if (size > rule.limit && rule.kind !== 'log') {
-      return reject(`${JSON.stringify(path)} is ${size} bytes, over the ${rule.limit}-byte limit`), entry.resume();
+    // A long make.log is cut to the limit; one several times over it is not a log worth streaming through.
+    const hardLimit = rule.kind === 'log' ? rule.limit * 4 : rule.limit;
+    if (size > hardLimit) {
+      return reject(`${JSON.stringify(path)} is ${size} bytes, over the ${hardLimit}-byte limit`), entry.resume();
     }
     writes.push(writeEntry(entry, join(dest, rule.dest), rule.limit, collected, rule.kind));
   });

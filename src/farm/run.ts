@@ -15,7 +15,7 @@ import { cacheKey, hashSourceTree, ResultCache } from './cache.js';
 import { applyKnownFailing, type KnownFailing } from './known-failing.js';
 import { badStatuses, type FirstError, type Target, type TargetResult } from './types.js';
 import { firstCompilerError } from '../report/compiler-errors.js';
-import { MAX_LOG_BYTES, readCapped, writeReports } from '../report/write-reports.js';
+import { MAX_LOG_BYTES, readCapped } from '../report/write-reports.js';
 
 export interface FarmEvents extends ImageEvents {
   onTargetStart?: (target: Target) => void;
@@ -46,8 +46,6 @@ export interface FarmOptions {
   events?: FarmEvents;
   /** Reuse a connected engine (tests, long-lived library users); otherwise one is connected. */
   engine?: Engine;
-  /** Where GitHub error annotations go under GitHub Actions (default: stdout). */
-  annotations?: (text: string) => void;
 }
 
 /** Builds at a time for these options: what `--jobs` means. */
@@ -237,11 +235,6 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
     ...(notRun.length > 0 ? { notRun } : {}),
   };
   const reportPath = await writeJsonReport(out, report);
-  await writeReports(out, report, {
-    sourceDir: options.source,
-    buildDirOf: () => buildDirOf(report),
-    ...(options.annotations ? { stdout: options.annotations } : {}),
-  });
   await rm(staging, { recursive: true, force: true });
   if (interrupted) throw new KfarmError('KFARM_INTERRUPTED', `interrupted: partial report in ${reportPath}`);
   return { report, reportPath };
@@ -256,8 +249,9 @@ async function placeTree(stageDir: string, dest: string): Promise<void> {
   if (hadOld) await rm(old, { recursive: true, force: true });
 }
 
-function buildDirOf(plan: { packageName?: string; packageVersion?: string; module?: string; version?: string }): string {
-  return `/var/lib/dkms/${plan.packageName ?? plan.module}/${plan.packageVersion ?? plan.version}/build`;
+/** Where DKMS (and so kfarm, in its containers) builds a package: make.log paths are relative to it. */
+export function buildDirOf(plan: { packageName: string; packageVersion: string }): string {
+  return `/var/lib/dkms/${plan.packageName}/${plan.packageVersion}/build`;
 }
 
 async function firstErrorOf(log: string, plan: { packageName: string; packageVersion: string }): Promise<FirstError | undefined> {

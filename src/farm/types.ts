@@ -51,4 +51,6 @@ export interface TargetResult {
   /** Where the time went, in ms: image preparation (0 when reused), container start, copy in, dkms.conf evaluation, build, copy out. */
   phases?: Partial<Record<'image' | 'start' | 'copyIn' | 'evaluate' | 'build' | 'copyOut', number>>;
   verify?: VerifyResult;
+  /** Package files made for this target (`kfarm package`, `build --package`), relative to the output directory. */
+  packages?: string[];
 }

@@ -1,14 +1,29 @@
 import { KfarmError } from '../errors.js';
 import { DEFAULT_INDEX_TTL_MS, indexCacheDir, readCachedIndex, writeCachedIndex } from './debian-index-cache.js';
 import { fetchSuiteIndex, suiteUrl } from './debian-fetch.js';
-import { FLAVOURS, type Flavour, type SuiteIndex } from './debian-packages.js';
+import { FLAVOURS, flavourOf, type Flavour, type SuiteIndex } from './debian-packages.js';
 import { DEBIAN_RELEASES, debianReleaseRank, debianSuites, type DebianSuite, type MirrorOptions } from './debian-releases.js';
 import { compareDebianVersions } from './debian-version.js';
 import { formatTargetId, type KernelTarget } from './targets.js';
 
 export { fetchSuiteIndex } from './debian-fetch.js';
 export { FLAVOURS, flavourOf, kernelsFromPackages, parsePackages } from './debian-packages.js';
-export type { Flavour, PackageStanza, SuiteDefault, SuiteIndex, SuiteKernel } from './debian-packages.js';
+export type { Flavour, PackageStanza, SuiteDefault, SuiteImage, SuiteIndex, SuiteKernel } from './debian-packages.js';
+
+/** A kernel image package as discovery found it: where to download it and what it must hash to. */
+export interface KernelImage {
+  kernel: string;
+  /** `linux-image-<kver>` or `linux-image-<kver>-unsigned`. */
+  package: string;
+  version: string;
+  unsigned: boolean;
+  /** The .deb's full URL (archive root + Filename). */
+  url: string;
+  sha256: string;
+  size: number;
+  suite: string;
+  backports: boolean;
+}
 
 export interface ReleaseDiscoveryOptions extends MirrorOptions {
   /** Default: all of FLAVOURS. */
@@ -41,6 +56,11 @@ export interface ReleaseIndex {
    * across the release's non-backports suites. This is what "latest" means.
    */
   defaults: Partial<Record<Flavour, string>>;
+  /**
+   * `linux-image-<kver>` and `linux-image-<kver>-unsigned` packages of the selected flavours, one entry per
+   * package (the newest version across suites), sorted by kernel then package.
+   */
+  images?: KernelImage[];
 }
 
 /** Every kernel whose headers Debian publishes for the selected releases, sorted by release, then version. */
@@ -67,8 +87,17 @@ export async function discoverReleaseIndex(release: string, options: ReleaseDisc
   }));
 
   const kernels = new Map<string, KernelTarget>();
+  const images = new Map<string, KernelImage>();
   const defaults: Partial<Record<Flavour, { version: string; kernel: string }>> = {};
   for (const { suite, index } of loaded) {
+    for (const image of index.images ?? []) {
+      const flavour = flavourOf(image.kernel);
+      if (!flavour || !flavours.has(flavour)) continue;
+      const old = images.get(image.package);
+      if (old && compareDebianVersions(image.version, old.version) <= 0) continue;
+      const { filename, ...rest } = image;
+      images.set(image.package, { ...rest, url: `${suite.archiveUrl}/${filename}`, suite: suite.name, backports: suite.backports });
+    }
     for (const found of index.kernels) {
       if (!flavours.has(found.flavour)) continue;
       const old = kernels.get(found.kernel);
@@ -102,6 +131,7 @@ export async function discoverReleaseIndex(release: string, options: ReleaseDisc
       (a, b) => compareDebianVersions(a.headersVersion, b.headersVersion) || compareStrings(a.kernel, b.kernel),
     ),
     defaults: Object.fromEntries(Object.entries(defaults).map(([flavour, meta]) => [flavour, meta.kernel])),
+    images: [...images.values()].sort((a, b) => compareStrings(a.kernel, b.kernel) || compareStrings(a.package, b.package)),
   };
 }
 

@@ -120,15 +120,36 @@ export interface SuiteDefault {
   kernel: string;
 }
 
+/**
+ * One `linux-image-<kver>` (signed) or `linux-image-<kver>-unsigned` binary package of one suite: the kernel
+ * image and modules `kfarm verify` boots. Only packages carrying a Filename, SHA256 and Size are kept.
+ */
+export interface SuiteImage {
+  kernel: string;
+  package: string;
+  version: string;
+  /** true for `linux-image-<kver>-unsigned`. */
+  unsigned: boolean;
+  /** Path of the .deb relative to the archive root (`pool/...`). */
+  filename: string;
+  sha256: string;
+  size: number;
+  suite: string;
+}
+
 export interface SuiteIndex {
   suite: string;
   /** Stanzas in the index, kernel or not: zero means an empty (or broken) index. */
   packages: number;
   kernels: SuiteKernel[];
   defaults: SuiteDefault[];
+  /** Kernel image packages, newest version per package; absent when the suite has none. */
+  images?: SuiteImage[];
 }
 
 const HEADERS = 'linux-headers-';
+const IMAGE = 'linux-image-';
+const UNSIGNED = '-unsigned';
 
 /** Longest suffix first: `6.1.0-47-cloud-amd64` also ends in `-amd64`. */
 const BY_SUFFIX_LENGTH = [...FLAVOURS].sort((a, b) => b.length - a.length);
@@ -144,9 +165,15 @@ export async function kernelsFromPackages(
 ): Promise<SuiteIndex> {
   const kernels = new Map<string, SuiteKernel>();
   const defaults = new Map<Flavour, SuiteDefault>();
+  const images = new Map<string, SuiteImage>();
   let packages = 0;
   for await (const stanza of stanzas) {
     packages++;
+    if (stanza.package.startsWith(IMAGE)) {
+      const image = imageOf(stanza, suite);
+      if (image) keepNewest(images, image.package, image, (i) => i.version);
+      continue;
+    }
     if (!stanza.package.startsWith(HEADERS)) continue;
     const rest = stanza.package.slice(HEADERS.length);
     const deps = dependencyNames(stanza.depends ?? '');
@@ -177,7 +204,33 @@ export async function kernelsFromPackages(
     };
     keepNewest(kernels, rest, kernel, (k) => k.headersVersion);
   }
-  return { suite, packages, kernels: [...kernels.values()], defaults: [...defaults.values()] };
+  const index: SuiteIndex = { suite, packages, kernels: [...kernels.values()], defaults: [...defaults.values()] };
+  if (images.size > 0) index.images = [...images.values()];
+  return index;
+}
+
+/**
+ * `linux-image-6.1.0-56-amd64` and `linux-image-6.1.0-56-amd64-unsigned` → an image; metapackages
+ * (`linux-image-amd64`, versioned `linux-image-6.12-amd64`), `-dbg` packages and signing templates → undefined.
+ */
+function imageOf(stanza: PackageStanza, suite: string): SuiteImage | undefined {
+  let rest = stanza.package.slice(IMAGE.length);
+  const unsigned = rest.endsWith(UNSIGNED);
+  if (unsigned) rest = rest.slice(0, -UNSIGNED.length);
+  if (!/^\d/.test(rest) || !flavourOf(rest)) return undefined;
+  // Versioned metapackages depend on the real image instead of shipping one.
+  if (dependencyNames(stanza.depends ?? '').some((dep) => dep.startsWith(IMAGE) && /^\d/.test(dep.slice(IMAGE.length)))) return undefined;
+  if (!stanza.filename || !stanza.sha256 || stanza.size === undefined) return undefined;
+  return {
+    kernel: rest,
+    package: stanza.package,
+    version: stanza.version,
+    unsigned,
+    filename: stanza.filename,
+    sha256: stanza.sha256,
+    size: stanza.size,
+    suite,
+  };
 }
 
 function keepNewest<K, V>(map: Map<K, V>, key: K, value: V, version: (v: V) => string): void {

@@ -1,4 +1,6 @@
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { KfarmError } from '../errors.js';
 import type { TargetResult } from '../farm/types.js';
 import { writeFileAtomic } from '../util/atomic.js';
 
@@ -28,4 +30,40 @@ export async function writeJsonReport(out: string, report: FarmReport): Promise<
   const path = join(out, 'report.json');
   await writeFileAtomic(path, JSON.stringify(report, null, 2) + '\n');
   return path;
+}
+
+/** `<out>/report.json`, checked enough that a wrong directory or an old/foreign file is a one-line usage error. */
+export async function readJsonReport(out: string): Promise<FarmReport> {
+  const path = join(out, 'report.json');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    const missing = (error as { code?: unknown }).code === 'ENOENT';
+    throw new KfarmError('KFARM_USAGE', `${path}: ${missing ? 'not found (run `kfarm build --out` into this directory first)' : (error as Error).message}`, { cause: error });
+  }
+  let report: unknown;
+  try {
+    report = JSON.parse(text);
+  } catch (error) {
+    throw new KfarmError('KFARM_USAGE', `${path}: not valid JSON (${(error as Error).message})`, { cause: error });
+  }
+  const r = report as Partial<FarmReport> | null;
+  if (typeof r !== 'object' || r === null || r.schemaVersion !== REPORT_SCHEMA_VERSION) {
+    throw new KfarmError('KFARM_USAGE', `${path}: not a kfarm report with schemaVersion ${REPORT_SCHEMA_VERSION}`);
+  }
+  if (typeof r.module !== 'string' || typeof r.version !== 'string' || !Array.isArray(r.targets)) {
+    throw new KfarmError('KFARM_USAGE', `${path}: malformed report (module, version and targets are required)`);
+  }
+  for (const t of r.targets) {
+    const ok = typeof t?.id === 'string' && typeof t.kernel === 'string' && typeof t.release === 'string' && typeof t.arch === 'string' && Array.isArray(t.artifacts);
+    if (!ok) throw new KfarmError('KFARM_USAGE', `${path}: malformed target entry ${JSON.stringify(t?.id ?? t)}`);
+    // Paths come from the file: keep them inside the output directory.
+    for (const a of t.artifacts) {
+      if (typeof a !== 'string' || a.startsWith('/') || a.split('/').includes('..')) throw new KfarmError('KFARM_USAGE', `${path}: ${t.id}: artifact path ${JSON.stringify(a)} leaves the output directory`);
+    }
+    if (!/^[0-9][A-Za-z0-9.+~_-]*$/.test(t.kernel) || !/^[a-z0-9_]+$/.test(t.arch)) throw new KfarmError('KFARM_USAGE', `${path}: ${t.id}: malformed kernel or arch`);
+  }
+  if (/[/\0]|^\.\.?$/.test(r.module) || /[/\0]|^\.\.?$/.test(r.version)) throw new KfarmError('KFARM_USAGE', `${path}: malformed module name or version`);
+  return report as FarmReport;
 }

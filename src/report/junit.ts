@@ -32,6 +32,11 @@ export async function renderJunit(report: FarmReport, logs: JunitLogs): Promise<
     } else if (target.status === 'expected-failure') {
       skipped++;
       body.push(`      <skipped message="${attr(`expected failure: ${target.expected ?? target.error ?? ''}`.trimEnd())}"/>`);
+    } else if (target.verify && target.verify.status !== 'loaded') {
+      // Built, but the module did not load on its kernel: as much a failure as a compile error.
+      failures++;
+      const why = `${target.verify.status}${target.verify.reason ? `: ${target.verify.reason}` : ''}`;
+      body.push(`      <failure message="${attr(why)}" type="${attr(target.verify.status)}">${text(why)}</failure>`);
     }
     if (target.log) {
       const tail = lastLines(await logs.tail(target.log), JUNIT_TAIL_LINES);

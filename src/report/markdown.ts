@@ -30,14 +30,17 @@ export function renderSummary(report: FarmReport): string {
   const name = `${report.module} ${report.version}`.trim() || 'kfarm';
   lines.push(`## ${cell(name)}: ${total} ${plural(total, 'kernel')}${counts.length > 0 ? ` — ${counts.join(', ')}` : ''}${report.partial ? ' (interrupted: partial)' : ''}`);
   lines.push('');
-  lines.push('| Kernel | Release | Status | Duration | Note |');
-  lines.push('| --- | --- | --- | --- | --- |');
+  // The Load column appears once `kfarm verify` (or build --verify) has booted the kernels.
+  const verified = report.targets.some((t) => t.verify);
+  lines.push(verified ? '| Kernel | Release | Status | Load | Duration | Note |' : '| Kernel | Release | Status | Duration | Note |');
+  lines.push(verified ? '| --- | --- | --- | --- | --- | --- |' : '| --- | --- | --- | --- | --- |');
   for (const target of report.targets) {
     const status = `${statusEmoji[target.status]} ${target.status}`;
-    lines.push(`| ${cell(target.id)} | ${cell(target.release)} | ${status} | ${duration(target.durationMs)} | ${cell(clip(note(target)))} |`);
+    const load = verified ? ` ${target.verify ? `${loadEmoji[target.verify.status]} ${target.verify.status}` : ''} |` : '';
+    lines.push(`| ${cell(target.id)} | ${cell(target.release)} | ${status} |${load} ${duration(target.durationMs)} | ${cell(clip(note(target)))} |`);
   }
   for (const id of report.notRun ?? []) {
-    lines.push(`| ${cell(id)} | ${cell(id.split('/')[1] ?? '')} | not run |  | the run stopped before this target |`);
+    lines.push(`| ${cell(id)} | ${cell(id.split('/')[1] ?? '')} | not run |${verified ? '  |' : ''}  | the run stopped before this target |`);
   }
 
   const groups = failureGroups(report.targets);
@@ -106,11 +109,18 @@ function groupDiagnostic(errors: FirstError[]): string {
   return formatDiagnostic(same ? first : { ...first, message: normalizedMessage(first.message) });
 }
 
+const loadEmoji: Record<NonNullable<TargetResult['verify']>['status'], string> = {
+  loaded: '✅',
+  'load-failed': '❌',
+  'boot-failed': '💥',
+  timeout: '⏱️',
+};
+
 function note(target: TargetResult): string {
   switch (target.status) {
     case 'built':
     case 'cached':
-      return '';
+      return target.verify && target.verify.status !== 'loaded' ? (target.verify.reason ?? target.verify.status) : '';
     case 'skipped':
       return target.error ?? 'excluded by dkms.conf';
     case 'expected-failure':

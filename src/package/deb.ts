@@ -1,0 +1,168 @@
+import { createHash } from 'node:crypto';
+import { arArchive, gzip, tarArchive, withParents, type TarEntry } from './archive.js';
+import type { KernelBuild } from './types.js';
+
+/**
+ * Precompiled-module .debs following dkms mkbmdeb's conventions (removed from dkms in 2.8.8):
+ *
+ * - package `<module>-modules-<kver>` (module `_` → `-`, lower case), version `<module version>-1`,
+ *   `Provides: <module>-modules`, `Depends: linux-image-<kver> | linux-image-<kver>-unsigned`;
+ * - the `.ko` files mode 0644 in `<moddir>/<kver>/updates/dkms/`, where `<moddir>` is what the target release's
+ *   own kernel packages use (bookworm `/lib/modules`, trixie `/usr/lib/modules`);
+ * - postinst (configure, abort-*) and postrm run `depmod -a -F /boot/System.map-<kver> <kver>` only when that
+ *   System.map exists: depmod for the target kernel, never the running one;
+ * - md5sums, Installed-Size, `/usr/share/doc/<pkg>/copyright` and `changelog.Debian.gz` (gzip -9n framing).
+ *
+ * Written in TypeScript (ar + ustar + gzip with explicit headers), so the same inputs and SOURCE_DATE_EPOCH give
+ * the same bytes on any host.
+ */
+
+export interface DebOptions {
+  epoch: number;
+  /** `<moddir>` of the target release. */
+  moduleDir: string;
+  /** `Name <email>`; default from DEBFULLNAME/DEBEMAIL, else a placeholder. */
+  maintainer: string;
+  /** One line for the changelog and description, e.g. who signed the modules. */
+  note?: string;
+}
+
+export const defaultMaintainer = 'kfarm <kfarm@example.org>';
+
+export function maintainerFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  const name = env['DEBFULLNAME']?.trim();
+  const email = env['DEBEMAIL']?.trim();
+  if (email && /<.+@.+>/.test(email)) return email;
+  if (email && /^[^\s<>]+@[^\s<>]+$/.test(email)) return `${name || email.split('@')[0]} <${email}>`;
+  return defaultMaintainer;
+}
+
+export function debPackageName(module: string, kernel: string): string {
+  return `${module.replace(/_/g, '-')}-modules-${kernel}`.toLowerCase().replace(/[^a-z0-9.+-]/g, '-');
+}
+
+/** `<module version>-1`; characters Debian versions do not allow become `.`, and a leading non-digit gets `0~`. */
+export function debVersion(version: string): string {
+  let upstream = version.replace(/[^A-Za-z0-9.+~-]/g, '.');
+  if (!/^[0-9]/.test(upstream)) upstream = `0~${upstream}`;
+  return `${upstream}-1`;
+}
+
+export function debFileName(build: Pick<KernelBuild, 'module' | 'version' | 'kernel'>): string {
+  return `${debPackageName(build.module, build.kernel)}_${debVersion(build.version)}_amd64.deb`;
+}
+
+export function rfc2822(epoch: number): string {
+  const d = new Date(epoch * 1000);
+  const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  const two = (n: number) => String(n).padStart(2, '0');
+  return `${days[d.getUTCDay()]}, ${two(d.getUTCDate())} ${months[d.getUTCMonth()]} ${d.getUTCFullYear()} ${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} +0000`;
+}
+
+function depmodScript(kernel: string, actions: string): string {
+  return `#!/bin/sh
+set -e
+
+# depmod for the kernel these modules are for (never the running kernel's), and only once that kernel is installed.
+case "$1" in
+  ${actions})
+    if [ -e /boot/System.map-${kernel} ]; then
+      depmod -a -F /boot/System.map-${kernel} ${kernel} || true
+    fi
+    ;;
+esac
+
+exit 0
+`;
+}
+
+export function buildDeb(build: KernelBuild, options: DebOptions): Buffer {
+  if (!/^[0-9][A-Za-z0-9.+~_-]*$/.test(build.kernel)) throw new Error(`unsafe kernel release ${JSON.stringify(build.kernel)}`);
+  const pkg = debPackageName(build.module, build.kernel);
+  const version = debVersion(build.version);
+  const doc = `usr/share/doc/${pkg}`;
+  const koDir = `${options.moduleDir.replace(/^\/+/, '')}/${build.kernel}/updates/dkms`;
+  const koNames = build.modules.map((m) => m.name).join(', ');
+  const license = build.licenses.length ? build.licenses.join(', ') : 'unknown (the modules declare no MODULE_LICENSE)';
+  const summary = `${build.module} ${build.version} kernel modules for Linux ${build.kernel}`;
+  const bullets = [`${build.module} ${build.version} precompiled by kfarm for Linux ${build.kernel} (Debian ${build.release}).`, ...(options.note ? [options.note] : [])];
+  const changelog = `${pkg} (${version}) unstable; urgency=medium
+
+${bullets.map((b) => wrap(b, 76).map((line, i) => `${i === 0 ? '  * ' : '    '}${line}`).join('\n')).join('\n')}
+
+ -- ${options.maintainer}  ${rfc2822(options.epoch)}
+`;
+  const gpl = build.licenses.some((l) => /GPL/.test(l) && !/LGPL/.test(l));
+  const copyright = `${build.module} ${build.version}: kernel modules ${koNames}, built by kfarm from the ${build.module} DKMS package
+for Linux ${build.kernel} (Debian ${build.release}).
+
+Copyright (c) ${new Date(options.epoch * 1000).getUTCFullYear()} the authors of ${build.module}${build.authors.length ? ` (MODULE_AUTHOR: ${build.authors.join('; ')})` : ''}; see its source.
+
+License, as the modules declare it (MODULE_LICENSE): ${license}
+${gpl ? '\nOn Debian systems, the complete text of the GNU General Public License version 2 can be found in\n/usr/share/common-licenses/GPL-2.\n' : ''}`;
+
+  const files: TarEntry[] = [
+    { path: `${doc}/copyright`, type: 'file', mode: 0o644, data: Buffer.from(copyright) },
+    { path: `${doc}/changelog.Debian.gz`, type: 'file', mode: 0o644, data: gzip(Buffer.from(changelog)) },
+    ...build.modules.map((m): TarEntry => ({ path: `${koDir}/${m.name}`, type: 'file', mode: 0o644, data: m.data })),
+  ];
+  const data = withParents(files);
+  // dpkg-gencontrol: regular files and symlinks count their size in KiB rounded up, everything else 1.
+  const installedSize = data.reduce((kib, e) => kib + (e.type === 'file' ? Math.ceil((e.data?.length ?? 0) / 1024) : 1), 0);
+  const md5sums = files
+    .map((e) => `${createHash('md5').update(e.data ?? Buffer.alloc(0)).digest('hex')}  ${e.path}\n`)
+    .sort()
+    .join('');
+  const description = [
+    `Description: ${summary}`,
+    ...wrap(
+      `${build.descriptions.length ? `${build.descriptions.join('; ').replace(/\.?$/, '.')} ` : ''}Precompiled from the ${build.module} ${build.version} DKMS package for the Debian ${build.release} kernel ${build.kernel}, so no compiler or kernel headers are needed: ${koNames}, installed in ${options.moduleDir}/${build.kernel}/updates/dkms.${options.note ? ` ${options.note}` : ''}`,
+    ).map((line) => ` ${line}`),
+  ];
+  const control = [
+    `Package: ${pkg}`,
+    `Version: ${version}`,
+    'Architecture: amd64',
+    `Maintainer: ${options.maintainer}`,
+    `Installed-Size: ${installedSize}`,
+    `Depends: linux-image-${build.kernel} | linux-image-${build.kernel}-unsigned`,
+    `Provides: ${build.module.replace(/_/g, '-').toLowerCase()}-modules`,
+    'Section: kernel',
+    'Priority: optional',
+    ...description,
+  ].join('\n');
+  const controlTar = tarArchive(
+    withParents([
+      { path: 'control', type: 'file', mode: 0o644, data: Buffer.from(`${control}\n`) },
+      { path: 'md5sums', type: 'file', mode: 0o644, data: Buffer.from(md5sums) },
+      { path: 'postinst', type: 'file', mode: 0o755, data: Buffer.from(depmodScript(build.kernel, 'configure|abort-upgrade|abort-remove|abort-deconfigure')) },
+      { path: 'postrm', type: 'file', mode: 0o755, data: Buffer.from(depmodScript(build.kernel, 'remove|upgrade|disappear|abort-install|abort-upgrade')) },
+    ]),
+    options.epoch,
+  );
+  return arArchive(
+    [
+      { name: 'debian-binary', data: Buffer.from('2.0\n') },
+      { name: 'control.tar.gz', data: gzip(controlTar) },
+      { name: 'data.tar.gz', data: gzip(tarArchive(data, options.epoch)) },
+    ],
+    options.epoch,
+  );
+}
+
+/** Wraps description text at 79 columns for the control file's extended description. */
+function wrap(text: string, width = 78): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/).filter(Boolean)) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line ? `${line} ${word}` : word;
+    }
+  }
+  if (line) lines.push(line);
+  return lines;
+}

@@ -1,0 +1,34 @@
+import type { TargetResult } from '../farm/types.js';
+import type { FarmReport } from '../report/json.js';
+
+export type PackageFormat = 'dkms' | 'deb' | 'rpm';
+export const packageFormats: readonly PackageFormat[] = ['dkms', 'deb', 'rpm'];
+
+/** One built kernel's modules as packaging sees them: read from the DKMS tree, signed when asked. */
+export interface KernelBuild {
+  targetId: string;
+  module: string;
+  version: string;
+  release: string;
+  kernel: string;
+  arch: string;
+  /** `<name>.ko` files, sorted by name; signed copies when signing was asked for. */
+  modules: { name: string; data: Buffer }[];
+  symvers?: Buffer;
+  log?: Buffer;
+  /** From the modules' `.modinfo` (MODULE_LICENSE / MODULE_DESCRIPTION), when present. */
+  licenses: string[];
+  descriptions: string[];
+  authors: string[];
+}
+
+/**
+ * `TargetResult` plus the field packaging adds. Until `packages` joins TargetResult in src/farm/types.ts, this
+ * is the shape report.json has after `kfarm package`.
+ */
+export type PackagedTarget = TargetResult & {
+  /** Package files made for this target, relative to the output directory (`packages/<file>`). */
+  packages?: string[];
+};
+
+export type PackagedReport = Omit<FarmReport, 'targets'> & { targets: PackagedTarget[] };
