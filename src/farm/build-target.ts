@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Writable, type Readable } from 'node:stream';
+import { TextTail } from '../util/text-tail.js';
 import { create as createTar } from 'tar';
 import type { EngineContainer } from '../engine/container.js';
 import type { Engine } from '../engine/engine.js';
@@ -121,7 +122,7 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
     if (plan.excluded) return { result: finish('skipped', { error: plan.excluded, image }), plan };
 
     enter('build');
-    const reason = new TextCollector();
+    const reason = new TextTail();
     const code = await container.exec(['bash', '-c', await scripts.build, 'kfarm-build'], {
       env: {
         KFARM_PLAN: planScript(plan, { ...env, module, module_version: version }),
@@ -178,7 +179,7 @@ async function evaluate(
   signal: AbortSignal,
 ): Promise<DkmsPlan> {
   const stdout = new BufferCollector();
-  const stderr = new TextCollector();
+  const stderr = new TextTail();
   const code = await container.exec(['bash', '-c', await scripts.eval, 'eval-conf', '/kfarm/src/dkms.conf'], {
     env,
     workdir: '/kfarm/src',
@@ -202,17 +203,6 @@ async function evaluate(
   });
 }
 
-/** Keeps a bounded tail of a text stream: enough for the one line that says why. */
-class TextCollector extends Writable {
-  #text = '';
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    this.#text = (this.#text + chunk.toString('utf8')).slice(-8192);
-    callback();
-  }
-  lastLine(): string {
-    return this.#text.trim().split('\n').pop()?.trim().slice(0, 500) ?? '';
-  }
-}
 
 class BufferCollector extends Writable {
   #chunks: Buffer[] = [];

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream';
+import { TextTail } from '../util/text-tail.js';
 import { pipeline } from 'node:stream/promises';
-import { Writable } from 'node:stream';
 import { Parser, type ReadEntry } from 'tar';
 import type { EngineContainer } from '../engine/container.js';
 import { KfarmError } from '../errors.js';
@@ -119,7 +119,7 @@ export async function buildRpms(
   for (const [i, { build }] of builds.entries()) {
     const top = `/kfarm/rpm/${i}`;
     const spec = `${top}/SPECS/${rpmName(build.module, build.kernel)}.spec`;
-    const log = new Tail();
+    const log = new TextTail();
     const code = await container.exec(
       ['rpmbuild', '-bb', '--target', 'x86_64', '--define', `_topdir ${top}`, '--define', `_sourcedir ${top}/SOURCES`, spec],
       { env: { SOURCE_DATE_EPOCH: String(options.epoch), TZ: 'UTC', LC_ALL: 'C.UTF-8', HOME: '/root' }, stdout: log, stderr: log, ...(options.signal ? { signal: options.signal } : {}) },
@@ -171,13 +171,3 @@ export async function readSingleFile(archive: Readable, name: string, limit: num
   return Buffer.concat(chunks);
 }
 
-class Tail extends Writable {
-  #text = '';
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
-    this.#text = (this.#text + chunk.toString('utf8')).slice(-8192);
-    callback();
-  }
-  lastLine(): string {
-    return this.#text.trim().split('\n').pop()?.trim().slice(0, 500) ?? '';
-  }
-}

@@ -15,19 +15,14 @@ export interface KernelImageLookupOptions extends Pick<ReleaseDiscoveryOptions, 
  * The kernel image package to boot for `kernel` of `release`: `linux-image-<kver>` (Debian's signed build)
  * when the archive has it, else `linux-image-<kver>-unsigned` — same kernel, same modules, different
  * packaging. The newest version across the release's suites (backports included) wins.
- *
- * Indexes cached by a kfarm that did not record image packages yet lack them; a miss is therefore retried
- * once with a fresh fetch before it is an error.
  */
 export async function findKernelImage(release: string, kernel: string, options: KernelImageLookupOptions = {}): Promise<KernelImage> {
   const flavour = flavourOf(kernel);
   if (!flavour) throw new KfarmError('KFARM_TARGET_UNKNOWN', `kernel ${kernel}: not a flavour kfarm knows (amd64, cloud-amd64, rt-amd64)`);
   const { discover = discoverReleaseIndex, ...rest } = options;
-  for (const refresh of [false, true]) {
-    const index = await discover(release, { ...rest, flavours: [flavour], includeBackports: true, ...(refresh ? { refresh } : {}) });
-    const found = pickImage(index.images ?? [], kernel);
-    if (found) return found;
-  }
+  const index = await discover(release, { ...rest, flavours: [flavour], includeBackports: true });
+  const found = pickImage(index.images ?? [], kernel);
+  if (found) return found;
   const suites = debianSuites(release, options).map((s) => s.name).join(', ');
   throw new KfarmError('KFARM_TARGET_UNKNOWN', `no linux-image-${kernel} or linux-image-${kernel}-unsigned in ${suites}: cannot boot ${release}/${kernel}`);
 }

@@ -35,7 +35,7 @@ describe('kfarm CLI end to end', () => {
     const out = await tempOut();
     const run = await kfarm(['build', fixture('broken'), '--target', bookworm, '--out', out]);
     expect(run.exitCode).toBe(1);
-    expect(run.stdout).toMatch(/failed after .*make exited 2.*\(log: dkms\/kf_broken\/1\.0\/.*\/log\/make\.log\)/);
+    expect(run.stdout).toMatch(/failed after .*: kf_broken\.c:7:19: 'this_symbol_does_not_exist' undeclared .*\(log: dkms\/kf_broken\/1\.0\/.*\/log\/make\.log\)/);
   });
 
   const badConfs: [string, RegExp][] = [

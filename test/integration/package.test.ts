@@ -423,7 +423,7 @@ describe('kfarm package: the command', () => {
     expect((badFormat.error as { code?: string }).code).toBe('commander.invalidArgument');
 
     const noReport = await run([join(out, 'nope')]);
-    expect((noReport.error as Error).message).toMatch(/nope\/report\.json: cannot read it \(ENOENT\); run kfarm build --out /);
+    expect((noReport.error as Error).message).toMatch(/nope\/report\.json: not found \(run `kfarm build --out` into this directory first\)/);
   });
 });
 

@@ -70,14 +70,17 @@ describe('collectOutput: build output is untrusted', () => {
     expect(await listTree(dest)).toEqual([]);
   });
 
-  it('truncates an oversized make.log instead of failing', async () => {
+  it('truncates a make.log over the limit (but under four times it) instead of failing', async () => {
     const { dest } = await fresh();
     const saved = collectLimits.logBytes;
     collectLimits.logBytes = 100;
     try {
-      const collected = await collectOutput(rawTar([{ path: 'out/', type: 'Directory' }, { path: 'out/make.log', data: 'y'.repeat(1000) }]), dest);
+      const collected = await collectOutput(rawTar([{ path: 'out/', type: 'Directory' }, { path: 'out/make.log', data: 'y'.repeat(300) }]), dest);
       expect(collected.logTruncated).toBe(true);
       expect((await stat(join(dest, 'log/make.log'))).size).toBe(100);
+      await expect(collectOutput(rawTar([{ path: 'out/', type: 'Directory' }, { path: 'out/make.log', data: 'y'.repeat(401) }]), (await fresh()).dest)).rejects.toThrow(
+        /"out\/make\.log" is 401 bytes, over the 400-byte limit/,
+      );
     } finally {
       collectLimits.logBytes = saved;
     }

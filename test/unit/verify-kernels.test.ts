@@ -131,19 +131,6 @@ describe('findKernelImage against a local archive', () => {
         'no linux-image-6.1.0-99-amd64 or linux-image-6.1.0-99-amd64-unsigned in bookworm, bookworm-updates, bookworm-security, bookworm-backports: cannot boot bookworm/6.1.0-99-amd64',
     });
   });
-
-  it('refetches once when the cached index predates image indexing', async () => {
-    const calls: boolean[] = [];
-    const discover = async (_release: string, o: { refresh?: boolean }): Promise<ReleaseIndex> => {
-      calls.push(o.refresh === true);
-      const images: KernelImage[] = o.refresh
-        ? [{ kernel: '6.1.0-56-amd64', package: 'linux-image-6.1.0-56-amd64', version: '1', unsigned: false, url: 'http://x/a.deb', sha256: '0', size: 1, suite: 'bookworm', backports: false }]
-        : [];
-      return { release: 'bookworm', kernels: [], defaults: {}, ...(o.refresh ? { images } : {}) };
-    };
-    expect((await findKernelImage('bookworm', '6.1.0-56-amd64', { discover })).url).toBe('http://x/a.deb');
-    expect(calls).toEqual([false, true]);
-  });
 });
 
 describe('downloadVerified', () => {
