@@ -1,6 +1,6 @@
 /**
  * bench/matrix: builds a shipped example over five kernels (bench/matrix.yaml) with warm images and prints
- * wall time, the sum of per-target build times, host CPU seconds and wall / (CPU seconds / cores): 1.0 means
+ * wall time (cold result cache: every target compiles), the sum of per-target build times, host CPU seconds and wall / (CPU seconds / cores): 1.0 means
  * every core was busy for the whole run. Run: `npm run build && bench/matrix [example]`.
  */
 import { execa } from 'execa';
@@ -23,7 +23,7 @@ for (let i = 0; i < 3; i++) {
   const out = await mkdtemp(join(tmpdir(), 'kfarm-bench-'));
   const before = await cpuTimes();
   const t0 = performance.now();
-  const run = await kfarm(['build', example, '--matrix', 'bench/matrix.yaml', '--out', out]);
+  const run = await kfarm(['build', example, '--matrix', 'bench/matrix.yaml', '--out', out, '--no-cache']);
   const wall = (performance.now() - t0) / 1000;
   const after = await cpuTimes();
   if (run.exitCode !== 0) throw new Error(`run failed (exit ${run.exitCode}):\n${run.stderr}`);

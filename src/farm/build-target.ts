@@ -30,7 +30,16 @@ export interface BuildJobOptions {
   sourceDateEpoch?: number;
   signal?: AbortSignal;
   onPhase?: (phase: Phase) => void;
+  /**
+   * Runs the compile (and copy-out) in one of the `--jobs` build slots. The container is started, filled
+   * and evaluated before a slot is free, so a slot that frees up starts compiling at once. May throw
+   * NotScheduled (a --fail-fast run stopped meanwhile).
+   */
+  buildSlot?: <T>(work: () => Promise<T>) => Promise<T>;
 }
+
+/** Thrown by a build slot that will not run the work: the target is reported as not run. */
+export class NotScheduled extends Error {}
 
 export type Phase = 'start' | 'copyIn' | 'evaluate' | 'build' | 'copyOut';
 
@@ -60,8 +69,10 @@ export async function runtimeHash(): Promise<string> {
  */
 export async function buildTarget(target: Target, options: BuildJobOptions): Promise<BuildJobOutcome> {
   const started = Date.now();
-  const timeout = AbortSignal.timeout(options.timeoutMs);
-  const signal = options.signal ? AbortSignal.any([options.signal, timeout]) : timeout;
+  // The time limit covers the target's own work, not its wait for a build slot.
+  const timeout = new Deadline(options.timeoutMs);
+  const signal = options.signal ? AbortSignal.any([options.signal, timeout.signal]) : timeout.signal;
+  let waited = 0;
   const base: Omit<TargetResult, 'status' | 'durationMs'> = {
     id: target.id,
     distro: target.distro,
@@ -73,8 +84,10 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
   };
   const finish = (status: TargetResult['status'], extra: Partial<TargetResult> = {}): TargetResult => {
     enter(undefined);
-    return { ...base, status, durationMs: Date.now() - started, phases, ...extra };
+    timeout.stop();
+    return { ...base, status, durationMs: Date.now() - started - waited, phases, ...extra };
   };
+  const slot = options.buildSlot ?? (<T>(work: () => Promise<T>) => work());
 
   const image = options.image;
   const phases: Partial<Record<Phase, number>> = {};
@@ -94,7 +107,8 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
     container = await options.engine.start(
       {
         image,
-        cmd: ['sleep', String(Math.ceil(options.timeoutMs / 1000) + 60)],
+        // Its own limit plus, at most, a wait for a build slot as long as another target's limit.
+        cmd: ['sleep', String(2 * Math.ceil(options.timeoutMs / 1000) + 60)],
         network: 'none',
         hardened: true,
         limits: options.limits,
@@ -121,20 +135,29 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
     const version = plan.packageVersion;
     if (plan.excluded) return { result: finish('skipped', { error: plan.excluded, image }), plan };
 
-    enter('build');
+    const ready = container;
+    const buildPlan = plan;
     const reason = new TextTail();
-    const code = await container.exec(['bash', '-c', await scripts.build, 'kfarm-build'], {
-      env: {
-        KFARM_PLAN: planScript(plan, { ...env, module, module_version: version }),
-        ...(options.sourceDateEpoch === undefined ? {} : { SOURCE_DATE_EPOCH: String(options.sourceDateEpoch) }),
-      },
-      stdout: reason,
-      stderr: reason,
-      signal,
+    timeout.pause();
+    enter(undefined);
+    const waitStarted = Date.now();
+    const { code, collected } = await slot(async () => {
+      waited = Date.now() - waitStarted;
+      timeout.resume();
+      signal.throwIfAborted();
+      enter('build');
+      const exit = await ready.exec(['bash', '-c', await scripts.build, 'kfarm-build'], {
+        env: {
+          KFARM_PLAN: planScript(buildPlan, { ...env, module, module_version: version }),
+          ...(options.sourceDateEpoch === undefined ? {} : { SOURCE_DATE_EPOCH: String(options.sourceDateEpoch) }),
+        },
+        stdout: reason,
+        stderr: reason,
+        signal,
+      });
+      enter('copyOut');
+      return { code: exit, collected: await collectOutput((await ready.getArchive('/kfarm/out', signal)) as never, options.stageDir) };
     });
-
-    enter('copyOut');
-    const collected = await collectOutput((await container.getArchive('/kfarm/out', signal)) as never, options.stageDir);
     const log = collected.log ? 'log/make.log' : undefined;
     const artifacts = collected.modules.sort().map((name) => `module/${name}`);
     if (code !== 0) {
@@ -144,7 +167,7 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
     }
     return { result: finish('built', { artifacts, image, makeCommand: plan.buildCommand, ...(log ? { log } : {}) }), plan };
   } catch (error) {
-    if (timeout.aborted && !options.signal?.aborted) {
+    if (timeout.signal.aborted && !options.signal?.aborted) {
       // Keep what make wrote so far: the reason a build hangs is usually in its last lines.
       const partial = container && plan ? await collectQuietly(container, options.stageDir) : undefined;
       const error = `the build did not finish within ${Math.round(options.timeoutMs / 1000)} s`;
@@ -158,7 +181,45 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
     }
     throw error;
   } finally {
+    timeout.stop();
     if (container) options.engine.removeLater(container);
+  }
+}
+
+/** A time limit that can be paused while the target waits for a build slot. */
+class Deadline {
+  readonly #controller = new AbortController();
+  #left: number;
+  #since = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(ms: number) {
+    this.#left = ms;
+    this.resume();
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  pause(): void {
+    if (!this.#timer) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#left -= Date.now() - this.#since;
+  }
+
+  resume(): void {
+    if (this.#timer || this.#stopped || this.#controller.signal.aborted) return;
+    this.#since = Date.now();
+    // Unreferenced like AbortSignal.timeout: a pending limit never keeps the process alive.
+    this.#timer = setTimeout(() => this.#controller.abort(new Error('timeout')), Math.max(0, this.#left)).unref();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.pause();
   }
 }
 

@@ -10,7 +10,7 @@ import { preflightSource } from '../dkms/preflight.js';
 import { cacheRoot } from '../util/cache-dir.js';
 import { ImageStore, type ImageEvents, type SuiteSource } from '../images/image-store.js';
 import { countStatuses, REPORT_SCHEMA_VERSION, writeJsonReport, type FarmReport } from '../report/json.js';
-import { buildTarget, runtimeHash, type BuildJobOutcome, type Phase } from './build-target.js';
+import { buildTarget, NotScheduled, runtimeHash, type BuildJobOutcome, type Phase } from './build-target.js';
 import { cacheKey, hashSourceTree, ResultCache } from './cache.js';
 import { applyKnownFailing, type KnownFailing } from './known-failing.js';
 import { badStatuses, type FirstError, type Target, type TargetResult } from './types.js';
@@ -94,6 +94,9 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
   const controller = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
   const imageQueue = new PQueue({ concurrency: options.imageJobs ?? 3 });
+  // At most `concurrency` compile at once; as many more are started, filled and evaluated meanwhile, so a
+  // build slot that frees up starts compiling at once (container start and copy-in are off the slot).
+  const prepareQueue = new PQueue({ concurrency: concurrency * 2 });
   const buildQueue = new PQueue({ concurrency });
   const outcomes: (BuildJobOutcome | undefined)[] = new Array(options.targets.length);
   const known = options.knownFailing ?? [];
@@ -143,7 +146,7 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
         }
       }
     }
-    await buildQueue.add(async () => {
+    await prepareQueue.add(async () => {
       if (signal.aborted || stopScheduling) return;
       try {
         const outcome = await buildTarget(target, {
@@ -158,6 +161,15 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
           ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
           signal,
           onPhase: (phase) => options.events?.onTargetPhase?.(target, phase),
+          buildSlot: (work) =>
+            buildQueue.add(
+              async () => {
+                if (stopScheduling) throw new NotScheduled();
+                return work();
+              },
+              // Among targets waiting for a build slot, the matrix order wins.
+              { signal, priority: -index },
+            ),
         });
         outcome.result.phases = { image: imageMs, ...outcome.result.phases };
         outcome.result.durationMs += imageMs;
@@ -171,7 +183,7 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
         }
         record(index, outcome);
       } catch (error) {
-        if (signal.aborted) return;
+        if (signal.aborted || error instanceof NotScheduled) return;
         // A broken dkms.conf or a lost engine concerns every target: stop all. Anything else is this kernel's.
         if (isKfarmError(error, 'KFARM_CONFIG_INVALID') || isKfarmError(error, 'KFARM_ENGINE_UNAVAILABLE')) {
           fatal ??= error;
@@ -180,7 +192,6 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
         }
         record(index, { result: failedResult(target, errorText(error), imageMs) });
       }
-      // Among targets waiting for a build slot, the matrix order wins.
     }, { signal, priority: -index }).catch((error: unknown) => {
       if (!signal.aborted) throw error;
     });
