@@ -9,11 +9,15 @@ import type { KernelBuild } from './types.js';
  *
  * ```
  * ./dkms_main_tree/<kver>/<arch>/module/<name>.ko, Module.symvers
- * ./dkms_main_tree/<kver>/<arch>/log/make.log
+ * ./dkms_main_tree/<kver>/<arch>/log/                (empty: see below)
  * ./dkms_main_tree/dkms_dbversion                  "2.0.0\n" (read by dkms ≤ 2.8.7 only)
  * ./dkms_binaries_only/{dkms.conf,PACKAGE_NAME,PACKAGE_VERSION}     default, or
  * ./dkms_source_tree/...                            the module's source tree (--with-source)
  * ```
+ *
+ * The build's make.log stays in the DKMS tree and out of the tarball: under `make -j` kbuild's lines come in a
+ * different order from run to run (hello.mod.o and .module-common.o compile side by side), which would make
+ * the tarball's bytes differ between two identical builds. ldtarball needs no log.
  *
  * One tarball per kernel and arch, named `<m>-<v>-kernel<kver>-<arch>.dkms.tar.gz`, because ldtarball loads
  * only the first kernel of a multi-kernel tarball.
@@ -61,7 +65,6 @@ export function dkmsTarball(build: KernelBuild, options: { epoch: number; source
   ];
   for (const ko of build.modules) entries.push({ path: `${tree}/module/${ko.name}`, type: 'file', mode: 0o644, data: ko.data });
   if (build.symvers) entries.push({ path: `${tree}/module/Module.symvers`, type: 'file', mode: 0o644, data: build.symvers });
-  if (build.log) entries.push({ path: `${tree}/log/make.log`, type: 'file', mode: 0o644, data: build.log });
   if (options.source) {
     entries.push({ path: 'dkms_source_tree', type: 'dir', mode: 0o755 });
     for (const entry of options.source) entries.push({ ...entry, path: `dkms_source_tree/${entry.path}` });

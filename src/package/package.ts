@@ -221,7 +221,7 @@ async function checkSourceTree(dir: string): Promise<void> {
 
 /**
  * Reads one target's kernel directory of the DKMS tree without following links: regular `.ko` files and
- * `Module.symvers` in `module/`, `make.log` in `log/`, within kfarm's collect limits. The `.ko` set must be the
+ * `Module.symvers` in `module/`, within kfarm's collect limits (make.log is not packaged). The `.ko` set must be the
  * one report.json lists.
  */
 async function readKernelBuild(out: string, report: FarmReport, target: PackagedTarget): Promise<KernelBuild> {
@@ -256,8 +256,6 @@ async function readKernelBuild(out: string, report: FarmReport, target: Packaged
   if (listed.join('\0') !== found.join('\0')) {
     throw new KfarmError('KFARM_USAGE', `${moduleDir}: holds ${found.join(', ') || 'no module'} but report.json lists ${listed.join(', ')}`);
   }
-  const logPath = join(dir, 'log', 'make.log');
-  if (await stat(logPath).then(() => true, () => false)) build.log = await readRegular(logPath, collectLimits.logBytes);
   for (const m of build.modules) {
     try {
       const info = parseModinfo(m.data);

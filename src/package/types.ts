@@ -15,7 +15,6 @@ export interface KernelBuild {
   /** `<name>.ko` files, sorted by name; signed copies when signing was asked for. */
   modules: { name: string; data: Buffer }[];
   symvers?: Buffer;
-  log?: Buffer;
   /** From the modules' `.modinfo` (MODULE_LICENSE / MODULE_DESCRIPTION), when present. */
   licenses: string[];
   descriptions: string[];

@@ -45,7 +45,7 @@ beforeAll(async () => {
   ] as const;
   await writeFile(join(work, 'src/outcomes'), outcomes.map(([t, o]) => `${t?.kernel} ${o}`).join('\n') + '\n');
   await writeMatrix(trixie[1]?.kernel);
-  // Prepare the six builder images first: the runs below use a 10 s build limit, which a hello build must not
+  // Prepare the six builder images first: the runs below use a 30 s build limit, which a hello build must not
   // miss because a fresh machine is still bootstrapping the other images beside it.
   const warm = await runFarm({ source: example('hello'), out: join(work, 'warm'), targets, sources: releaseSources, cache: false });
   expect(warm.report.counts.built).toBe(6);
@@ -62,7 +62,7 @@ describe('matrix run over 6 kernels in 2 releases with mixed outcomes', () => {
     const out = join(work, 'out');
     const summaryFile = join(work, 'step-summary.md');
     await writeFile(summaryFile, '# earlier step\n');
-    const run = await execa('node', [cli, 'build', join(work, 'src'), '--matrix', join(work, 'matrix.yaml'), '--out', out, '--timeout', '10', '--jobs', '2'], {
+    const run = await execa('node', [cli, 'build', join(work, 'src'), '--matrix', join(work, 'matrix.yaml'), '--out', out, '--timeout', '30', '--jobs', '2'], {
       reject: false,
       env: { CI: 'true', GITHUB_ACTIONS: 'true', GITHUB_STEP_SUMMARY: summaryFile, GITHUB_WORKSPACE: work },
     });
@@ -118,7 +118,7 @@ describe('matrix run over 6 kernels in 2 releases with mixed outcomes', () => {
 
   it('--fail-fast stops scheduling after the first failure', async () => {
     const out = join(work, 'out-ff');
-    const run = await execa('node', [cli, 'build', join(work, 'src'), '--matrix', join(work, 'matrix.yaml'), '--out', out, '--timeout', '10', '--jobs', '1', '--fail-fast', '--no-cache'], {
+    const run = await execa('node', [cli, 'build', join(work, 'src'), '--matrix', join(work, 'matrix.yaml'), '--out', out, '--timeout', '30', '--jobs', '1', '--fail-fast', '--no-cache'], {
       reject: false,
       env: { CI: 'true' },
     });
