@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { cpus } from 'node:os';
 import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -63,8 +64,10 @@ export interface FarmRun {
  * per-target results: a kernel that fails is a result, not an error. Throws KfarmError for bad input
  * (nothing is written then), an unreachable engine, or interruption (after writing a partial report).
  *
- * Two queues: image preparation (de-duplicated by the ImageStore) and builds. A target enters the build
- * queue as soon as its own image is ready, so builds of ready kernels overlap with preparing the others.
+ * Three queues: image preparation (de-duplicated by the ImageStore), container preparation (start, copy-in,
+ * evaluation: up to twice the build concurrency) and build slots. A target leaves the image queue as soon as
+ * its own image is ready, so builds of ready kernels overlap with preparing the others, and a build slot that
+ * frees up finds the next target's container ready to compile.
  */
 export async function runFarm(options: FarmOptions): Promise<FarmRun> {
   const started = Date.now();
@@ -93,6 +96,8 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
   });
   const controller = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
+  // Every queued target listens to it (p-queue, its build): many listeners on a large matrix, not a leak.
+  setMaxListeners(0, signal);
   const imageQueue = new PQueue({ concurrency: options.imageJobs ?? 3 });
   // At most `concurrency` compile at once; as many more are started, filled and evaluated meanwhile, so a
   // build slot that frees up starts compiling at once (container start and copy-in are off the slot).

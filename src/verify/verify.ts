@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -68,6 +69,8 @@ export async function verifyTargets(out: string, report: FarmReport, options: Ve
 
   const abort = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, abort.signal]) : abort.signal;
+  // One listener per queued boot: many on a large matrix, not a leak.
+  setMaxListeners(0, signal);
   const accel = options.accel ?? (await detectAccelerator());
   const store =
     options.store ??
