@@ -36,6 +36,11 @@ export interface BuildJobOptions {
    * NotScheduled (a --fail-fast run stopped meanwhile).
    */
   buildSlot?: <T>(work: () => Promise<T>) => Promise<T>;
+  /**
+   * Called inside the build slot, before it is released, once the compile has ended: false when it failed
+   * (non-zero exit, time limit, rejected output…). Lets --fail-fast stop the next slot from starting.
+   */
+  onCompiled?: (ok: boolean) => void;
 }
 
 /** Thrown by a build slot that will not run the work: the target is reported as not run. */
@@ -146,17 +151,24 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
       timeout.resume();
       signal.throwIfAborted();
       enter('build');
-      const exit = await ready.exec(['bash', '-c', await scripts.build, 'kfarm-build'], {
-        env: {
-          KFARM_PLAN: planScript(buildPlan, { ...env, module, module_version: version }),
-          ...(options.sourceDateEpoch === undefined ? {} : { SOURCE_DATE_EPOCH: String(options.sourceDateEpoch) }),
-        },
-        stdout: reason,
-        stderr: reason,
-        signal,
-      });
-      enter('copyOut');
-      return { code: exit, collected: await collectOutput((await ready.getArchive('/kfarm/out', signal)) as never, options.stageDir) };
+      try {
+        const exit = await ready.exec(['bash', '-c', await scripts.build, 'kfarm-build'], {
+          env: {
+            KFARM_PLAN: planScript(buildPlan, { ...env, module, module_version: version }),
+            ...(options.sourceDateEpoch === undefined ? {} : { SOURCE_DATE_EPOCH: String(options.sourceDateEpoch) }),
+          },
+          stdout: reason,
+          stderr: reason,
+          signal,
+        });
+        enter('copyOut');
+        const compiled = { code: exit, collected: await collectOutput((await ready.getArchive('/kfarm/out', signal)) as never, options.stageDir) };
+        options.onCompiled?.(exit === 0);
+        return compiled;
+      } catch (error) {
+        options.onCompiled?.(false);
+        throw error;
+      }
     });
     const log = collected.log ? 'log/make.log' : undefined;
     const artifacts = collected.modules.sort().map((name) => `module/${name}`);

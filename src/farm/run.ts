@@ -13,7 +13,7 @@ import { ImageStore, type ImageEvents, type SuiteSource } from '../images/image-
 import { countStatuses, REPORT_SCHEMA_VERSION, writeJsonReport, type FarmReport } from '../report/json.js';
 import { buildTarget, NotScheduled, runtimeHash, type BuildJobOutcome, type Phase } from './build-target.js';
 import { cacheKey, hashSourceTree, ResultCache } from './cache.js';
-import { applyKnownFailing, type KnownFailing } from './known-failing.js';
+import { applyKnownFailing, knownFailure, type KnownFailing } from './known-failing.js';
 import { badStatuses, type FirstError, type Target, type TargetResult } from './types.js';
 import { firstCompilerError } from '../report/compiler-errors.js';
 import { MAX_LOG_BYTES, readCapped } from '../report/write-reports.js';
@@ -175,6 +175,10 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
               // Among targets waiting for a build slot, the matrix order wins.
               { signal, priority: -index },
             ),
+          // Decided before the slot is released, so with --fail-fast no build starts after a failure.
+          onCompiled: (ok) => {
+            if (!ok && options.failFast && !knownFailure(target, known)) stopScheduling = true;
+          },
         });
         outcome.result.phases = { image: imageMs, ...outcome.result.phases };
         outcome.result.durationMs += imageMs;
