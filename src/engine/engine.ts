@@ -16,6 +16,8 @@ export interface ContainerSpec {
   limits?: { memoryBytes?: number; pids?: number; cpus?: number };
   /** Builds drop every capability; image preparation (apt) needs the defaults. */
   hardened: boolean;
+  /** In-memory mounts (path → mount options), charged to the container's memory limit. */
+  tmpfs?: Record<string, string>;
 }
 
 /**
@@ -91,6 +93,7 @@ export class Engine {
     }
     if (spec.limits?.pids) hostConfig.PidsLimit = spec.limits.pids;
     if (spec.limits?.cpus) hostConfig.NanoCpus = Math.round(spec.limits.cpus * 1e9);
+    if (spec.tmpfs) hostConfig.Tmpfs = spec.tmpfs;
     const handle = await this.docker.createContainer({
       Image: spec.image,
       Cmd: spec.cmd,
