@@ -1,7 +1,8 @@
 /**
- * bench/matrix: builds a shipped example over five kernels (bench/matrix.yaml) with warm images and prints
- * wall time (cold result cache: every target compiles), the sum of per-target build times, host CPU seconds and wall / (CPU seconds / cores): 1.0 means
- * every core was busy for the whole run. Run: `npm run build && bench/matrix [example]`.
+ * bench/matrix: builds a shipped example over five kernels (bench/matrix.yaml) with warm images and a cold
+ * result cache (every target compiles), and prints wall time, the sum of per-target build times, host CPU
+ * seconds and wall / (CPU seconds / cores): 1.0 means every core was busy for the whole run.
+ * Run: `npm run build && bench/matrix [example]`.
  */
 import { execa } from 'execa';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';

@@ -119,7 +119,7 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
         limits: options.limits,
         // The build directory in memory: kbuild's many small files cost no journal writes, and removing the
         // container does not have to delete them one by one. Counted against the memory limit.
-        tmpfs: { [dkmsTree]: `rw,exec,nosuid,nodev,size=${options.limits.memoryBytes}`, '/tmp': `rw,exec,nosuid,nodev,size=${options.limits.memoryBytes}` },
+        tmpfs: Object.fromEntries([dkmsTree, '/tmp'].map((path) => [path, `rw,exec,nosuid,nodev,size=${options.limits.memoryBytes}`])),
         labels: { [Label.role]: 'build', [Label.target]: target.id },
       },
       signal,
