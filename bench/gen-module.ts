@@ -6,7 +6,10 @@ import { join } from 'node:path';
  * machines, table walks, string formatting, locking), one module. A single file of ~40 functions is a
  * typical single-file driver (~2,500 lines); 60 files is a large multi-file driver.
  */
-export async function generateModule(dir: string, options: { name: string; files: number; functions: number }): Promise<void> {
+export async function generateModule(
+  dir: string,
+  options: { name: string; files: number; functions: number },
+): Promise<void> {
   const { name, files, functions } = options;
   await mkdir(dir, { recursive: true });
   const objects: string[] = [];
@@ -94,5 +97,8 @@ export async function generateModule(dir: string, options: { name: string; files
   ];
   await writeFile(join(dir, `${name}_main.c`), main.join('\n'));
   await writeFile(join(dir, 'Kbuild'), `obj-m := ${name}.o\n${name}-y := ${name}_main.o ${objects.join(' ')}\n`);
-  await writeFile(join(dir, 'dkms.conf'), `PACKAGE_NAME="${name}"\nPACKAGE_VERSION="1.0"\nBUILT_MODULE_NAME[0]="${name}"\nDEST_MODULE_LOCATION[0]="/updates/dkms"\nAUTOINSTALL="yes"\n`);
+  await writeFile(
+    join(dir, 'dkms.conf'),
+    `PACKAGE_NAME="${name}"\nPACKAGE_VERSION="1.0"\nBUILT_MODULE_NAME[0]="${name}"\nDEST_MODULE_LOCATION[0]="/updates/dkms"\nAUTOINSTALL="yes"\n`,
+  );
 }

@@ -12,7 +12,8 @@ import { cpuTimes } from './cpu.js';
 
 const root = new URL('..', import.meta.url).pathname;
 const example = process.argv[2] ?? 'examples/realworld';
-const kfarm = (args: string[]) => execa('node', [join(root, 'bin/kfarm.js'), ...args], { cwd: root, reject: false, env: { CI: 'true' } });
+const kfarm = (args: string[]) =>
+  execa('node', [join(root, 'bin/kfarm.js'), ...args], { cwd: root, reject: false, env: { CI: 'true' } });
 
 const warm = await mkdtemp(join(tmpdir(), 'kfarm-bench-'));
 process.stderr.write('warming images (not measured)…\n');
@@ -29,7 +30,12 @@ for (let i = 0; i < 3; i++) {
   const after = await cpuTimes();
   if (run.exitCode !== 0) throw new Error(`run failed (exit ${run.exitCode}):\n${run.stderr}`);
   const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as { targets: { durationMs: number }[] };
-  runs.push({ wall, cpu: after.busy - before.busy, sum: report.targets.reduce((s, t) => s + t.durationMs, 0) / 1000, targets: report.targets.length });
+  runs.push({
+    wall,
+    cpu: after.busy - before.busy,
+    sum: report.targets.reduce((s, t) => s + t.durationMs, 0) / 1000,
+    targets: report.targets.length,
+  });
   await rm(out, { recursive: true, force: true });
 }
 await rm(warm, { recursive: true, force: true });
@@ -37,7 +43,9 @@ await rm(warm, { recursive: true, force: true });
 const cores = cpus().length;
 const best = runs.sort((a, b) => a.wall / (a.cpu / cores) - b.wall / (b.cpu / cores))[Math.floor(runs.length / 2)]!;
 const ratio = best.wall / (best.cpu / cores);
-console.log(`bench/matrix: ${example}, ${best.targets} kernels, ${cores} cores, warm images (median of ${runs.length} runs)`);
+console.log(
+  `bench/matrix: ${example}, ${best.targets} kernels, ${cores} cores, warm images (median of ${runs.length} runs)`,
+);
 console.log(`  wall time                    ${best.wall.toFixed(2)} s`);
 console.log(`  sum of per-target durations  ${best.sum.toFixed(2)} s`);
 console.log(`  host CPU seconds             ${best.cpu.toFixed(2)} s`);

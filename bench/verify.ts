@@ -23,7 +23,8 @@ try {
   if (bad.length) throw new Error(`build failed: ${bad.map((t) => `${t.id} ${t.status} ${t.error ?? ''}`).join('; ')}`);
   process.stderr.write('warming the kernel cache (not measured)…\n');
   const warm = await verifyTargets(out, report, { jobs: 2 });
-  for (const [id, result] of warm) if (result.status !== 'loaded') throw new Error(`${id}: ${result.status} ${result.reason ?? ''}`);
+  for (const [id, result] of warm)
+    if (result.status !== 'loaded') throw new Error(`${id}: ${result.status} ${result.reason ?? ''}`);
 
   const accel = await detectAccelerator();
   const perKernel: Array<{ id: string; seconds: number; all: number[] }> = [];
@@ -39,8 +40,13 @@ try {
     perKernel.push({ id: target.id, seconds: sorted[Math.floor(sorted.length / 2)] as number, all });
   }
   const mean = perKernel.reduce((s, k) => s + k.seconds, 0) / perKernel.length;
-  console.log(`bench/verify: ${example}, ${accel.toUpperCase()}, kernel images cached, one boot at a time (median of ${runs})`);
-  for (const k of perKernel) console.log(`  ${k.id.padEnd(40)} ${k.seconds.toFixed(2)} s   (runs: ${k.all.map((s) => s.toFixed(2)).join(', ')})`);
+  console.log(
+    `bench/verify: ${example}, ${accel.toUpperCase()}, kernel images cached, one boot at a time (median of ${runs})`,
+  );
+  for (const k of perKernel)
+    console.log(
+      `  ${k.id.padEnd(40)} ${k.seconds.toFixed(2)} s   (runs: ${k.all.map((s) => s.toFixed(2)).join(', ')})`,
+    );
   console.log(`  ${'mean'.padEnd(40)} ${mean.toFixed(2)} s   (target ≤ 15 s per kernel)`);
 } finally {
   await rm(out, { recursive: true, force: true });

@@ -30,10 +30,22 @@ const kernels = (await resolveTargets({ matrix: join(root, 'bench/vs-dkms.yaml')
 if (kernels.length < count) throw new Error(`only ${kernels.length} bookworm kernels available`);
 log(`kernels: ${kernels.map((k) => k.kernel).join(', ')}`);
 
-log('host: installing dkms and the kernels\' headers (not measured)…');
-await execa('apt-get', ['install', '-y', '-q', '--no-install-recommends', 'dkms', 'build-essential', ...kernels.map((k) => k.headersPackage)], {
-  env: { DEBIAN_FRONTEND: 'noninteractive' },
-});
+log("host: installing dkms and the kernels' headers (not measured)…");
+await execa(
+  'apt-get',
+  [
+    'install',
+    '-y',
+    '-q',
+    '--no-install-recommends',
+    'dkms',
+    'build-essential',
+    ...kernels.map((k) => k.headersPackage),
+  ],
+  {
+    env: { DEBIAN_FRONTEND: 'noninteractive' },
+  },
+);
 
 const work = await mkdtemp(join(tmpdir(), 'kfarm-vs-dkms-'));
 const modules = [
@@ -44,7 +56,19 @@ const targetArgs = kernels.flatMap((k) => ['--target', k.id]);
 
 log('kfarm: warming images (not measured)…');
 await generateModule(join(work, 'warm'), { name: 'kfbench_warm', files: 1, functions: 1 });
-const warm = await execa('node', [join(root, 'bin/kfarm.js'), 'build', join(work, 'warm'), ...targetArgs, '--out', join(work, 'warm-out'), '--no-cache'], { reject: false });
+const warm = await execa(
+  'node',
+  [
+    join(root, 'bin/kfarm.js'),
+    'build',
+    join(work, 'warm'),
+    ...targetArgs,
+    '--out',
+    join(work, 'warm-out'),
+    '--no-cache',
+  ],
+  { reject: false },
+);
 if (warm.exitCode !== 0) throw new Error(`kfarm warm-up failed:\n${warm.stderr}`);
 
 // DKMS's first build on a host generates its module-signing key (/var/lib/dkms/mok.key): a one-time cost.
@@ -77,7 +101,11 @@ for (const m of modules) {
   log(`kfarm: ${m.label}…`);
   const out = join(work, `${m.name}-out`);
   const kfarm = await measure(async () => {
-    const run = await execa('node', [join(root, 'bin/kfarm.js'), 'build', src, ...targetArgs, '--out', out, '--no-cache'], { reject: false });
+    const run = await execa(
+      'node',
+      [join(root, 'bin/kfarm.js'), 'build', src, ...targetArgs, '--out', out, '--no-cache'],
+      { reject: false },
+    );
     if (run.exitCode !== 0) throw new Error(`kfarm failed:\n${run.stderr}\n${run.stdout}`);
   });
 
@@ -89,9 +117,13 @@ for (const m of modules) {
 }
 await rm(work, { recursive: true, force: true });
 
-console.log(`bench/vs-dkms: ${kernels.length} bookworm kernels, ${cores} cores, host dkms ${(await execa('dkms', ['--version'])).stdout.trim()}`);
+console.log(
+  `bench/vs-dkms: ${kernels.length} bookworm kernels, ${cores} cores, host dkms ${(await execa('dkms', ['--version'])).stdout.trim()}`,
+);
 console.log('');
-console.log('| module | DKMS, one kernel after another | kfarm (warm images, cold cache) | kfarm / DKMS | ideal for DKMS (wall/ideal) | ideal for kfarm (wall/ideal) |');
+console.log(
+  '| module | DKMS, one kernel after another | kfarm (warm images, cold cache) | kfarm / DKMS | ideal for DKMS (wall/ideal) | ideal for kfarm (wall/ideal) |',
+);
 console.log('| --- | --- | --- | --- | --- | --- |');
 for (const row of rows) console.log(row);
 console.log('');

@@ -12,14 +12,21 @@ const example = process.argv[2] ?? 'examples/hello';
 const cacheDir = await mkdtemp(join(tmpdir(), 'kfarm-warm-cache-'));
 const kfarm = async (out: string) => {
   const t0 = performance.now();
-  const run = await execa('node', [join(root, 'bin/kfarm.js'), 'build', example, '--matrix', 'bench/warm.yaml', '--out', out], {
-    cwd: root,
-    reject: false,
-    env: { CI: 'true', KFARM_CACHE_DIR: cacheDir },
-  });
+  const run = await execa(
+    'node',
+    [join(root, 'bin/kfarm.js'), 'build', example, '--matrix', 'bench/warm.yaml', '--out', out],
+    {
+      cwd: root,
+      reject: false,
+      env: { CI: 'true', KFARM_CACHE_DIR: cacheDir },
+    },
+  );
   const wall = (performance.now() - t0) / 1000;
   if (run.exitCode !== 0) throw new Error(`kfarm failed (exit ${run.exitCode}):\n${run.stderr}`);
-  const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as { counts: Record<string, number>; targets: unknown[] };
+  const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as {
+    counts: Record<string, number>;
+    targets: unknown[];
+  };
   return { wall, report };
 };
 
@@ -36,5 +43,9 @@ for (let i = 0; i < 5; i++) {
 }
 await rm(cacheDir, { recursive: true, force: true });
 walls.sort((a, b) => a - b);
-console.log(`bench/warm: ${example}, ${first.report.targets.length} kernels, unchanged re-run (${cached} cached), 5 runs`);
-console.log(`  wall time  median ${walls[2]!.toFixed(2)} s, min ${walls[0]!.toFixed(2)} s, max ${walls[4]!.toFixed(2)} s   (target ≤ 2 s)`);
+console.log(
+  `bench/warm: ${example}, ${first.report.targets.length} kernels, unchanged re-run (${cached} cached), 5 runs`,
+);
+console.log(
+  `  wall time  median ${walls[2]!.toFixed(2)} s, min ${walls[0]!.toFixed(2)} s, max ${walls[4]!.toFixed(2)} s   (target ≤ 2 s)`,
+);

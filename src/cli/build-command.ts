@@ -9,7 +9,13 @@ import { parseFormats } from './package-command.js';
 import { buildDirOf, farmConcurrency, runFarm } from '../farm/run.js';
 import { readJsonReport, type FarmReport } from '../report/json.js';
 import { writeReports } from '../report/write-reports.js';
-import { DEFAULT_VERIFY_TIMEOUT_MS, describeVerify, parseVerifyParams, verifyProgress, verifyReport } from '../verify/index.js';
+import {
+  DEFAULT_VERIFY_TIMEOUT_MS,
+  describeVerify,
+  parseVerifyParams,
+  verifyProgress,
+  verifyReport,
+} from '../verify/index.js';
 import { badStatuses } from '../farm/types.js';
 import { releaseSources, resolvePlan } from '../plan/resolve.js';
 import { describeResult } from '../report/plain.js';
@@ -24,7 +30,10 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
     .description('build a DKMS module source tree for every target kernel, each in its own container')
     .argument('<src>', 'module source tree containing dkms.conf')
     .option('-t, --target <id>', 'target kernel <distro>/<release>/<kernel-release>, repeatable', collect, [])
-    .option('-m, --matrix <file>', 'matrix file of target kernels (default when no --target: matrix/debian-supported.yaml)')
+    .option(
+      '-m, --matrix <file>',
+      'matrix file of target kernels (default when no --target: matrix/debian-supported.yaml)',
+    )
     .option('-o, --out <dir>', 'output directory', 'out')
     .option('-j, --jobs <n>', 'builds at a time (default: CPU count)', positiveInt('--jobs'))
     .option('--timeout <seconds>', 'per-target build timeout', positiveInt('--timeout'), 1800)
@@ -33,13 +42,22 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
     .option('--no-cache', 'build every target even when an identical build is cached')
     .option('--cache-dir <dir>', 'cache directory (default: $KFARM_CACHE_DIR or ~/.cache/kfarm)')
     .option('--refresh', 'refetch package indexes instead of using the cached ones')
-    .option('--package <formats>', `also package the result: comma-separated ${packageFormats.join(', ')}`, parseFormats)
+    .option(
+      '--package <formats>',
+      `also package the result: comma-separated ${packageFormats.join(', ')}`,
+      parseFormats,
+    )
     .option('--package-with-source', 'DKMS tarballs carry the source tree instead of a binaries-only dkms.conf')
     .option('--sign-key <file>', 'sign packaged modules with this private key (PEM or DER); needs --sign-cert')
     .option('--sign-cert <file>', 'X.509 certificate (PEM or DER) of --sign-key')
     .option('--verify', 'then boot each built kernel under QEMU and load the module (see kfarm verify)')
     .option('--verify-params <params>', 'module parameters for --verify: "name=value" or "module.name=value"')
-    .option('--verify-timeout <seconds>', 'per-boot limit for --verify', positiveInt('--verify-timeout'), DEFAULT_VERIFY_TIMEOUT_MS / 1000)
+    .option(
+      '--verify-timeout <seconds>',
+      'per-boot limit for --verify',
+      positiveInt('--verify-timeout'),
+      DEFAULT_VERIFY_TIMEOUT_MS / 1000,
+    )
     .option('--json', 'print report.json to stdout instead of a summary')
     .action(async (src: string, opts: BuildOpts) => {
       const matrix = opts.matrix ?? (opts.target.length === 0 ? defaultMatrix : undefined);
@@ -97,7 +115,8 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
         });
       const built = await run
         .catch(async (error: unknown) => {
-          if (isKfarmError(error, 'KFARM_INTERRUPTED')) await reports(await readJsonReport(opts.out)).catch(() => undefined);
+          if (isKfarmError(error, 'KFARM_INTERRUPTED'))
+            await reports(await readJsonReport(opts.out)).catch(() => undefined);
           throw error;
         })
         .finally(() => progress.stop());
@@ -121,13 +140,18 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
       } else {
         const lines = [`${report.module} ${report.version}: ${targets.length} target(s)`];
         for (const target of report.targets) {
-          lines.push(`  ${target.id}: ${describeResult(target)}${target.verify ? `; ${describeVerify(target.verify)}` : ''}`);
-          for (const artifact of [...target.artifacts, ...(target.packages ?? [])]) lines.push(`    ${join(opts.out, artifact)}`);
+          lines.push(
+            `  ${target.id}: ${describeResult(target)}${target.verify ? `; ${describeVerify(target.verify)}` : ''}`,
+          );
+          for (const artifact of [...target.artifacts, ...(target.packages ?? [])])
+            lines.push(`    ${join(opts.out, artifact)}`);
         }
         lines.push(`reports: ${reportPath}, junit.xml, summary.md`);
         process.stdout.write(`${lines.join('\n')}\n`);
       }
-      const bad = report.targets.some((t) => badStatuses.includes(t.status) || (t.verify !== undefined && t.verify.status !== 'loaded'));
+      const bad = report.targets.some(
+        (t) => badStatuses.includes(t.status) || (t.verify !== undefined && t.verify.status !== 'loaded'),
+      );
       setExit(bad ? ExitCode.targetFailed : ExitCode.ok);
     });
 }

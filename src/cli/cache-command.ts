@@ -18,9 +18,13 @@ export function cacheCommand(): Command {
       const bytes = entries.reduce((sum, e) => sum + e.bytes, 0);
       const oldest = entries.length ? new Date(Math.min(...entries.map((e) => e.createdAt))).toISOString() : null;
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify({ dir: cache.dir, entries: entries.length, bytes, oldest }, null, 2)}\n`);
+        process.stdout.write(
+          `${JSON.stringify({ dir: cache.dir, entries: entries.length, bytes, oldest }, null, 2)}\n`,
+        );
       } else {
-        process.stdout.write(`${cache.dir}: ${entries.length} cached build(s), ${mib(bytes)}${oldest ? `, oldest from ${oldest}` : ''}\n`);
+        process.stdout.write(
+          `${cache.dir}: ${entries.length} cached build(s), ${mib(bytes)}${oldest ? `, oldest from ${oldest}` : ''}\n`,
+        );
       }
     });
   command

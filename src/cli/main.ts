@@ -21,7 +21,9 @@ export async function main(argv: string[]): Promise<number> {
   const onSigint = () => {
     interrupts++;
     if (interrupts === 1) {
-      process.stderr.write('\nkfarm: interrupted; stopping builds and removing containers (Ctrl-C again to exit now)\n');
+      process.stderr.write(
+        '\nkfarm: interrupted; stopping builds and removing containers (Ctrl-C again to exit now)\n',
+      );
       controller.abort(new KfarmError('KFARM_INTERRUPTED', 'interrupted'));
     } else {
       process.exit(ExitCode.interrupted);
@@ -41,7 +43,13 @@ export async function main(argv: string[]): Promise<number> {
   const setExit = (code: number) => {
     exitCode = code;
   };
-  for (const command of [buildCommand(controller.signal, setExit), targetsCommand(controller.signal, setExit), verifyCommand(controller.signal, setExit), packageCommand(controller.signal, setExit), cacheCommand()]) {
+  for (const command of [
+    buildCommand(controller.signal, setExit),
+    targetsCommand(controller.signal, setExit),
+    verifyCommand(controller.signal, setExit),
+    packageCommand(controller.signal, setExit),
+    cacheCommand(),
+  ]) {
     program.addCommand(configureTree(command));
   }
 
@@ -50,12 +58,18 @@ export async function main(argv: string[]): Promise<number> {
     return exitCode;
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return ExitCode.ok;
+      if (
+        error.code === 'commander.helpDisplayed' ||
+        error.code === 'commander.version' ||
+        error.code === 'commander.help'
+      )
+        return ExitCode.ok;
       return ExitCode.usage;
     }
     if (error instanceof KfarmError) {
       process.stderr.write(`kfarm: ${error.message}\n`);
-      if (process.env['DEBUG'] && error.cause) process.stderr.write(`${String((error.cause as Error).stack ?? error.cause)}\n`);
+      if (process.env['DEBUG'] && error.cause)
+        process.stderr.write(`${String((error.cause as Error).stack ?? error.cause)}\n`);
       return error.exitCode;
     }
     process.stderr.write(`kfarm: internal error: ${errorText(error)}\n${(error as Error).stack ?? ''}\n`);

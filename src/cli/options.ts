@@ -22,7 +22,9 @@ export function byteSize(name: string) {
     const units: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
     const bytes = match ? Number(match[1]) * (units[match[2]?.toLowerCase() ?? ''] ?? 1) : NaN;
     if (!Number.isSafeInteger(bytes) || bytes < 64 * 1024 ** 2) {
-      throw new InvalidArgumentError(`${name} must be a size of at least 64m, like 512m or 4g, got ${JSON.stringify(value)}`);
+      throw new InvalidArgumentError(
+        `${name} must be a size of at least 64m, like 512m or 4g, got ${JSON.stringify(value)}`,
+      );
     }
     return bytes;
   };
@@ -33,7 +35,10 @@ export function duration(name: string) {
   return (value: string): number => {
     const match = /^(\d+)([smhdw])$/.exec(value.trim());
     const unit: Record<string, number> = { s: 1e3, m: 60e3, h: 3600e3, d: 86400e3, w: 7 * 86400e3 };
-    if (!match?.[1] || !match[2]) throw new InvalidArgumentError(`${name} must be a duration like 30m, 12h, 7d or 2w, got ${JSON.stringify(value)}`);
+    if (!match?.[1] || !match[2])
+      throw new InvalidArgumentError(
+        `${name} must be a duration like 30m, 12h, 7d or 2w, got ${JSON.stringify(value)}`,
+      );
     return Number(match[1]) * (unit[match[2]] ?? 0);
   };
 }

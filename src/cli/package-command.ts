@@ -6,11 +6,17 @@ import { packageFormats, type PackageFormat, type PackagedTarget } from '../pack
 import { readJsonReport } from '../report/json.js';
 
 export function parseFormats(value: string): PackageFormat[] {
-  const formats = value.split(',').map((f) => f.trim()).filter(Boolean);
-  if (formats.length === 0) throw new InvalidArgumentError(`--format must name one or more of ${packageFormats.join(', ')}`);
+  const formats = value
+    .split(',')
+    .map((f) => f.trim())
+    .filter(Boolean);
+  if (formats.length === 0)
+    throw new InvalidArgumentError(`--format must name one or more of ${packageFormats.join(', ')}`);
   for (const format of formats) {
     if (!packageFormats.includes(format as PackageFormat)) {
-      throw new InvalidArgumentError(`--format: unknown format ${JSON.stringify(format)} (expected ${packageFormats.join(', ')})`);
+      throw new InvalidArgumentError(
+        `--format: unknown format ${JSON.stringify(format)} (expected ${packageFormats.join(', ')})`,
+      );
     }
   }
   return formats as PackageFormat[];
@@ -18,11 +24,21 @@ export function parseFormats(value: string): PackageFormat[] {
 
 export function packageCommand(signal: AbortSignal, setExit: (code: number) => void): Command {
   return new Command('package')
-    .description('package the modules of a kfarm build output: DKMS tarballs, .deb and .rpm per kernel, optionally signed')
+    .description(
+      'package the modules of a kfarm build output: DKMS tarballs, .deb and .rpm per kernel, optionally signed',
+    )
     .argument('<out>', 'output directory of kfarm build (holding report.json and dkms/)')
-    .option('-f, --format <list>', `comma-separated formats: ${packageFormats.join(', ')}`, parseFormats, [...packageFormats])
-    .option('--with-source <src>', 'put this module source tree in the DKMS tarballs (dkms_source_tree/) instead of a binaries-only dkms.conf')
-    .option('--source <src>', 'module source tree whose last git commit (or newest file) dates the packages when SOURCE_DATE_EPOCH is unset')
+    .option('-f, --format <list>', `comma-separated formats: ${packageFormats.join(', ')}`, parseFormats, [
+      ...packageFormats,
+    ])
+    .option(
+      '--with-source <src>',
+      'put this module source tree in the DKMS tarballs (dkms_source_tree/) instead of a binaries-only dkms.conf',
+    )
+    .option(
+      '--source <src>',
+      'module source tree whose last git commit (or newest file) dates the packages when SOURCE_DATE_EPOCH is unset',
+    )
     .option('--sign-key <file>', 'private key (PEM or DER, unencrypted) to sign the modules with; needs --sign-cert')
     .option('--sign-cert <file>', 'X.509 certificate (PEM or DER) of --sign-key')
     .option('--maintainer <name-email>', 'Maintainer of the .debs, "Name <email>" (default: $DEBFULLNAME <$DEBEMAIL>)')
@@ -56,7 +72,11 @@ commit time, else its newest file, else the build's start time. Two runs with th
           lines.push(`  ${target.id}:`);
           for (const file of target.packages) lines.push(`    ${join(out, file)}`);
         }
-        process.stdout.write(lines.length ? `${result.module} ${result.version}: packages\n${lines.join('\n')}\n` : 'no built target to package\n');
+        process.stdout.write(
+          lines.length
+            ? `${result.module} ${result.version}: packages\n${lines.join('\n')}\n`
+            : 'no built target to package\n',
+        );
       }
       setExit(ExitCode.ok);
     });

@@ -13,22 +13,44 @@ export function targetsCommand(signal: AbortSignal, _setExit: (code: number) => 
     .option('--no-backports', 'leave out <release>-backports kernels')
     .option('--refresh', 'refetch package indexes instead of using the cached ones (kept 1 hour)')
     .option('--json', 'print JSON')
-    .action(async (opts: { distro: string; release: string[]; flavour: string[]; backports: boolean; refresh?: boolean; json?: boolean }) => {
-      if (opts.distro !== 'debian') throw new KfarmError('KFARM_USAGE', `--distro ${JSON.stringify(opts.distro)}: kfarm knows debian`);
-      const kernels = await discoverKernels({
-        distro: 'debian',
-        ...(opts.release.length ? { releases: opts.release } : {}),
-        ...(opts.flavour.length ? { flavours: opts.flavour } : {}),
-        includeBackports: opts.backports,
-        ...(opts.refresh ? { refresh: true } : {}),
-        signal,
-      });
-      if (opts.json) {
-        process.stdout.write(`${JSON.stringify(kernels, null, 2)}\n`);
-        return;
-      }
-      const rows = [['TARGET', 'FLAVOUR', 'HEADERS', 'VERSION', 'SUITE'], ...kernels.map((k) => [k.id, k.flavour, k.headersPackage, k.headersVersion, k.suite])];
-      const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-      process.stdout.write(rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n') + '\n');
-    });
+    .action(
+      async (opts: {
+        distro: string;
+        release: string[];
+        flavour: string[];
+        backports: boolean;
+        refresh?: boolean;
+        json?: boolean;
+      }) => {
+        if (opts.distro !== 'debian')
+          throw new KfarmError('KFARM_USAGE', `--distro ${JSON.stringify(opts.distro)}: kfarm knows debian`);
+        const kernels = await discoverKernels({
+          distro: 'debian',
+          ...(opts.release.length ? { releases: opts.release } : {}),
+          ...(opts.flavour.length ? { flavours: opts.flavour } : {}),
+          includeBackports: opts.backports,
+          ...(opts.refresh ? { refresh: true } : {}),
+          signal,
+        });
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify(kernels, null, 2)}\n`);
+          return;
+        }
+        const rows = [
+          ['TARGET', 'FLAVOUR', 'HEADERS', 'VERSION', 'SUITE'],
+          ...kernels.map((k) => [k.id, k.flavour, k.headersPackage, k.headersVersion, k.suite]),
+        ];
+        const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+        process.stdout.write(
+          rows
+            .map((r) =>
+              r
+                .map((c, i) => c.padEnd(widths[i]!))
+                .join('  ')
+                .trimEnd(),
+            )
+            .join('\n') + '\n',
+        );
+      },
+    );
 }

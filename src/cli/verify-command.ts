@@ -4,7 +4,13 @@ import { ExitCode } from '../errors.js';
 import { badStatuses } from '../farm/types.js';
 import { cacheRoot } from '../util/cache-dir.js';
 import { readJsonReport } from '../report/json.js';
-import { DEFAULT_VERIFY_TIMEOUT_MS, describeVerify, parseVerifyParams, verifyProgress, verifyReport } from '../verify/index.js';
+import {
+  DEFAULT_VERIFY_TIMEOUT_MS,
+  describeVerify,
+  parseVerifyParams,
+  verifyProgress,
+  verifyReport,
+} from '../verify/index.js';
 import { collect, positiveInt } from './options.js';
 
 /**
@@ -13,18 +19,33 @@ import { collect, positiveInt } from './options.js';
  */
 export function verifyCommand(signal: AbortSignal, setExit: (code: number) => void): Command {
   return new Command('verify')
-    .description("load each built module on the real kernel it was built for: boot that kernel under QEMU and insmod it")
+    .description(
+      'load each built module on the real kernel it was built for: boot that kernel under QEMU and insmod it',
+    )
     .argument('<out>', 'output directory of a `kfarm build` (holds report.json)')
     .option('-t, --target <id>', 'verify only this target, repeatable (default: every built target)', collect, [])
     .option('-j, --jobs <n>', 'boots at a time (default: CPU count)', positiveInt('--jobs'))
-    .option('--timeout <seconds>', 'per-boot limit; a target over it is `timeout`', positiveInt('--timeout'), DEFAULT_VERIFY_TIMEOUT_MS / 1000)
-    .option('--verify-params <params>', 'module parameters: "name=value" for every module of the package, "module.name=value" for one', checkParams)
+    .option(
+      '--timeout <seconds>',
+      'per-boot limit; a target over it is `timeout`',
+      positiveInt('--timeout'),
+      DEFAULT_VERIFY_TIMEOUT_MS / 1000,
+    )
+    .option(
+      '--verify-params <params>',
+      'module parameters: "name=value" for every module of the package, "module.name=value" for one',
+      checkParams,
+    )
     .option('--cache-dir <dir>', 'cache directory for kernel packages (default: $KFARM_CACHE_DIR or ~/.cache/kfarm)')
     .option('--json', 'print the updated report.json to stdout instead of a summary')
     .action(async (out: string, opts: VerifyOpts) => {
       const report = await readJsonReport(out);
       const log = (line: string) => process.stderr.write(`${line}\n`);
-      const { report: updated, results, reportPath } = await verifyReport(out, report, {
+      const {
+        report: updated,
+        results,
+        reportPath,
+      } = await verifyReport(out, report, {
         ...(opts.target.length ? { targets: opts.target } : {}),
         ...(opts.jobs ? { jobs: opts.jobs } : {}),
         timeoutMs: opts.timeout * 1000,

@@ -16,7 +16,13 @@ export interface ConfRecords {
 export function parseConfRecords(output: Buffer | string): ConfRecords {
   const fields = (typeof output === 'string' ? output : output.toString('utf8')).split('\0');
   if (fields.at(-1) === '') fields.pop();
-  const records: ConfRecords = { vars: new Map(), makeMatches: new Set(), patches: [], excluded: [], toolchain: new Set() };
+  const records: ConfRecords = {
+    vars: new Map(),
+    makeMatches: new Set(),
+    patches: [],
+    excluded: [],
+    toolchain: new Set(),
+  };
   let at = 0;
   const take = (): string => {
     const value = fields[at++];

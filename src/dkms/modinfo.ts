@@ -14,7 +14,11 @@ export function parseModinfo(elf: Buffer): Map<string, string[]> {
   if (shoff + shnum * shentsize > elf.length) throw new Error('truncated ELF section table');
   const section = (i: number) => {
     const at = shoff + i * shentsize;
-    return { name: elf.readUInt32LE(at), offset: Number(elf.readBigUInt64LE(at + 0x18)), size: Number(elf.readBigUInt64LE(at + 0x20)) };
+    return {
+      name: elf.readUInt32LE(at),
+      offset: Number(elf.readBigUInt64LE(at + 0x18)),
+      size: Number(elf.readBigUInt64LE(at + 0x20)),
+    };
   };
   const names = section(shstrndx);
   const info = new Map<string, string[]>();

@@ -65,12 +65,17 @@ export function planFromConf(records: ConfRecords, context: PlanContext): DkmsPl
     const destLocation = get('DEST_MODULE_LOCATION', i);
 
     // Without PACKAGE_NAME the default name is empty too; that is one problem, reported once.
-    if (!builtName && (packageName || destLocations !== 1)) problems.push(`no 'BUILT_MODULE_NAME' directive for record #${i}`);
+    if (!builtName && (packageName || destLocations !== 1))
+      problems.push(`no 'BUILT_MODULE_NAME' directive for record #${i}`);
     if (/\.k?o$/.test(builtName)) problems.push(`'BUILT_MODULE_NAME[${i}]' ("${builtName}") ends in '.o' or '.ko'`);
-    if (get('DEST_MODULE_NAME', i) && /\.k?o$/.test(destName)) problems.push(`'DEST_MODULE_NAME[${i}]' ("${destName}") ends in '.o' or '.ko'`);
-    if (count > 0 && !destLocation && destLocations > 0) problems.push(`no 'DEST_MODULE_LOCATION' directive for record #${i}`);
+    if (get('DEST_MODULE_NAME', i) && /\.k?o$/.test(destName))
+      problems.push(`'DEST_MODULE_NAME[${i}]' ("${destName}") ends in '.o' or '.ko'`);
+    if (count > 0 && !destLocation && destLocations > 0)
+      problems.push(`no 'DEST_MODULE_LOCATION' directive for record #${i}`);
     if (destLocation && !/^\/(kernel|updates|extra)/.test(destLocation)) {
-      problems.push(`'DEST_MODULE_LOCATION[${i}]' ("${destLocation}") does not begin with '/kernel', '/updates' or '/extra'`);
+      problems.push(
+        `'DEST_MODULE_LOCATION[${i}]' ("${destLocation}") does not begin with '/kernel', '/updates' or '/extra'`,
+      );
     }
     if (/(^|\/)\.\.(\/|$)/.test(builtLocation) || builtLocation.startsWith('/')) {
       problems.push(`'BUILT_MODULE_LOCATION[${i}]' ("${builtLocation}") must stay inside the build directory`);

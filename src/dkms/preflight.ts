@@ -10,11 +10,13 @@ import { KfarmError } from '../errors.js';
  */
 export async function preflightSource(source: string): Promise<{ conf: string; confLabel: string }> {
   const info = await stat(source).catch(() => undefined);
-  if (!info?.isDirectory()) throw new KfarmError('KFARM_USAGE', `${source}: not a directory (expected a DKMS module source tree)`);
+  if (!info?.isDirectory())
+    throw new KfarmError('KFARM_USAGE', `${source}: not a directory (expected a DKMS module source tree)`);
   const conf = join(source, 'dkms.conf');
   const confLabel = displayPath(conf);
   const text = await readFile(conf, 'utf8').catch((cause: NodeJS.ErrnoException) => {
-    const why = cause.code === 'ENOENT' ? 'no such file: kfarm needs a DKMS source tree with a dkms.conf' : cause.message;
+    const why =
+      cause.code === 'ENOENT' ? 'no such file: kfarm needs a DKMS source tree with a dkms.conf' : cause.message;
     throw new KfarmError('KFARM_CONFIG_INVALID', `${confLabel}: ${why}`, { cause });
   });
   const check = await execa('bash', ['-n'], { input: text.replace(/\r$/gm, ''), reject: false });

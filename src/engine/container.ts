@@ -64,7 +64,10 @@ export class EngineContainer {
     const collected: Buffer[] = [];
     const sink = new PassThrough();
     sink.on('data', (chunk: Buffer) => collected.push(chunk));
-    await this.exec(['sh', '-c', 'cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null'], { stdout: sink });
+    await this.exec(
+      ['sh', '-c', 'cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null'],
+      { stdout: sink },
+    );
     const match = /^oom_kill (\d+)$/m.exec(Buffer.concat(collected).toString());
     const state = (await this.inspect()).State;
     return Math.max(Number(match?.[1] ?? 0), state?.OOMKilled ? 1 : 0);

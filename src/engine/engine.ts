@@ -58,11 +58,21 @@ export class Engine {
   }
 
   /** `docker import`: a root filesystem tarball becomes an image with the given labels. */
-  async importImage(rootfs: Readable, ref: string, labels: Record<string, string>, signal?: AbortSignal): Promise<void> {
+  async importImage(
+    rootfs: Readable,
+    ref: string,
+    labels: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const [repo, tag] = splitRef(ref);
     const changes = Object.entries(labels).map(([k, v]) => `LABEL ${k}=${JSON.stringify(v)}`);
     changes.push('CMD ["/bin/bash"]');
-    const stream = (await this.docker.importImage(rootfs, { repo, tag, changes, abortSignal: signal } as never)) as unknown as NodeJS.ReadableStream;
+    const stream = (await this.docker.importImage(rootfs, {
+      repo,
+      tag,
+      changes,
+      abortSignal: signal,
+    } as never)) as unknown as NodeJS.ReadableStream;
     await followEngineProgress(this.docker, stream);
   }
 
@@ -73,7 +83,11 @@ export class Engine {
    */
   async commit(container: EngineContainer, ref: string, labels: Record<string, string>): Promise<string> {
     const [repo, tag] = splitRef(ref);
-    const blank = Object.fromEntries(Object.keys(this.session.labels).concat(Label.target).map((k) => [k, '']));
+    const blank = Object.fromEntries(
+      Object.keys(this.session.labels)
+        .concat(Label.target)
+        .map((k) => [k, '']),
+    );
     const changes = Object.entries({ ...blank, ...labels }).map(([k, v]) => `LABEL ${k}=${JSON.stringify(v)}`);
     changes.push('CMD ["/bin/bash"]');
     const result = (await container.handle.commit({ repo, tag, changes } as never)) as unknown as { Id: string };
@@ -147,7 +161,10 @@ export class Engine {
 
   /** Removes every container of this session (on exit, including Ctrl-C). */
   async removeSessionContainers(): Promise<void> {
-    const list = await this.docker.listContainers({ all: true, filters: { label: [`${Label.session}=${this.session.id}`] } });
+    const list = await this.docker.listContainers({
+      all: true,
+      filters: { label: [`${Label.session}=${this.session.id}`] },
+    });
     await Promise.all(list.map((info) => new EngineContainer(this.docker, this.docker.getContainer(info.Id)).remove()));
   }
 }

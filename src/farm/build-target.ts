@@ -64,7 +64,11 @@ const scripts = {
 
 /** Identifies the in-container scripts, for the result cache key. */
 export async function runtimeHash(): Promise<string> {
-  return createHash('sha256').update(await scripts.eval).update('\0').update(await scripts.build).digest('hex');
+  return createHash('sha256')
+    .update(await scripts.eval)
+    .update('\0')
+    .update(await scripts.build)
+    .digest('hex');
 }
 
 /**
@@ -119,13 +123,17 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
         limits: options.limits,
         // The build directory in memory: kbuild's many small files cost no journal writes, and removing the
         // container does not have to delete them one by one. Counted against the memory limit.
-        tmpfs: Object.fromEntries([dkmsTree, '/tmp'].map((path) => [path, `rw,exec,nosuid,nodev,size=${options.limits.memoryBytes}`])),
+        tmpfs: Object.fromEntries(
+          [dkmsTree, '/tmp'].map((path) => [path, `rw,exec,nosuid,nodev,size=${options.limits.memoryBytes}`]),
+        ),
         labels: { [Label.role]: 'build', [Label.target]: target.id },
       },
       signal,
     );
     enter('copyIn');
-    const tarball = createTar({ cwd: options.source, portable: true, prefix: 'kfarm/src' }, ['.']) as unknown as Readable;
+    const tarball = createTar({ cwd: options.source, portable: true, prefix: 'kfarm/src' }, [
+      '.',
+    ]) as unknown as Readable;
     await container.putArchive(tarball, '/', signal);
 
     enter('evaluate');
@@ -165,7 +173,10 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
           signal,
         });
         enter('copyOut');
-        const compiled = { code: exit, collected: await collectOutput((await ready.getArchive('/kfarm/out', signal)) as never, options.stageDir) };
+        const compiled = {
+          code: exit,
+          collected: await collectOutput((await ready.getArchive('/kfarm/out', signal)) as never, options.stageDir),
+        };
         options.onCompiled?.(exit === 0);
         return compiled;
       } catch (error) {
@@ -176,17 +187,34 @@ export async function buildTarget(target: Target, options: BuildJobOptions): Pro
     const log = collected.log ? 'log/make.log' : undefined;
     const artifacts = collected.modules.sort().map((name) => `module/${name}`);
     if (code !== 0) {
-      if ((await container.oomKills()) > 0) return { result: finish('oom', { error: `the build ran out of memory (limit ${Math.round(options.limits.memoryBytes / 1024 ** 2)} MiB; raise it with --memory)`, image, ...(log ? { log } : {}) }), plan };
+      if ((await container.oomKills()) > 0)
+        return {
+          result: finish('oom', {
+            error: `the build ran out of memory (limit ${Math.round(options.limits.memoryBytes / 1024 ** 2)} MiB; raise it with --memory)`,
+            image,
+            ...(log ? { log } : {}),
+          }),
+          plan,
+        };
       const why = reason.lastLine() || `the build exited ${code}`;
-      return { result: finish('failed', { error: why, image, makeCommand: plan.buildCommand, ...(log ? { log } : {}) }), plan };
+      return {
+        result: finish('failed', { error: why, image, makeCommand: plan.buildCommand, ...(log ? { log } : {}) }),
+        plan,
+      };
     }
-    return { result: finish('built', { artifacts, image, makeCommand: plan.buildCommand, ...(log ? { log } : {}) }), plan };
+    return {
+      result: finish('built', { artifacts, image, makeCommand: plan.buildCommand, ...(log ? { log } : {}) }),
+      plan,
+    };
   } catch (error) {
     if (timeout.signal.aborted && !options.signal?.aborted) {
       // Keep what make wrote so far: the reason a build hangs is usually in its last lines.
       const partial = container && plan ? await collectQuietly(container, options.stageDir) : undefined;
       const error = `the build did not finish within ${Math.round(options.timeoutMs / 1000)} s`;
-      return { result: finish('timeout', { error, image, ...(partial?.log ? { log: 'log/make.log' } : {}) }), ...(plan ? { plan } : {}) };
+      return {
+        result: finish('timeout', { error, image, ...(partial?.log ? { log: 'log/make.log' } : {}) }),
+        ...(plan ? { plan } : {}),
+      };
     }
     if (isKfarmError(error, 'KFARM_OUTPUT_UNSAFE')) {
       // Nothing of a rejected output is kept, not even the files that came before the bad entry.
@@ -263,9 +291,13 @@ async function evaluate(
     stderr,
     signal,
   });
-  if (code === 65) throw new KfarmError('KFARM_CONFIG_INVALID', `${options.confLabel}: ${stderr.lastLine() || 'bash syntax error'}`);
+  if (code === 65)
+    throw new KfarmError('KFARM_CONFIG_INVALID', `${options.confLabel}: ${stderr.lastLine() || 'bash syntax error'}`);
   if (code !== 0) {
-    throw new KfarmError('KFARM_CONFIG_INVALID', `${options.confLabel}: sourcing it with bash failed (exit ${code})${stderr.lastLine() ? `: ${stderr.lastLine()}` : ''}`);
+    throw new KfarmError(
+      'KFARM_CONFIG_INVALID',
+      `${options.confLabel}: sourcing it with bash failed (exit ${code})${stderr.lastLine() ? `: ${stderr.lastLine()}` : ''}`,
+    );
   }
   const records = parseConfRecords(stdout.buffer());
   const name = records.vars.get('PACKAGE_NAME')?.get(0) ?? '';
@@ -278,7 +310,6 @@ async function evaluate(
     parallelJobs: options.parallelJobs,
   });
 }
-
 
 class BufferCollector extends Writable {
   #chunks: Buffer[] = [];
@@ -293,4 +324,3 @@ class BufferCollector extends Writable {
     return Buffer.concat(this.#chunks);
   }
 }
-

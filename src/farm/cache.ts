@@ -24,7 +24,16 @@ export interface CacheKeyParts {
 }
 
 export function cacheKey(parts: CacheKeyParts): string {
-  const canonical = JSON.stringify([CACHE_FORMAT, parts.source, parts.image, parts.kernel, parts.arch, parts.runtime, parts.sourceDateEpoch ?? null, parts.signer ?? null]);
+  const canonical = JSON.stringify([
+    CACHE_FORMAT,
+    parts.source,
+    parts.image,
+    parts.kernel,
+    parts.arch,
+    parts.runtime,
+    parts.sourceDateEpoch ?? null,
+    parts.signer ?? null,
+  ]);
   return createHash('sha256').update(canonical).digest('hex');
 }
 
@@ -118,7 +127,8 @@ export class ResultCache {
       for (const file of entry.files) {
         if (!isSafeRelative(file.path)) throw new Error(`unsafe path ${file.path}`);
         const from = join(dir, 'tree', file.path);
-        if ((await stat(from)).size !== file.size || (await sha256File(from)) !== file.sha256) throw new Error(`checksum mismatch: ${file.path}`);
+        if ((await stat(from)).size !== file.size || (await sha256File(from)) !== file.sha256)
+          throw new Error(`checksum mismatch: ${file.path}`);
         await mkdir(join(stageDir, file.path, '..'), { recursive: true });
         await copyFile(from, join(stageDir, file.path));
       }
@@ -131,7 +141,11 @@ export class ResultCache {
     return { packageName: entry.packageName, packageVersion: entry.packageVersion, result: entry.result };
   }
 
-  async store(key: string, stageDir: string, entry: Omit<Entry, 'format' | 'key' | 'createdAt' | 'files'>): Promise<void> {
+  async store(
+    key: string,
+    stageDir: string,
+    entry: Omit<Entry, 'format' | 'key' | 'createdAt' | 'files'>,
+  ): Promise<void> {
     const dest = this.#entryDir(key);
     const temp = `${dest}.tmp-${randomBytes(4).toString('hex')}`;
     try {
@@ -149,7 +163,8 @@ export class ResultCache {
     } catch (error) {
       await rm(temp, { recursive: true, force: true });
       // Another run storing the same key at the same moment is fine: its entry is as good as ours.
-      if ((error as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      if ((error as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (error as NodeJS.ErrnoException).code !== 'EEXIST')
+        throw error;
     }
   }
 
@@ -166,7 +181,8 @@ export class ResultCache {
           createdAt = (await stat(dir).catch(() => undefined))?.mtimeMs ?? 0;
         }
         let bytes = 0;
-        for (const path of await listFiles(dir).catch(() => [] as string[])) bytes += (await stat(join(dir, path))).size;
+        for (const path of await listFiles(dir).catch(() => [] as string[]))
+          bytes += (await stat(join(dir, path))).size;
         found.push({ dir, createdAt, bytes });
       }
     }

@@ -50,19 +50,19 @@ export async function collectOutput(archive: Readable, dest: string): Promise<Co
     }
     const path = entry.path.replace(/\/+$/, '');
     const rule = ruleFor(path);
-    if (!rule) return reject(`unexpected ${describe(entry)} ${JSON.stringify(path)}`), entry.resume();
+    if (!rule) return (reject(`unexpected ${describe(entry)} ${JSON.stringify(path)}`), entry.resume());
     if ('dir' in rule) {
       if (entry.type !== 'Directory') reject(`${JSON.stringify(path)} is a ${describe(entry)}, not a directory`);
       return entry.resume();
     }
     if (entry.type !== 'File' && entry.type !== 'OldFile') {
-      return reject(`${JSON.stringify(path)} is a ${describe(entry)}, not a regular file`), entry.resume();
+      return (reject(`${JSON.stringify(path)} is a ${describe(entry)}, not a regular file`), entry.resume());
     }
     const size = entry.size ?? 0;
     // A long make.log is cut to the limit; one several times over it is not a log worth streaming through.
     const hardLimit = rule.kind === 'log' ? rule.limit * 4 : rule.limit;
     if (size > hardLimit) {
-      return reject(`${JSON.stringify(path)} is ${size} bytes, over the ${hardLimit}-byte limit`), entry.resume();
+      return (reject(`${JSON.stringify(path)} is ${size} bytes, over the ${hardLimit}-byte limit`), entry.resume());
     }
     writes.push(writeEntry(entry, join(dest, rule.dest), rule.limit, collected, rule.kind));
   });
@@ -73,7 +73,9 @@ export async function collectOutput(archive: Readable, dest: string): Promise<Co
     await pipeline(archive, parser);
   } catch (error) {
     if (rejection) throw rejection;
-    throw new KfarmError('KFARM_OUTPUT_UNSAFE', `build output could not be read: ${(error as Error).message}`, { cause: error });
+    throw new KfarmError('KFARM_OUTPUT_UNSAFE', `build output could not be read: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   await Promise.all(writes);
   if (rejection) throw rejection;
@@ -83,13 +85,20 @@ export async function collectOutput(archive: Readable, dest: string): Promise<Co
 function ruleFor(path: string): Rule | undefined {
   if (path === 'out' || path === 'out/module') return { dir: true };
   if (path === 'out/make.log') return { dest: 'log/make.log', limit: collectLimits.logBytes, kind: 'log' };
-  if (path === 'out/module/Module.symvers') return { dest: 'module/Module.symvers', limit: collectLimits.symversBytes, kind: 'symvers' };
+  if (path === 'out/module/Module.symvers')
+    return { dest: 'module/Module.symvers', limit: collectLimits.symversBytes, kind: 'symvers' };
   const ko = /^out\/module\/([A-Za-z0-9_+-][A-Za-z0-9_.+-]*\.ko)$/.exec(path);
   if (ko?.[1]) return { dest: `module/${ko[1]}`, limit: collectLimits.moduleBytes, kind: 'module' };
   return undefined;
 }
 
-async function writeEntry(entry: ReadEntry, file: string, limit: number, collected: Collected, kind: 'module' | 'symvers' | 'log'): Promise<void> {
+async function writeEntry(
+  entry: ReadEntry,
+  file: string,
+  limit: number,
+  collected: Collected,
+  kind: 'module' | 'symvers' | 'log',
+): Promise<void> {
   await mkdir(join(file, '..'), { recursive: true });
   // 'wx': the destination is new in a directory kfarm just made, so nothing can be followed or overwritten.
   const out = createWriteStream(file, { flags: 'wx', mode: 0o644 });

@@ -8,11 +8,17 @@ export interface KnownFailing {
 }
 
 export function globToRegExp(glob: string): RegExp {
-  const body = glob.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  const body = glob
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
   return new RegExp(`^${body}$`);
 }
 
-export function knownFailure(result: Pick<TargetResult, 'id' | 'kernel'>, known: readonly KnownFailing[]): KnownFailing | undefined {
+export function knownFailure(
+  result: Pick<TargetResult, 'id' | 'kernel'>,
+  known: readonly KnownFailing[],
+): KnownFailing | undefined {
   return known.find((k) => globToRegExp(k.pattern).test(k.pattern.includes('/') ? result.id : result.kernel));
 }
 

@@ -80,7 +80,10 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
   const engine = options.engine ?? (await Engine.connect(session, options.signal ? { signal: options.signal } : {}));
   await engine.sweep();
 
-  const outExisted = await stat(out).then(() => true, () => false);
+  const outExisted = await stat(out).then(
+    () => true,
+    () => false,
+  );
   const staging = join(out, `.kfarm-tmp-${session.id}`);
   await mkdir(staging, { recursive: true });
 
@@ -137,7 +140,13 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
     if (cache && keyBase) {
       const imageId = await engine.imageId(image);
       if (imageId) {
-        key = cacheKey({ ...keyBase, image: imageId, kernel: target.kernel, arch: target.arch, ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }) });
+        key = cacheKey({
+          ...keyBase,
+          image: imageId,
+          kernel: target.kernel,
+          arch: target.arch,
+          ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
+        });
         const hit = await cache.restore(key, stageDir);
         if (hit) {
           const result: TargetResult = {
@@ -151,59 +160,67 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
         }
       }
     }
-    await prepareQueue.add(async () => {
-      if (signal.aborted || stopScheduling) return;
-      try {
-        const outcome = await buildTarget(target, {
-          engine,
-          image,
-          source,
-          confLabel,
-          stageDir,
-          parallelJobs,
-          timeoutMs: options.timeoutMs ?? 30 * 60_000,
-          limits: { memoryBytes: options.memoryBytes ?? 4 * 1024 ** 3, pids: 4096, cpus: cores },
-          ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
-          signal,
-          onPhase: (phase) => options.events?.onTargetPhase?.(target, phase),
-          buildSlot: (work) =>
-            buildQueue.add(
-              async () => {
-                if (stopScheduling) throw new NotScheduled();
-                return work();
+    await prepareQueue
+      .add(
+        async () => {
+          if (signal.aborted || stopScheduling) return;
+          try {
+            const outcome = await buildTarget(target, {
+              engine,
+              image,
+              source,
+              confLabel,
+              stageDir,
+              parallelJobs,
+              timeoutMs: options.timeoutMs ?? 30 * 60_000,
+              limits: { memoryBytes: options.memoryBytes ?? 4 * 1024 ** 3, pids: 4096, cpus: cores },
+              ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
+              signal,
+              onPhase: (phase) => options.events?.onTargetPhase?.(target, phase),
+              buildSlot: (work) =>
+                buildQueue.add(
+                  async () => {
+                    if (stopScheduling) throw new NotScheduled();
+                    return work();
+                  },
+                  // Among targets waiting for a build slot, the matrix order wins.
+                  { signal, priority: -index },
+                ),
+              // Decided before the slot is released, so with --fail-fast no build starts after a failure.
+              onCompiled: (ok) => {
+                if (!ok && options.failFast && !knownFailure(target, known)) stopScheduling = true;
               },
-              // Among targets waiting for a build slot, the matrix order wins.
-              { signal, priority: -index },
-            ),
-          // Decided before the slot is released, so with --fail-fast no build starts after a failure.
-          onCompiled: (ok) => {
-            if (!ok && options.failFast && !knownFailure(target, known)) stopScheduling = true;
-          },
-        });
-        outcome.result.phases = { image: imageMs, ...outcome.result.phases };
-        outcome.result.durationMs += imageMs;
-        if (badStatuses.includes(outcome.result.status) && outcome.result.log && outcome.plan) {
-          const firstError = await firstErrorOf(join(stageDir, outcome.result.log), outcome.plan);
-          if (firstError) outcome.result.firstError = firstError;
-        }
-        if (cache && key && outcome.plan && outcome.result.status === 'built') {
-          const { artifacts, log, makeCommand } = outcome.result;
-          await cache.store(key, stageDir, { ...outcome.plan, result: { artifacts, ...(log ? { log } : {}), ...(makeCommand ? { makeCommand } : {}) } });
-        }
-        record(index, outcome);
-      } catch (error) {
-        if (signal.aborted || error instanceof NotScheduled) return;
-        // A broken dkms.conf or a lost engine concerns every target: stop all. Anything else is this kernel's.
-        if (isKfarmError(error, 'KFARM_CONFIG_INVALID') || isKfarmError(error, 'KFARM_ENGINE_UNAVAILABLE')) {
-          fatal ??= error;
-          controller.abort(error);
-          return;
-        }
-        record(index, { result: failedResult(target, errorText(error), imageMs) });
-      }
-    }, { signal, priority: -index }).catch((error: unknown) => {
-      if (!signal.aborted) throw error;
-    });
+            });
+            outcome.result.phases = { image: imageMs, ...outcome.result.phases };
+            outcome.result.durationMs += imageMs;
+            if (badStatuses.includes(outcome.result.status) && outcome.result.log && outcome.plan) {
+              const firstError = await firstErrorOf(join(stageDir, outcome.result.log), outcome.plan);
+              if (firstError) outcome.result.firstError = firstError;
+            }
+            if (cache && key && outcome.plan && outcome.result.status === 'built') {
+              const { artifacts, log, makeCommand } = outcome.result;
+              await cache.store(key, stageDir, {
+                ...outcome.plan,
+                result: { artifacts, ...(log ? { log } : {}), ...(makeCommand ? { makeCommand } : {}) },
+              });
+            }
+            record(index, outcome);
+          } catch (error) {
+            if (signal.aborted || error instanceof NotScheduled) return;
+            // A broken dkms.conf or a lost engine concerns every target: stop all. Anything else is this kernel's.
+            if (isKfarmError(error, 'KFARM_CONFIG_INVALID') || isKfarmError(error, 'KFARM_ENGINE_UNAVAILABLE')) {
+              fatal ??= error;
+              controller.abort(error);
+              return;
+            }
+            record(index, { result: failedResult(target, errorText(error), imageMs) });
+          }
+        },
+        { signal, priority: -index },
+      )
+      .catch((error: unknown) => {
+        if (!signal.aborted) throw error;
+      });
   };
 
   try {
@@ -264,7 +281,10 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
 async function placeTree(stageDir: string, dest: string): Promise<void> {
   await mkdir(join(dest, '..'), { recursive: true });
   const old = `${dest}.old-${randomBytes(4).toString('hex')}`;
-  const hadOld = await rename(dest, old).then(() => true, () => false);
+  const hadOld = await rename(dest, old).then(
+    () => true,
+    () => false,
+  );
   await rename(stageDir, dest);
   if (hadOld) await rm(old, { recursive: true, force: true });
 }
@@ -274,13 +294,26 @@ export function buildDirOf(plan: { packageName: string; packageVersion: string }
   return `/var/lib/dkms/${plan.packageName}/${plan.packageVersion}/build`;
 }
 
-async function firstErrorOf(log: string, plan: { packageName: string; packageVersion: string }): Promise<FirstError | undefined> {
+async function firstErrorOf(
+  log: string,
+  plan: { packageName: string; packageVersion: string },
+): Promise<FirstError | undefined> {
   const text = await readCapped(log, MAX_LOG_BYTES);
   return text === undefined ? undefined : firstCompilerError(text, { buildDir: buildDirOf(plan) });
 }
 
-function baseResult(target: Target): Pick<TargetResult, 'id' | 'distro' | 'release' | 'kernel' | 'arch' | 'flavour' | 'artifacts'> {
-  return { id: target.id, distro: target.distro, release: target.release, kernel: target.kernel, arch: target.arch, flavour: target.flavour, artifacts: [] };
+function baseResult(
+  target: Target,
+): Pick<TargetResult, 'id' | 'distro' | 'release' | 'kernel' | 'arch' | 'flavour' | 'artifacts'> {
+  return {
+    id: target.id,
+    distro: target.distro,
+    release: target.release,
+    kernel: target.kernel,
+    arch: target.arch,
+    flavour: target.flavour,
+    artifacts: [],
+  };
 }
 
 function failedResult(target: Target, error: string, durationMs: number): TargetResult {

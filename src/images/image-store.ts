@@ -85,9 +85,16 @@ export class ImageStore {
     const ref = baseRef(release);
     return this.#once(ref, async () => {
       const recipe = await this.recipe();
-      const want = { [Label.role]: 'base', [Label.distro]: 'debian', [Label.release]: release, [Label.recipe]: recipe.hash };
+      const want = {
+        [Label.role]: 'base',
+        [Label.distro]: 'debian',
+        [Label.release]: release,
+        [Label.recipe]: recipe.hash,
+      };
       if (await this.#matches(ref, want)) return ref;
-      await this.#prepare(ref, `base image for debian/${release}`, () => this.#bootstrap(release, ref, recipe, want, signal));
+      await this.#prepare(ref, `base image for debian/${release}`, () =>
+        this.#bootstrap(release, ref, recipe, want, signal),
+      );
       return ref;
     });
   }
@@ -118,14 +125,27 @@ export class ImageStore {
     return join(this.options.logDir, `${ref.replace(/[^A-Za-z0-9_.-]/g, '_')}.log`);
   }
 
-  async #bootstrap(release: string, ref: string, recipe: Recipe, labels: Record<string, string>, signal?: AbortSignal): Promise<void> {
+  async #bootstrap(
+    release: string,
+    ref: string,
+    recipe: Recipe,
+    labels: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<void> {
     await mkdir(this.options.logDir, { recursive: true });
     const logPath = this.#logPath(ref);
     const log = createWriteStream(logPath);
     const sources = this.options.sources(release).map((s) => `deb ${s.archive} ${s.suite} main`);
     const mmdebstrap = execa(
       'mmdebstrap',
-      ['--variant=apt', `--include=${recipe.basePackages.join(',')}`, '--aptopt=Acquire::Retries "3"', release, '-', ...sources],
+      [
+        '--variant=apt',
+        `--include=${recipe.basePackages.join(',')}`,
+        '--aptopt=Acquire::Retries "3"',
+        release,
+        '-',
+        ...sources,
+      ],
       { stdout: 'pipe', stderr: 'pipe', buffer: false, cancelSignal: signal, forceKillAfterDelay: 2000 },
     );
     mmdebstrap.stderr.pipe(log);
@@ -140,9 +160,16 @@ export class ImageStore {
     } catch (cause) {
       rootfs.destroy();
       await imported.catch(() => undefined);
-      await this.engine.docker.getImage(partial).remove({ force: true }).catch(() => undefined);
+      await this.engine.docker
+        .getImage(partial)
+        .remove({ force: true })
+        .catch(() => undefined);
       log.end();
-      throw new KfarmError('KFARM_IMAGE_FAILED', `preparing ${ref} failed: mmdebstrap ${describeExit(cause)} (log: ${logPath})${await tail(logPath)}`, { cause });
+      throw new KfarmError(
+        'KFARM_IMAGE_FAILED',
+        `preparing ${ref} failed: mmdebstrap ${describeExit(cause)} (log: ${logPath})${await tail(logPath)}`,
+        { cause },
+      );
     }
     try {
       await imported;
@@ -150,19 +177,39 @@ export class ImageStore {
       await this.engine.docker.getImage(partial).tag({ repo, tag });
       await this.engine.docker.getImage(partial).remove({ noprune: true });
     } catch (cause) {
-      await this.engine.docker.getImage(partial).remove({ force: true }).catch(() => undefined);
-      throw new KfarmError('KFARM_IMAGE_FAILED', `importing ${ref} into the engine failed: ${(cause as Error).message}`, { cause });
+      await this.engine.docker
+        .getImage(partial)
+        .remove({ force: true })
+        .catch(() => undefined);
+      throw new KfarmError(
+        'KFARM_IMAGE_FAILED',
+        `importing ${ref} into the engine failed: ${(cause as Error).message}`,
+        { cause },
+      );
     } finally {
       log.end();
     }
   }
 
-  async #addHeaders(base: string, ref: string, spec: HeadersSpec, recipe: Recipe, labels: Record<string, string>, signal?: AbortSignal): Promise<void> {
+  async #addHeaders(
+    base: string,
+    ref: string,
+    spec: HeadersSpec,
+    recipe: Recipe,
+    labels: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<void> {
     await mkdir(this.options.logDir, { recursive: true });
     const logPath = this.#logPath(ref);
     const log = createWriteStream(logPath);
     const container = await this.engine.start(
-      { image: base, cmd: ['sleep', '3600'], network: 'bridge', hardened: false, labels: { [Label.role]: 'prepare', [Label.target]: ref } },
+      {
+        image: base,
+        cmd: ['sleep', '3600'],
+        network: 'bridge',
+        hardened: false,
+        labels: { [Label.role]: 'prepare', [Label.target]: ref },
+      },
       signal,
     );
     try {
@@ -196,6 +243,10 @@ function describeExit(error: unknown): string {
 /** The last meaningful line of a log, so the one-line error says why without opening the file. */
 async function tail(path: string): Promise<string> {
   const text = await readFile(path, 'utf8').catch(() => '');
-  const line = text.split('\n').map((l) => l.trim()).filter((l) => /^(E:|error|kfarm:)/i.test(l)).pop();
+  const line = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => /^(E:|error|kfarm:)/i.test(l))
+    .pop();
   return line ? `: ${line}` : '';
 }

@@ -21,7 +21,11 @@ export async function loadRecipe(family: string): Promise<Recipe> {
   const hash = createHash('sha256').update(IMAGE_FORMAT);
   for (const name of (await readdir(dir)).sort()) {
     if (name.endsWith('.md')) continue;
-    hash.update(name).update('\0').update(await readFile(dir + name)).update('\0');
+    hash
+      .update(name)
+      .update('\0')
+      .update(await readFile(dir + name))
+      .update('\0');
   }
   const basePackages = (await readFile(dir + 'base-packages', 'utf8'))
     .split('\n')

@@ -69,7 +69,13 @@ export class ToolImages {
 
   async #ensure(ref: string, release: string, kind: ToolKind, signal?: AbortSignal): Promise<string> {
     const recipe = await this.images.recipe();
-    const hash = createHash('sha256').update(TOOL_FORMAT).update('\0').update(recipe.hash).update('\0').update(installScript).update('\0');
+    const hash = createHash('sha256')
+      .update(TOOL_FORMAT)
+      .update('\0')
+      .update(recipe.hash)
+      .update('\0')
+      .update(installScript)
+      .update('\0');
     hash.update(toolPackages[kind].join(' '));
     const want = {
       [Label.role]: 'tool',
@@ -90,7 +96,13 @@ export class ToolImages {
     const logPath = join(this.options.logDir, `${ref.replace(/[^A-Za-z0-9_.-]/g, '_')}.log`);
     const log = createWriteStream(logPath);
     const container = await this.engine.start(
-      { image: base, cmd: ['sleep', '3600'], network: 'bridge', hardened: false, labels: { [Label.role]: 'prepare', [Label.target]: ref } },
+      {
+        image: base,
+        cmd: ['sleep', '3600'],
+        network: 'bridge',
+        hardened: false,
+        labels: { [Label.role]: 'prepare', [Label.target]: ref },
+      },
       signal,
     );
     try {
@@ -102,8 +114,15 @@ export class ToolImages {
       if (code !== 0) {
         await new Promise<void>((resolve) => log.end(resolve));
         const text = await readFile(logPath, 'utf8').catch(() => '');
-        const why = text.split('\n').map((l) => l.trim()).filter((l) => /^E:/.test(l)).pop();
-        throw new KfarmError('KFARM_IMAGE_FAILED', `preparing ${ref} failed: apt-get install ${toolPackages[kind].join(' ')} exited ${code} (log: ${logPath})${why ? `: ${why}` : ''}`);
+        const why = text
+          .split('\n')
+          .map((l) => l.trim())
+          .filter((l) => /^E:/.test(l))
+          .pop();
+        throw new KfarmError(
+          'KFARM_IMAGE_FAILED',
+          `preparing ${ref} failed: apt-get install ${toolPackages[kind].join(' ')} exited ${code} (log: ${logPath})${why ? `: ${why}` : ''}`,
+        );
       }
       await this.engine.commit(container, ref, want);
     } finally {

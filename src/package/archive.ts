@@ -62,7 +62,10 @@ export function tarArchive(entries: TarEntry[], mtime: number): Buffer {
   for (const entry of sorted) {
     if (seen.has(entry.path)) throw new Error(`duplicate archive member ${JSON.stringify(entry.path)}`);
     seen.add(entry.path);
-    if (entry.path.startsWith('/') || entry.path.split('/').some((p) => p === '..' || p === '.' || (p === '' && entry.path !== ''))) {
+    if (
+      entry.path.startsWith('/') ||
+      entry.path.split('/').some((p) => p === '..' || p === '.' || (p === '' && entry.path !== ''))
+    ) {
       throw new Error(`bad archive member path ${JSON.stringify(entry.path)}`);
     }
     const name = entry.path === '' ? './' : `./${entry.path}${entry.type === 'dir' ? '/' : ''}`;
@@ -108,13 +111,31 @@ function splitName(name: string): [string, string | Buffer] | undefined {
 function gnuLong(type: 'L' | 'K', value: string, mtime: number): Buffer[] {
   const data = Buffer.concat([Buffer.from(value), Buffer.alloc(1)]);
   return [
-    header({ name: '././@LongLink', prefix: '', mode: 0o644, size: data.length, mtime, typeflag: type, linkname: '', gnu: true }),
+    header({
+      name: '././@LongLink',
+      prefix: '',
+      mode: 0o644,
+      size: data.length,
+      mtime,
+      typeflag: type,
+      linkname: '',
+      gnu: true,
+    }),
     data,
     Buffer.alloc((BLOCK - (data.length % BLOCK)) % BLOCK),
   ];
 }
 
-function header(h: { name: string | Buffer; prefix: string; mode: number; size: number; mtime: number; typeflag: string; linkname: string | Buffer; gnu?: boolean }): Buffer {
+function header(h: {
+  name: string | Buffer;
+  prefix: string;
+  mode: number;
+  size: number;
+  mtime: number;
+  typeflag: string;
+  linkname: string | Buffer;
+  gnu?: boolean;
+}): Buffer {
   const block = Buffer.alloc(BLOCK);
   const put = (offset: number, length: number, value: string | Buffer) => {
     const bytes = typeof value === 'string' ? Buffer.from(value) : value;

@@ -78,7 +78,8 @@ exit 0
 }
 
 export function buildDeb(build: KernelBuild, options: DebOptions): Buffer {
-  if (!/^[0-9][A-Za-z0-9.+~_-]*$/.test(build.kernel)) throw new Error(`unsafe kernel release ${JSON.stringify(build.kernel)}`);
+  if (!/^[0-9][A-Za-z0-9.+~_-]*$/.test(build.kernel))
+    throw new Error(`unsafe kernel release ${JSON.stringify(build.kernel)}`);
   const pkg = debPackageName(build.module, build.kernel);
   const version = debVersion(build.version);
   const doc = `usr/share/doc/${pkg}`;
@@ -86,10 +87,19 @@ export function buildDeb(build: KernelBuild, options: DebOptions): Buffer {
   const koNames = build.modules.map((m) => m.name).join(', ');
   const license = build.licenses.length ? build.licenses.join(', ') : 'unknown (the modules declare no MODULE_LICENSE)';
   const summary = `${build.module} ${build.version} kernel modules for Linux ${build.kernel}`;
-  const bullets = [`${build.module} ${build.version} precompiled by kfarm for Linux ${build.kernel} (Debian ${build.release}).`, ...(options.note ? [options.note] : [])];
+  const bullets = [
+    `${build.module} ${build.version} precompiled by kfarm for Linux ${build.kernel} (Debian ${build.release}).`,
+    ...(options.note ? [options.note] : []),
+  ];
   const changelog = `${pkg} (${version}) unstable; urgency=medium
 
-${bullets.map((b) => wrap(b, 76).map((line, i) => `${i === 0 ? '  * ' : '    '}${line}`).join('\n')).join('\n')}
+${bullets
+  .map((b) =>
+    wrap(b, 76)
+      .map((line, i) => `${i === 0 ? '  * ' : '    '}${line}`)
+      .join('\n'),
+  )
+  .join('\n')}
 
  -- ${options.maintainer}  ${rfc2822(options.epoch)}
 `;
@@ -109,9 +119,17 @@ ${gpl ? '\nOn Debian systems, the complete text of the GNU General Public Licens
   ];
   const data = withParents(files);
   // dpkg-gencontrol: regular files and symlinks count their size in KiB rounded up, everything else 1.
-  const installedSize = data.reduce((kib, e) => kib + (e.type === 'file' ? Math.ceil((e.data?.length ?? 0) / 1024) : 1), 0);
+  const installedSize = data.reduce(
+    (kib, e) => kib + (e.type === 'file' ? Math.ceil((e.data?.length ?? 0) / 1024) : 1),
+    0,
+  );
   const md5sums = files
-    .map((e) => `${createHash('md5').update(e.data ?? Buffer.alloc(0)).digest('hex')}  ${e.path}\n`)
+    .map(
+      (e) =>
+        `${createHash('md5')
+          .update(e.data ?? Buffer.alloc(0))
+          .digest('hex')}  ${e.path}\n`,
+    )
     .sort()
     .join('');
   const description = [
@@ -136,8 +154,18 @@ ${gpl ? '\nOn Debian systems, the complete text of the GNU General Public Licens
     withParents([
       { path: 'control', type: 'file', mode: 0o644, data: Buffer.from(`${control}\n`) },
       { path: 'md5sums', type: 'file', mode: 0o644, data: Buffer.from(md5sums) },
-      { path: 'postinst', type: 'file', mode: 0o755, data: Buffer.from(depmodScript(build.kernel, 'configure|abort-upgrade|abort-remove|abort-deconfigure')) },
-      { path: 'postrm', type: 'file', mode: 0o755, data: Buffer.from(depmodScript(build.kernel, 'remove|upgrade|disappear|abort-install|abort-upgrade')) },
+      {
+        path: 'postinst',
+        type: 'file',
+        mode: 0o755,
+        data: Buffer.from(depmodScript(build.kernel, 'configure|abort-upgrade|abort-remove|abort-deconfigure')),
+      },
+      {
+        path: 'postrm',
+        type: 'file',
+        mode: 0o755,
+        data: Buffer.from(depmodScript(build.kernel, 'remove|upgrade|disappear|abort-install|abort-upgrade')),
+      },
     ]),
     options.epoch,
   );

@@ -47,7 +47,11 @@ export function binariesOnlyDkmsConf(module: string, version: string, koNames: s
   ];
   [...koNames].sort().forEach((ko, i) => {
     const name = ko.replace(/\.ko$/, '');
-    lines.push(`BUILT_MODULE_NAME[${i}]=${shellQuote(name)}`, `DEST_MODULE_NAME[${i}]=${shellQuote(name)}`, `DEST_MODULE_LOCATION[${i}]="/updates/dkms"`);
+    lines.push(
+      `BUILT_MODULE_NAME[${i}]=${shellQuote(name)}`,
+      `DEST_MODULE_NAME[${i}]=${shellQuote(name)}`,
+      `DEST_MODULE_LOCATION[${i}]="/updates/dkms"`,
+    );
   });
   return `${lines.join('\n')}\n`;
 }
@@ -63,17 +67,28 @@ export function dkmsTarball(build: KernelBuild, options: { epoch: number; source
     { path: `${tree}/module`, type: 'dir', mode: 0o755 },
     { path: `${tree}/log`, type: 'dir', mode: 0o755 },
   ];
-  for (const ko of build.modules) entries.push({ path: `${tree}/module/${ko.name}`, type: 'file', mode: 0o644, data: ko.data });
-  if (build.symvers) entries.push({ path: `${tree}/module/Module.symvers`, type: 'file', mode: 0o644, data: build.symvers });
+  for (const ko of build.modules)
+    entries.push({ path: `${tree}/module/${ko.name}`, type: 'file', mode: 0o644, data: ko.data });
+  if (build.symvers)
+    entries.push({ path: `${tree}/module/Module.symvers`, type: 'file', mode: 0o644, data: build.symvers });
   if (options.source) {
     entries.push({ path: 'dkms_source_tree', type: 'dir', mode: 0o755 });
     for (const entry of options.source) entries.push({ ...entry, path: `dkms_source_tree/${entry.path}` });
   } else {
-    const conf = binariesOnlyDkmsConf(build.module, build.version, build.modules.map((m) => m.name));
+    const conf = binariesOnlyDkmsConf(
+      build.module,
+      build.version,
+      build.modules.map((m) => m.name),
+    );
     entries.push(
       { path: 'dkms_binaries_only/dkms.conf', type: 'file', mode: 0o644, data: Buffer.from(conf) },
       { path: 'dkms_binaries_only/PACKAGE_NAME', type: 'file', mode: 0o644, data: Buffer.from(`${build.module}\n`) },
-      { path: 'dkms_binaries_only/PACKAGE_VERSION', type: 'file', mode: 0o644, data: Buffer.from(`${build.version}\n`) },
+      {
+        path: 'dkms_binaries_only/PACKAGE_VERSION',
+        type: 'file',
+        mode: 0o644,
+        data: Buffer.from(`${build.version}\n`),
+      },
     );
   }
   return gzip(tarArchive(withParents(entries), options.epoch));
@@ -96,16 +111,27 @@ export async function sourceTreeEntries(root: string): Promise<TarEntry[]> {
         entries.push({ path: relPath, type: 'dir', mode: 0o755 });
         await walk(path, relPath);
       } else if (info.isFile()) {
-        entries.push({ path: relPath, type: 'file', mode: info.mode & 0o111 ? 0o755 : 0o644, data: await readFile(path) });
+        entries.push({
+          path: relPath,
+          type: 'file',
+          mode: info.mode & 0o111 ? 0o755 : 0o644,
+          data: await readFile(path),
+        });
       } else if (info.isSymbolicLink()) {
         const target = await readlink(path);
         const resolved = posix.normalize(posix.join(posix.dirname(relPath), target));
         if (target.startsWith('/') || resolved === '..' || resolved.startsWith('../')) {
-          throw new KfarmError('KFARM_USAGE', `--with-source ${root}: ${relPath} is a symbolic link leaving the source tree (${target})`);
+          throw new KfarmError(
+            'KFARM_USAGE',
+            `--with-source ${root}: ${relPath} is a symbolic link leaving the source tree (${target})`,
+          );
         }
         entries.push({ path: relPath, type: 'symlink', mode: 0o777, target });
       } else {
-        throw new KfarmError('KFARM_USAGE', `--with-source ${root}: ${relPath} is neither a file, a directory nor a symbolic link`);
+        throw new KfarmError(
+          'KFARM_USAGE',
+          `--with-source ${root}: ${relPath} is neither a file, a directory nor a symbolic link`,
+        );
       }
     }
   };

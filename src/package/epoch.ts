@@ -11,11 +11,17 @@ import { KfarmError } from '../errors.js';
  * of a larger repository) when git knows it, else the newest mtime of its files (`.git` left out). Undefined
  * when there is neither.
  */
-export async function resolveSourceDateEpoch(source?: string, env: NodeJS.ProcessEnv = process.env): Promise<number | undefined> {
+export async function resolveSourceDateEpoch(
+  source?: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number | undefined> {
   const raw = env['SOURCE_DATE_EPOCH'];
   if (raw !== undefined) return parseSourceDateEpoch(raw);
   if (source === undefined) return undefined;
-  const git = await execa('git', ['-C', source, 'log', '-1', '--format=%ct', '--', '.'], { reject: false, stdin: 'ignore' }).catch(() => undefined);
+  const git = await execa('git', ['-C', source, 'log', '-1', '--format=%ct', '--', '.'], {
+    reject: false,
+    stdin: 'ignore',
+  }).catch(() => undefined);
   const committed = git?.exitCode === 0 ? git.stdout.trim() : '';
   if (/^\d+$/.test(committed)) return Number(committed);
   return newestMtime(source);
@@ -25,7 +31,10 @@ export function parseSourceDateEpoch(raw: string, name = 'SOURCE_DATE_EPOCH'): n
   const value = Number(raw);
   // 2^33 s is year 2242, well past any ustar/ar/rpm timestamp field; negative and fractional values are not in the spec.
   if (!/^\d+$/.test(raw) || !Number.isSafeInteger(value) || value >= 2 ** 33) {
-    throw new KfarmError('KFARM_USAGE', `${name}=${JSON.stringify(raw)}: expected a whole number of seconds since 1970-01-01 UTC`);
+    throw new KfarmError(
+      'KFARM_USAGE',
+      `${name}=${JSON.stringify(raw)}: expected a whole number of seconds since 1970-01-01 UTC`,
+    );
   }
   return value;
 }

@@ -45,7 +45,11 @@ export class KernelFactsCache {
 
   constructor(readonly engine: Engine) {}
 
-  get(release: string, kernel: string, options: { image?: string; needSigHash: boolean; signal?: AbortSignal }): Promise<KernelFacts> {
+  get(
+    release: string,
+    kernel: string,
+    options: { image?: string; needSigHash: boolean; signal?: AbortSignal },
+  ): Promise<KernelFacts> {
     const image = options.image ?? headersRef(release, kernel);
     const key = `${image}\0${kernel}`;
     let answer = this.#answers.get(key);
@@ -55,10 +59,20 @@ export class KernelFactsCache {
     }
     return answer.then((facts) => {
       if (options.needSigHash && facts.imageMissing) {
-        return Promise.reject(new KfarmError('KFARM_USAGE', `cannot sign modules for ${kernel}: its builder image ${facts.imageMissing} is gone, and the kernel's CONFIG_MODULE_SIG_HASH is read from it (run kfarm build again)`));
+        return Promise.reject(
+          new KfarmError(
+            'KFARM_USAGE',
+            `cannot sign modules for ${kernel}: its builder image ${facts.imageMissing} is gone, and the kernel's CONFIG_MODULE_SIG_HASH is read from it (run kfarm build again)`,
+          ),
+        );
       }
       if (options.needSigHash && !facts.sigHash) {
-        return Promise.reject(new KfarmError('KFARM_USAGE', `cannot sign modules for ${kernel}: its .config has no CONFIG_MODULE_SIG_HASH (the kernel does not check module signatures)`));
+        return Promise.reject(
+          new KfarmError(
+            'KFARM_USAGE',
+            `cannot sign modules for ${kernel}: its .config has no CONFIG_MODULE_SIG_HASH (the kernel does not check module signatures)`,
+          ),
+        );
       }
       return facts;
     });
@@ -70,17 +84,34 @@ export class KernelFactsCache {
       return { moduleDir: fallback, imageMissing: image };
     }
     const container = await this.engine.start(
-      { image, cmd: ['sleep', '300'], network: 'none', hardened: true, labels: { [Label.role]: 'package', [Label.target]: `${release}/${kernel}` } },
+      {
+        image,
+        cmd: ['sleep', '300'],
+        network: 'none',
+        hardened: true,
+        labels: { [Label.role]: 'package', [Label.target]: `${release}/${kernel}` },
+      },
       signal,
     );
     try {
       const out = new TextSink();
-      const code = await container.exec(['bash', '-c', query, 'kernel-facts', kernel], { stdout: out, stderr: out, ...(signal ? { signal } : {}) });
-      if (code !== 0) throw new KfarmError('KFARM_IMAGE_FAILED', `asking ${image} about kernel ${kernel} failed (exit ${code}): ${out.text.trim().split('\n').pop() ?? ''}`);
+      const code = await container.exec(['bash', '-c', query, 'kernel-facts', kernel], {
+        stdout: out,
+        stderr: out,
+        ...(signal ? { signal } : {}),
+      });
+      if (code !== 0)
+        throw new KfarmError(
+          'KFARM_IMAGE_FAILED',
+          `asking ${image} about kernel ${kernel} failed (exit ${code}): ${out.text.trim().split('\n').pop() ?? ''}`,
+        );
       const values = new Map(out.text.split('\n').map((line) => line.split('=', 2) as [string, string]));
       const moduleDir = values.get('moddir');
       if (moduleDir !== '/lib/modules' && moduleDir !== '/usr/lib/modules') {
-        throw new KfarmError('KFARM_IMAGE_FAILED', `${image}: no package owns <moddir>/${kernel}/build, so the release's module directory is unknown`);
+        throw new KfarmError(
+          'KFARM_IMAGE_FAILED',
+          `${image}: no package owns <moddir>/${kernel}/build, so the release's module directory is unknown`,
+        );
       }
       const sigHash = values.get('sig') === 'y' ? values.get('sighash') : undefined;
       return { moduleDir, ...(sigHash ? { sigHash } : {}) };

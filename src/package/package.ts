@@ -20,7 +20,13 @@ import { parseSourceDateEpoch, resolveSourceDateEpoch } from './epoch.js';
 import { KernelFactsCache, type KernelFacts } from './kernel-facts.js';
 import { buildRpms } from './rpm.js';
 import { loadSigningKey, signModule, type SigningKey } from './sign.js';
-import { packageFormats, type KernelBuild, type PackageFormat, type PackagedReport, type PackagedTarget } from './types.js';
+import {
+  packageFormats,
+  type KernelBuild,
+  type PackageFormat,
+  type PackagedReport,
+  type PackagedTarget,
+} from './types.js';
 
 export interface PackageOptions {
   formats: PackageFormat[];
@@ -68,33 +74,55 @@ export async function packageOutput(out: string, report: FarmReport, options: Pa
     options.sourceDateEpoch ??
     (await resolveSourceDateEpoch(options.withSource ?? options.source, env)) ??
     Math.floor(Date.parse(report.startedAt) / 1000);
-  if (!Number.isSafeInteger(epoch) || epoch < 0) throw new KfarmError('KFARM_USAGE', 'cannot tell SOURCE_DATE_EPOCH: set it, or give --source');
+  if (!Number.isSafeInteger(epoch) || epoch < 0)
+    throw new KfarmError('KFARM_USAGE', 'cannot tell SOURCE_DATE_EPOCH: set it, or give --source');
   if (!SAFE_NAME.test(report.module) || !SAFE_NAME.test(report.version)) {
-    throw new KfarmError('KFARM_USAGE', `report.json: module ${JSON.stringify(report.module)} version ${JSON.stringify(report.version)} cannot name packages`);
+    throw new KfarmError(
+      'KFARM_USAGE',
+      `report.json: module ${JSON.stringify(report.module)} version ${JSON.stringify(report.version)} cannot name packages`,
+    );
   }
 
-  const packable = report.targets.filter((t) => (t.status === 'built' || t.status === 'cached') && t.artifacts.some((a) => a.endsWith('.ko')));
-  const result: PackagedReport = { ...report, targets: report.targets.map((t): PackagedTarget => ({ ...t, packages: [] })) };
+  const packable = report.targets.filter(
+    (t) => (t.status === 'built' || t.status === 'cached') && t.artifacts.some((a) => a.endsWith('.ko')),
+  );
+  const result: PackagedReport = {
+    ...report,
+    targets: report.targets.map((t): PackagedTarget => ({ ...t, packages: [] })),
+  };
   if (packable.length === 0) {
     log('package: no built target to package');
     await writeJsonReport(out, result as FarmReport);
     return result as FarmReport;
   }
-  const source = options.withSource !== undefined && formats.includes('dkms') ? await sourceTreeEntries(options.withSource) : undefined;
+  const source =
+    options.withSource !== undefined && formats.includes('dkms')
+      ? await sourceTreeEntries(options.withSource)
+      : undefined;
   const builds = await Promise.all(packable.map((t) => readKernelBuild(out, report, t)));
   options.signal?.throwIfAborted();
 
   const needEngine = key !== undefined || formats.includes('deb') || formats.includes('rpm');
   const ownEngine = needEngine && !options.engine;
-  const engine = needEngine ? (options.engine ?? (await Engine.connect(newSession(randomBytes(6).toString('hex')), options.signal ? { signal: options.signal } : {}))) : undefined;
+  const engine = needEngine
+    ? (options.engine ??
+      (await Engine.connect(
+        newSession(randomBytes(6).toString('hex')),
+        options.signal ? { signal: options.signal } : {},
+      )))
+    : undefined;
   const packagesDir = join(out, 'packages');
-  const packagesExisted = await stat(packagesDir).then(() => true, () => false);
+  const packagesExisted = await stat(packagesDir).then(
+    () => true,
+    () => false,
+  );
   const staging = join(packagesDir, `.kfarm-tmp-${randomBytes(6).toString('hex')}`);
   const workDir = await mkdtemp(join(tmpdir(), 'kfarm-sign-'));
   const made = new Map<string, string[]>();
   const add = async (build: KernelBuild, fileName: string, data: Buffer) => {
     const list = made.get(build.targetId) ?? [];
-    if ([...made.values()].some((names) => names.includes(fileName))) throw new KfarmError('KFARM_INTERNAL', `two targets would make the same package ${fileName}`);
+    if ([...made.values()].some((names) => names.includes(fileName)))
+      throw new KfarmError('KFARM_INTERNAL', `two targets would make the same package ${fileName}`);
     await writeFile(join(staging, fileName), data, { flag: 'wx', mode: 0o644 });
     list.push(fileName);
     made.set(build.targetId, list);
@@ -110,7 +138,14 @@ export async function packageOutput(out: string, report: FarmReport, options: Pa
         builds.map((build, i) =>
           queue.add(async () => {
             const image = packable[i]?.image;
-            facts.set(build.targetId, await factsCache.get(build.release, build.kernel, { ...(image ? { image } : {}), needSigHash: key !== undefined, ...(options.signal ? { signal: options.signal } : {}) }));
+            facts.set(
+              build.targetId,
+              await factsCache.get(build.release, build.kernel, {
+                ...(image ? { image } : {}),
+                needSigHash: key !== undefined,
+                ...(options.signal ? { signal: options.signal } : {}),
+              }),
+            );
           }),
         ),
       );
@@ -140,7 +175,16 @@ export async function packageOutput(out: string, report: FarmReport, options: Pa
       if (formats.includes('deb')) {
         const moduleDir = facts.get(build.targetId)?.moduleDir ?? '/lib/modules';
         log(`package: ${debFileName(build)}`);
-        await add(build, debFileName(build), buildDeb(build, { epoch, moduleDir, maintainer: options.maintainer ?? maintainerFromEnv(env), ...(note ? { note } : {}) }));
+        await add(
+          build,
+          debFileName(build),
+          buildDeb(build, {
+            epoch,
+            moduleDir,
+            maintainer: options.maintainer ?? maintainerFromEnv(env),
+            ...(note ? { note } : {}),
+          }),
+        );
       }
     }
     if (formats.includes('rpm') && engine) {
@@ -150,13 +194,24 @@ export async function packageOutput(out: string, report: FarmReport, options: Pa
       const tools = new ToolImages(engine, images, { logDir });
       const image = await tools.get(options.rpmRelease ?? 'bookworm', 'rpm', options.signal);
       const container = await engine.start(
-        { image, cmd: ['sleep', '3600'], network: 'none', hardened: true, limits: { memoryBytes: 2 * 1024 ** 3, pids: 1024 }, labels: { [Label.role]: 'package' } },
+        {
+          image,
+          cmd: ['sleep', '3600'],
+          network: 'none',
+          hardened: true,
+          limits: { memoryBytes: 2 * 1024 ** 3, pids: 1024 },
+          labels: { [Label.role]: 'package' },
+        },
         options.signal,
       );
       try {
         await buildRpms(
           container,
-          builds.map((build) => ({ build, moduleDir: facts.get(build.targetId)?.moduleDir ?? '/lib/modules', ...(note ? { note } : {}) })),
+          builds.map((build) => ({
+            build,
+            moduleDir: facts.get(build.targetId)?.moduleDir ?? '/lib/modules',
+            ...(note ? { note } : {}),
+          })),
           {
             epoch,
             ...(options.signal ? { signal: options.signal } : {}),
@@ -172,7 +227,8 @@ export async function packageOutput(out: string, report: FarmReport, options: Pa
     }
     options.signal?.throwIfAborted();
     // Everything is made: move the files into place (each rename atomic, replacing an older file of that name).
-    for (const names of made.values()) for (const name of names) await rename(join(staging, name), join(packagesDir, name));
+    for (const names of made.values())
+      for (const name of names) await rename(join(staging, name), join(packagesDir, name));
   } catch (error) {
     await rm(staging, { recursive: true, force: true });
     if (!packagesExisted) await rmdir(packagesDir).catch(() => undefined);
@@ -182,7 +238,8 @@ export async function packageOutput(out: string, report: FarmReport, options: Pa
     if (ownEngine) await engine?.removeSessionContainers().catch(() => undefined);
   }
   await rm(staging, { recursive: true, force: true });
-  for (const target of result.targets) target.packages = (made.get(target.id) ?? []).map((name) => join('packages', name));
+  for (const target of result.targets)
+    target.packages = (made.get(target.id) ?? []).map((name) => join('packages', name));
   await writeJsonReport(out, result as FarmReport);
   return result as FarmReport;
 }
@@ -193,19 +250,35 @@ export async function packageOutput(out: string, report: FarmReport, options: Pa
  * `SOURCE_DATE_EPOCH` in the environment. `kfarm build --package` calls it before the first build starts, so a bad
  * key fails in a second rather than after the builds.
  */
-export async function checkPackageOptions(options: PackageOptions): Promise<{ formats: PackageFormat[]; key?: SigningKey }> {
+export async function checkPackageOptions(
+  options: PackageOptions,
+): Promise<{ formats: PackageFormat[]; key?: SigningKey }> {
   const formats = [...new Set(options.formats)];
-  if (formats.length === 0) throw new KfarmError('KFARM_USAGE', `--format: give one or more of ${packageFormats.join(', ')}`);
+  if (formats.length === 0)
+    throw new KfarmError('KFARM_USAGE', `--format: give one or more of ${packageFormats.join(', ')}`);
   for (const format of formats) {
-    if (!packageFormats.includes(format)) throw new KfarmError('KFARM_USAGE', `--format ${JSON.stringify(format)}: expected one or more of ${packageFormats.join(', ')}`);
+    if (!packageFormats.includes(format))
+      throw new KfarmError(
+        'KFARM_USAGE',
+        `--format ${JSON.stringify(format)}: expected one or more of ${packageFormats.join(', ')}`,
+      );
   }
-  const key = options.signKey !== undefined || options.signCert !== undefined ? await loadSigningKey(options.signKey, options.signCert) : undefined;
+  const key =
+    options.signKey !== undefined || options.signCert !== undefined
+      ? await loadSigningKey(options.signKey, options.signCert)
+      : undefined;
   if (options.withSource !== undefined) await checkSourceTree(options.withSource);
   if (options.maintainer !== undefined && !/^[^<>\n]+ <[^<>\s]+@[^<>\s]+>$/.test(options.maintainer)) {
     throw new KfarmError('KFARM_USAGE', `--maintainer ${JSON.stringify(options.maintainer)}: expected "Name <email>"`);
   }
-  if (options.sourceDateEpoch !== undefined && (!Number.isSafeInteger(options.sourceDateEpoch) || options.sourceDateEpoch < 0)) {
-    throw new KfarmError('KFARM_USAGE', `sourceDateEpoch ${options.sourceDateEpoch}: expected a whole number of seconds`);
+  if (
+    options.sourceDateEpoch !== undefined &&
+    (!Number.isSafeInteger(options.sourceDateEpoch) || options.sourceDateEpoch < 0)
+  ) {
+    throw new KfarmError(
+      'KFARM_USAGE',
+      `sourceDateEpoch ${options.sourceDateEpoch}: expected a whole number of seconds`,
+    );
   }
   const raw = (options.env ?? process.env)['SOURCE_DATE_EPOCH'];
   if (options.sourceDateEpoch === undefined && raw !== undefined) parseSourceDateEpoch(raw);
@@ -226,13 +299,20 @@ async function checkSourceTree(dir: string): Promise<void> {
  */
 async function readKernelBuild(out: string, report: FarmReport, target: PackagedTarget): Promise<KernelBuild> {
   if (!SAFE_KERNEL.test(target.kernel) || target.arch !== 'x86_64' || !/^[a-z][a-z0-9-]*$/.test(target.release)) {
-    throw new KfarmError('KFARM_USAGE', `report.json: target ${JSON.stringify(target.id)} has a kernel, arch or release kfarm cannot package`);
+    throw new KfarmError(
+      'KFARM_USAGE',
+      `report.json: target ${JSON.stringify(target.id)} has a kernel, arch or release kfarm cannot package`,
+    );
   }
   const dir = join(out, 'dkms', report.module, report.version, target.kernel, target.arch);
   const moduleDir = join(dir, 'module');
-  const names = (await readdir(moduleDir).catch((error: unknown) => {
-    throw new KfarmError('KFARM_USAGE', `${moduleDir}: ${errorText(error)} (was the build output moved?)`, { cause: error });
-  })).sort();
+  const names = (
+    await readdir(moduleDir).catch((error: unknown) => {
+      throw new KfarmError('KFARM_USAGE', `${moduleDir}: ${errorText(error)} (was the build output moved?)`, {
+        cause: error,
+      });
+    })
+  ).sort();
   const build: KernelBuild = {
     targetId: target.id,
     module: report.module,
@@ -251,10 +331,16 @@ async function readKernelBuild(out: string, report: FarmReport, target: Packaged
     else if (KO_NAME.test(name)) build.modules.push({ name, data: await readRegular(path, collectLimits.moduleBytes) });
     else throw new KfarmError('KFARM_OUTPUT_UNSAFE', `${path}: not a file kfarm puts in the DKMS tree`);
   }
-  const listed = target.artifacts.filter((a) => a.endsWith('.ko')).map((a) => a.slice(a.lastIndexOf('/') + 1)).sort();
+  const listed = target.artifacts
+    .filter((a) => a.endsWith('.ko'))
+    .map((a) => a.slice(a.lastIndexOf('/') + 1))
+    .sort();
   const found = build.modules.map((m) => m.name);
   if (listed.join('\0') !== found.join('\0')) {
-    throw new KfarmError('KFARM_USAGE', `${moduleDir}: holds ${found.join(', ') || 'no module'} but report.json lists ${listed.join(', ')}`);
+    throw new KfarmError(
+      'KFARM_USAGE',
+      `${moduleDir}: holds ${found.join(', ') || 'no module'} but report.json lists ${listed.join(', ')}`,
+    );
   }
   for (const m of build.modules) {
     try {
@@ -274,12 +360,17 @@ async function readRegular(path: string, limit: number): Promise<Buffer> {
   try {
     handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (error) {
-    throw new KfarmError('KFARM_OUTPUT_UNSAFE', `${path}: cannot open it as a regular file (${(error as NodeJS.ErrnoException).code ?? errorText(error)})`, { cause: error });
+    throw new KfarmError(
+      'KFARM_OUTPUT_UNSAFE',
+      `${path}: cannot open it as a regular file (${(error as NodeJS.ErrnoException).code ?? errorText(error)})`,
+      { cause: error },
+    );
   }
   try {
     const info = await handle.stat();
     if (!info.isFile()) throw new KfarmError('KFARM_OUTPUT_UNSAFE', `${path}: not a regular file`);
-    if (info.size > limit) throw new KfarmError('KFARM_OUTPUT_UNSAFE', `${path}: ${info.size} bytes, over the ${limit}-byte limit`);
+    if (info.size > limit)
+      throw new KfarmError('KFARM_OUTPUT_UNSAFE', `${path}: ${info.size} bytes, over the ${limit}-byte limit`);
     return await handle.readFile();
   } finally {
     await handle.close();

@@ -107,13 +107,23 @@ ${build.modules.map((m) => `%attr(0644,root,root) ${dir}/${m.name}`).join('\n')}
 export async function buildRpms(
   container: EngineContainer,
   builds: { build: KernelBuild; moduleDir: string; note?: string }[],
-  options: { epoch: number; signal?: AbortSignal; accept: (build: KernelBuild, fileName: string, data: Buffer) => Promise<void> },
+  options: {
+    epoch: number;
+    signal?: AbortSignal;
+    accept: (build: KernelBuild, fileName: string, data: Buffer) => Promise<void>;
+  },
 ): Promise<void> {
   const entries: TarEntry[] = [];
   builds.forEach(({ build, moduleDir, note }, i) => {
     const top = `kfarm/rpm/${i}`;
-    entries.push({ path: `${top}/SPECS/${rpmName(build.module, build.kernel)}.spec`, type: 'file', mode: 0o644, data: Buffer.from(rpmSpec(build, { moduleDir, ...(note ? { note } : {}) })) });
-    for (const m of build.modules) entries.push({ path: `${top}/SOURCES/${m.name}`, type: 'file', mode: 0o644, data: m.data });
+    entries.push({
+      path: `${top}/SPECS/${rpmName(build.module, build.kernel)}.spec`,
+      type: 'file',
+      mode: 0o644,
+      data: Buffer.from(rpmSpec(build, { moduleDir, ...(note ? { note } : {}) })),
+    });
+    for (const m of build.modules)
+      entries.push({ path: `${top}/SOURCES/${m.name}`, type: 'file', mode: 0o644, data: m.data });
   });
   await container.putArchive(tarArchive(withParents(entries), options.epoch), '/', options.signal);
   for (const [i, { build }] of builds.entries()) {
@@ -121,12 +131,31 @@ export async function buildRpms(
     const spec = `${top}/SPECS/${rpmName(build.module, build.kernel)}.spec`;
     const log = new TextTail();
     const code = await container.exec(
-      ['rpmbuild', '-bb', '--target', 'x86_64', '--define', `_topdir ${top}`, '--define', `_sourcedir ${top}/SOURCES`, spec],
-      { env: { SOURCE_DATE_EPOCH: String(options.epoch), TZ: 'UTC', LC_ALL: 'C.UTF-8', HOME: '/root' }, stdout: log, stderr: log, ...(options.signal ? { signal: options.signal } : {}) },
+      [
+        'rpmbuild',
+        '-bb',
+        '--target',
+        'x86_64',
+        '--define',
+        `_topdir ${top}`,
+        '--define',
+        `_sourcedir ${top}/SOURCES`,
+        spec,
+      ],
+      {
+        env: { SOURCE_DATE_EPOCH: String(options.epoch), TZ: 'UTC', LC_ALL: 'C.UTF-8', HOME: '/root' },
+        stdout: log,
+        stderr: log,
+        ...(options.signal ? { signal: options.signal } : {}),
+      },
     );
-    if (code !== 0) throw new KfarmError('KFARM_INTERNAL', `rpmbuild for ${build.targetId} exited ${code}: ${log.lastLine()}`);
+    if (code !== 0)
+      throw new KfarmError('KFARM_INTERNAL', `rpmbuild for ${build.targetId} exited ${code}: ${log.lastLine()}`);
     const fileName = rpmFileName(build);
-    const archive = (await container.getArchive(`${top}/RPMS/x86_64/${fileName}`, options.signal)) as unknown as Readable;
+    const archive = (await container.getArchive(
+      `${top}/RPMS/x86_64/${fileName}`,
+      options.signal,
+    )) as unknown as Readable;
     await options.accept(build, fileName, await readSingleFile(archive, fileName, rpmLimits.packageBytes));
   }
 }
@@ -149,10 +178,15 @@ export async function readSingleFile(archive: Readable, name: string, limit: num
   parser.on('entry', (entry: ReadEntry) => {
     entries++;
     if (rejection) return entry.resume();
-    if (entries > 1) return reject(`more than one entry (${JSON.stringify(entry.path)})`), entry.resume();
-    if (entry.path !== name) return reject(`unexpected entry ${JSON.stringify(entry.path)}`), entry.resume();
-    if (entry.type !== 'File' && entry.type !== 'OldFile') return reject(`${JSON.stringify(entry.path)} is a ${entry.type}, not a regular file`), entry.resume();
-    if ((entry.size ?? 0) > limit) return reject(`${JSON.stringify(entry.path)} is ${entry.size} bytes, over the ${limit}-byte limit`), entry.resume();
+    if (entries > 1) return (reject(`more than one entry (${JSON.stringify(entry.path)})`), entry.resume());
+    if (entry.path !== name) return (reject(`unexpected entry ${JSON.stringify(entry.path)}`), entry.resume());
+    if (entry.type !== 'File' && entry.type !== 'OldFile')
+      return (reject(`${JSON.stringify(entry.path)} is a ${entry.type}, not a regular file`), entry.resume());
+    if ((entry.size ?? 0) > limit)
+      return (
+        reject(`${JSON.stringify(entry.path)} is ${entry.size} bytes, over the ${limit}-byte limit`),
+        entry.resume()
+      );
     entry.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) reject(`${JSON.stringify(entry.path)} is over the ${limit}-byte limit`);
@@ -164,10 +198,11 @@ export async function readSingleFile(archive: Readable, name: string, limit: num
     await pipeline(archive, parser);
   } catch (error) {
     if (rejection) throw rejection;
-    throw new KfarmError('KFARM_OUTPUT_UNSAFE', `package output could not be read: ${(error as Error).message}`, { cause: error });
+    throw new KfarmError('KFARM_OUTPUT_UNSAFE', `package output could not be read: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   if (rejection) throw rejection;
   if (entries === 0) throw new KfarmError('KFARM_OUTPUT_UNSAFE', `package output rejected: ${name} is missing`);
   return Buffer.concat(chunks);
 }
-

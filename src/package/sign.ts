@@ -34,7 +34,12 @@ export interface SigningKey {
  */
 export async function loadSigningKey(keyPath: string | undefined, certPath: string | undefined): Promise<SigningKey> {
   if (!keyPath || !certPath) {
-    throw new KfarmError('KFARM_USAGE', keyPath ? '--sign-key needs --sign-cert (the certificate of that key)' : '--sign-cert needs --sign-key (the private key of that certificate)');
+    throw new KfarmError(
+      'KFARM_USAGE',
+      keyPath
+        ? '--sign-key needs --sign-cert (the certificate of that key)'
+        : '--sign-cert needs --sign-key (the private key of that certificate)',
+    );
   }
   const keyBytes = await readOrFail('--sign-key', keyPath);
   const certBytes = await readOrFail('--sign-cert', certPath);
@@ -42,18 +47,28 @@ export async function loadSigningKey(keyPath: string | undefined, certPath: stri
   try {
     key = parseKey(keyBytes);
   } catch (error) {
-    const encrypted = keyBytes.includes('ENCRYPTED PRIVATE KEY') || /Proc-Type: 4,ENCRYPTED/.test(keyBytes.toString('latin1')) || /passphrase/i.test((error as Error).message);
-    const why = encrypted ? 'the private key is encrypted (give an unencrypted PEM or DER key)' : 'not a private key (expected PEM or DER)';
+    const encrypted =
+      keyBytes.includes('ENCRYPTED PRIVATE KEY') ||
+      /Proc-Type: 4,ENCRYPTED/.test(keyBytes.toString('latin1')) ||
+      /passphrase/i.test((error as Error).message);
+    const why = encrypted
+      ? 'the private key is encrypted (give an unencrypted PEM or DER key)'
+      : 'not a private key (expected PEM or DER)';
     throw new KfarmError('KFARM_USAGE', `--sign-key ${keyPath}: ${why}`, { cause: error });
   }
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(certBytes);
   } catch (error) {
-    throw new KfarmError('KFARM_USAGE', `--sign-cert ${certPath}: not an X.509 certificate (expected PEM or DER)`, { cause: error });
+    throw new KfarmError('KFARM_USAGE', `--sign-cert ${certPath}: not an X.509 certificate (expected PEM or DER)`, {
+      cause: error,
+    });
   }
   if (!cert.checkPrivateKey(key)) {
-    throw new KfarmError('KFARM_USAGE', `--sign-cert ${certPath}: its public key does not match the private key in --sign-key ${keyPath}`);
+    throw new KfarmError(
+      'KFARM_USAGE',
+      `--sign-cert ${certPath}: its public key does not match the private key in --sign-key ${keyPath}`,
+    );
   }
   return {
     keyPath,
@@ -70,7 +85,14 @@ async function readOrFail(flag: string, path: string): Promise<Buffer> {
     return await readFile(path);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : (error as Error).message;
+    const why =
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : code === 'EISDIR'
+            ? 'is a directory'
+            : (error as Error).message;
     throw new KfarmError('KFARM_USAGE', `${flag} ${path}: cannot read it (${why})`, { cause: error });
   }
 }
@@ -92,23 +114,56 @@ export function isSigned(ko: Buffer): boolean {
  * Appends a signature to a copy of `ko`. `hash` is the target kernel's CONFIG_MODULE_SIG_HASH (sha256, sha512…);
  * `workDir` is a private directory for openssl's input files.
  */
-export async function signModule(ko: Buffer, hash: string, key: SigningKey, workDir: string, signal?: AbortSignal): Promise<Buffer> {
-  if (!/^[a-z0-9-]+$/.test(hash)) throw new KfarmError('KFARM_INTERNAL', `unexpected CONFIG_MODULE_SIG_HASH ${JSON.stringify(hash)}`);
-  if (isSigned(ko)) throw new KfarmError('KFARM_USAGE', 'the module is already signed (it ends with a module signature); sign unsigned modules only');
+export async function signModule(
+  ko: Buffer,
+  hash: string,
+  key: SigningKey,
+  workDir: string,
+  signal?: AbortSignal,
+): Promise<Buffer> {
+  if (!/^[a-z0-9-]+$/.test(hash))
+    throw new KfarmError('KFARM_INTERNAL', `unexpected CONFIG_MODULE_SIG_HASH ${JSON.stringify(hash)}`);
+  if (isSigned(ko))
+    throw new KfarmError(
+      'KFARM_USAGE',
+      'the module is already signed (it ends with a module signature); sign unsigned modules only',
+    );
   const input = join(workDir, 'module.ko');
   const cert = join(workDir, 'signer.pem');
   await writeFile(input, ko, { mode: 0o600 });
   await writeFile(cert, key.certPem, { mode: 0o600 });
   const result = await execa(
     'openssl',
-    ['cms', '-sign', '-binary', '-noattr', '-nosmimecap', '-nocerts', '-outform', 'DER', '-md', hash, '-signer', cert, '-inkey', key.keyPath, '-in', input],
+    [
+      'cms',
+      '-sign',
+      '-binary',
+      '-noattr',
+      '-nosmimecap',
+      '-nocerts',
+      '-outform',
+      'DER',
+      '-md',
+      hash,
+      '-signer',
+      cert,
+      '-inkey',
+      key.keyPath,
+      '-in',
+      input,
+    ],
     { encoding: 'buffer', reject: false, stdin: 'ignore', ...(signal ? { cancelSignal: signal } : {}) },
   ).catch((error: unknown) => {
-    throw new KfarmError('KFARM_USAGE', `signing needs openssl on the host: ${(error as Error).message}`, { cause: error });
+    throw new KfarmError('KFARM_USAGE', `signing needs openssl on the host: ${(error as Error).message}`, {
+      cause: error,
+    });
   });
   if (result.exitCode !== 0 || result.stdout.length === 0) {
     const why = Buffer.from(result.stderr).toString('utf8').trim().split('\n')[0] ?? '';
-    throw new KfarmError('KFARM_USAGE', `openssl cms -sign with --sign-key ${key.keyPath} failed (exit ${result.exitCode})${why ? `: ${why}` : ''}`);
+    throw new KfarmError(
+      'KFARM_USAGE',
+      `openssl cms -sign with --sign-key ${key.keyPath} failed (exit ${result.exitCode})${why ? `: ${why}` : ''}`,
+    );
   }
   const signature = Buffer.from(result.stdout);
   const info = Buffer.alloc(INFO_BYTES);

@@ -26,7 +26,8 @@ export async function fetchText(url: string, signal?: AbortSignal): Promise<stri
 
 /** undici reports every network failure as "fetch failed"; the reason (ECONNREFUSED, reset…) is in `cause`. */
 export function fetchError(url: string, error: unknown, signal?: AbortSignal): KfarmError {
-  if (signal?.aborted) return new KfarmError('KFARM_INTERRUPTED', `interrupted while fetching ${url}`, { cause: error });
+  if (signal?.aborted)
+    return new KfarmError('KFARM_INTERRUPTED', `interrupted while fetching ${url}`, { cause: error });
   const cause = (error as { cause?: unknown }).cause;
   const reason = cause instanceof Error ? errorText(cause) : errorText(error);
   return new KfarmError('KFARM_INDEX_UNAVAILABLE', `cannot fetch ${url}: ${reason}`, { cause: error });

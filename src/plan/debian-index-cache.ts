@@ -65,4 +65,3 @@ function isEntry(value: unknown): value is CacheEntry {
 function cacheFile(dir: string, url: string): string {
   return join(dir, `${url.replace(/[^A-Za-z0-9._-]+/g, '_')}.json`);
 }
-

@@ -2,7 +2,13 @@ import { KfarmError } from '../errors.js';
 import { DEFAULT_INDEX_TTL_MS, indexCacheDir, readCachedIndex, writeCachedIndex } from './debian-index-cache.js';
 import { fetchSuiteIndex, suiteUrl } from './debian-fetch.js';
 import { FLAVOURS, flavourOf, type Flavour, type SuiteIndex } from './debian-packages.js';
-import { DEBIAN_RELEASES, debianReleaseRank, debianSuites, type DebianSuite, type MirrorOptions } from './debian-releases.js';
+import {
+  DEBIAN_RELEASES,
+  debianReleaseRank,
+  debianSuites,
+  type DebianSuite,
+  type MirrorOptions,
+} from './debian-releases.js';
 import { compareDebianVersions } from './debian-version.js';
 import { formatTargetId, type KernelTarget } from './targets.js';
 
@@ -78,7 +84,10 @@ export async function discoverKernels(options: DiscoveryOptions): Promise<Kernel
  * Fetches (or reads from cache) every suite of `release` in parallel. A kernel release published in several
  * suites (trixie and trixie-security often share one) is listed once, from the suite with the highest version.
  */
-export async function discoverReleaseIndex(release: string, options: ReleaseDiscoveryOptions = {}): Promise<ReleaseIndex> {
+export async function discoverReleaseIndex(
+  release: string,
+  options: ReleaseDiscoveryOptions = {},
+): Promise<ReleaseIndex> {
   const flavours = checkFlavours(options.flavours);
   const suites = debianSuites(release, options).filter((s) => options.includeBackports !== false || !s.backports);
   const loaded = await allOrNothing(suites, options.signal, async (suite, signal) => ({
@@ -96,7 +105,12 @@ export async function discoverReleaseIndex(release: string, options: ReleaseDisc
       const old = images.get(image.package);
       if (old && compareDebianVersions(image.version, old.version) <= 0) continue;
       const { filename, ...rest } = image;
-      images.set(image.package, { ...rest, url: `${suite.archiveUrl}/${filename}`, suite: suite.name, backports: suite.backports });
+      images.set(image.package, {
+        ...rest,
+        url: `${suite.archiveUrl}/${filename}`,
+        suite: suite.name,
+        backports: suite.backports,
+      });
     }
     for (const found of index.kernels) {
       if (!flavours.has(found.flavour)) continue;
@@ -131,7 +145,9 @@ export async function discoverReleaseIndex(release: string, options: ReleaseDisc
       (a, b) => compareDebianVersions(a.headersVersion, b.headersVersion) || compareStrings(a.kernel, b.kernel),
     ),
     defaults: Object.fromEntries(Object.entries(defaults).map(([flavour, meta]) => [flavour, meta.kernel])),
-    images: [...images.values()].sort((a, b) => compareStrings(a.kernel, b.kernel) || compareStrings(a.package, b.package)),
+    images: [...images.values()].sort(
+      (a, b) => compareStrings(a.kernel, b.kernel) || compareStrings(a.package, b.package),
+    ),
   };
 }
 

@@ -190,7 +190,8 @@ export async function kernelsFromPackages(
     // Versioned metapackages (`linux-headers-6.12-amd64`) point at real headers instead of shipping any.
     if (deps.some((dep) => kernelOfHeaders(dep) !== undefined)) continue;
     const commonPackage = deps.find((dep) => dep.startsWith(HEADERS) && /-common(-rt)?$/.test(dep));
-    if (!commonPackage) throw new Error(`${stanza.package} ${stanza.version} depends on no linux-headers-*-common package`);
+    if (!commonPackage)
+      throw new Error(`${stanza.package} ${stanza.version} depends on no linux-headers-*-common package`);
     const compiler = deps.map(compilerOf).find((c) => c !== undefined);
     const kernel: SuiteKernel = {
       kernel: rest,
@@ -219,7 +220,8 @@ function imageOf(stanza: PackageStanza, suite: string): SuiteImage | undefined {
   if (unsigned) rest = rest.slice(0, -UNSIGNED.length);
   if (!/^\d/.test(rest) || !flavourOf(rest)) return undefined;
   // Versioned metapackages depend on the real image instead of shipping one.
-  if (dependencyNames(stanza.depends ?? '').some((dep) => dep.startsWith(IMAGE) && /^\d/.test(dep.slice(IMAGE.length)))) return undefined;
+  if (dependencyNames(stanza.depends ?? '').some((dep) => dep.startsWith(IMAGE) && /^\d/.test(dep.slice(IMAGE.length))))
+    return undefined;
   if (!stanza.filename || !stanza.sha256 || stanza.size === undefined) return undefined;
   return {
     kernel: rest,

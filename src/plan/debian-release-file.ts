@@ -48,7 +48,8 @@ export function releaseEntry(release: string, path: string): ReleaseEntry | unde
     }
     if (!inSha256) continue;
     const [sha256, size, name] = line.trim().split(/\s+/);
-    if (name === path && sha256 && size && /^\d+$/.test(size)) return { sha256: sha256.toLowerCase(), size: Number(size) };
+    if (name === path && sha256 && size && /^\d+$/.test(size))
+      return { sha256: sha256.toLowerCase(), size: Number(size) };
   }
   return undefined;
 }
@@ -73,7 +74,10 @@ function gpgvReason(error: unknown): string {
   const stderr = (error as { stderr?: unknown }).stderr;
   if (typeof stderr !== 'string' || stderr === '') return errorText(error);
   const lines = stderr.split('\n').filter((l) => !/Signature made|using \w+ key/.test(l));
-  return lines.slice(0, 2).join('; ').replace(/gpgv: /g, '');
+  return lines
+    .slice(0, 2)
+    .join('; ')
+    .replace(/gpgv: /g, '');
 }
 
 /** The text inside a clearsigned message, or the text itself when it is not signed. */

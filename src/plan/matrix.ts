@@ -4,7 +4,8 @@ import { KfarmError } from '../errors.js';
 import { displayPath } from '../dkms/preflight.js';
 import type { KnownFailing } from '../farm/known-failing.js';
 
-export type KernelSelector = { kind: 'latest'; count: number } | { kind: 'all' } | { kind: 'list'; kernels: { name: string; line: number }[] };
+export type KernelSelector =
+  { kind: 'latest'; count: number } | { kind: 'all' } | { kind: 'list'; kernels: { name: string; line: number }[] };
 
 export interface MatrixRelease {
   release: string;
@@ -30,7 +31,11 @@ const FLAVOURS = ['amd64', 'cloud-amd64', 'rt-amd64'];
 export async function loadMatrix(path: string): Promise<Matrix> {
   const file = displayPath(path);
   const text = await readFile(path, 'utf8').catch((cause: NodeJS.ErrnoException) => {
-    throw new KfarmError('KFARM_CONFIG_INVALID', `${file}: ${cause.code === 'ENOENT' ? 'no such file' : cause.message}`, { cause });
+    throw new KfarmError(
+      'KFARM_CONFIG_INVALID',
+      `${file}: ${cause.code === 'ENOENT' ? 'no such file' : cause.message}`,
+      { cause },
+    );
   });
   return parseMatrix(text, file);
 }
@@ -51,9 +56,11 @@ export function parseMatrix(text: string, file: string): Matrix {
   if (!isMap(root)) return fail(root, 'expected a mapping with "distro" and "releases"');
   checkKeys(root, ['distro', 'releases', 'known-failing'], fail);
   const distro = root.get('distro', true);
-  if (!isScalar(distro) || distro.value !== 'debian') return fail(distro ?? root, 'distro: expected "debian" (the only distribution kfarm knows so far)');
+  if (!isScalar(distro) || distro.value !== 'debian')
+    return fail(distro ?? root, 'distro: expected "debian" (the only distribution kfarm knows so far)');
   const releases = root.get('releases', true);
-  if (!isMap(releases) || releases.items.length === 0) return fail(releases ?? root, 'releases: expected a mapping of release name to kernel selection');
+  if (!isMap(releases) || releases.items.length === 0)
+    return fail(releases ?? root, 'releases: expected a mapping of release name to kernel selection');
 
   const out: MatrixRelease[] = [];
   for (const pair of releases.items) {
@@ -62,7 +69,13 @@ export function parseMatrix(text: string, file: string): Matrix {
     const raw = pair.value as Node | null;
     // `trixie:` with nothing after it means "the defaults".
     const value = isScalar(raw) && raw.value === null ? null : raw;
-    const spec: MatrixRelease = { release, kernels: { kind: 'latest', count: 1 }, flavours: ['amd64'], backports: false, line: lineOf(key) };
+    const spec: MatrixRelease = {
+      release,
+      kernels: { kind: 'latest', count: 1 },
+      flavours: ['amd64'],
+      backports: false,
+      line: lineOf(key),
+    };
     if (value !== null && !isMap(value)) fail(value, `${release}: expected a mapping (kernels, flavours, backports)`);
     if (isMap(value)) {
       checkKeys(value, ['kernels', 'flavours', 'backports'], fail);
@@ -73,22 +86,32 @@ export function parseMatrix(text: string, file: string): Matrix {
         const list = isSeq(flavours) ? flavours.items : [flavours];
         spec.flavours = list.map((item) => {
           const name = isScalar(item) ? String(item.value) : '';
-          if (!FLAVOURS.includes(name)) fail(item as Node, `${release}: unknown flavour ${JSON.stringify(name)}: expected ${FLAVOURS.join(', ')}`);
+          if (!FLAVOURS.includes(name))
+            fail(item as Node, `${release}: unknown flavour ${JSON.stringify(name)}: expected ${FLAVOURS.join(', ')}`);
           return name;
         });
       }
       const backports = value.get('backports', true) as Node | undefined;
       if (backports) {
-        if (!isScalar(backports) || typeof backports.value !== 'boolean') fail(backports, `${release}: backports: expected true or false`);
+        if (!isScalar(backports) || typeof backports.value !== 'boolean')
+          fail(backports, `${release}: backports: expected true or false`);
         spec.backports = (backports as { value: boolean }).value;
       }
     }
     out.push(spec);
   }
-  return { file, distro: 'debian', releases: out, knownFailing: parseKnownFailing(root.get('known-failing', true) as Node | undefined, fail) };
+  return {
+    file,
+    distro: 'debian',
+    releases: out,
+    knownFailing: parseKnownFailing(root.get('known-failing', true) as Node | undefined, fail),
+  };
 }
 
-function parseKnownFailing(node: Node | undefined, fail: (node: Node | null | undefined, message: string) => never): KnownFailing[] {
+function parseKnownFailing(
+  node: Node | undefined,
+  fail: (node: Node | null | undefined, message: string) => never,
+): KnownFailing[] {
   if (node === undefined || (isScalar(node) && node.value === null)) return [];
   if (!isSeq(node)) return fail(node, 'known-failing: expected a list of {kernel, reason}');
   return node.items.map((item) => {
@@ -98,7 +121,10 @@ function parseKnownFailing(node: Node | undefined, fail: (node: Node | null | un
     const kernel = entry.get('kernel', true) as Node | undefined;
     const reason = entry.get('reason', true) as Node | undefined;
     if (!isScalar(kernel) || typeof kernel.value !== 'string' || kernel.value === '') {
-      return fail(kernel ?? entry, 'known-failing: kernel: expected a kernel release glob like "6.12.*" or a target id glob');
+      return fail(
+        kernel ?? entry,
+        'known-failing: kernel: expected a kernel release glob like "6.12.*" or a target id glob',
+      );
     }
     if (!isScalar(reason) || typeof reason.value !== 'string' || reason.value.trim() === '') {
       return fail(reason ?? entry, 'known-failing: reason: expected why this kernel is expected to fail');
@@ -129,10 +155,17 @@ function parseSelector(
   if (value === 'latest') return { kind: 'latest', count: 1 };
   const latest = /^latest:(\d+)$/.exec(value);
   if (latest && Number(latest[1]) > 0) return { kind: 'latest', count: Number(latest[1]) };
-  return fail(node, `${release}: kernels: expected latest, latest:N, all or a list of kernel releases, got ${JSON.stringify(value)}`);
+  return fail(
+    node,
+    `${release}: kernels: expected latest, latest:N, all or a list of kernel releases, got ${JSON.stringify(value)}`,
+  );
 }
 
-function checkKeys(map: YAMLMap, allowed: string[], fail: (node: Node | null | undefined, message: string) => never): void {
+function checkKeys(
+  map: YAMLMap,
+  allowed: string[],
+  fail: (node: Node | null | undefined, message: string) => never,
+): void {
   for (const pair of map.items) {
     const key = pair.key as Node;
     const name = isScalar(key) ? String(key.value) : '';

@@ -24,7 +24,9 @@ export async function resolveTargets(options: ResolveOptions): Promise<KernelTar
 }
 
 /** resolveTargets plus the matrix's known-failing entries. */
-export async function resolvePlan(options: ResolveOptions): Promise<{ targets: KernelTarget[]; knownFailing: KnownFailing[] }> {
+export async function resolvePlan(
+  options: ResolveOptions,
+): Promise<{ targets: KernelTarget[]; knownFailing: KnownFailing[] }> {
   const knownFailing: KnownFailing[] = [];
   const indexes = new Map<string, Promise<ReleaseIndex>>();
   const index = (release: string) => {
@@ -43,12 +45,17 @@ export async function resolvePlan(options: ResolveOptions): Promise<{ targets: K
   for (const id of options.ids ?? []) {
     const wanted = parseTargetId(id);
     if (wanted.distro !== 'debian') {
-      throw new KfarmError('KFARM_TARGET_UNKNOWN', `--target ${JSON.stringify(id)}: unknown distribution "${wanted.distro}" (kfarm knows debian)`);
+      throw new KfarmError(
+        'KFARM_TARGET_UNKNOWN',
+        `--target ${JSON.stringify(id)}: unknown distribution "${wanted.distro}" (kfarm knows debian)`,
+      );
     }
     const kernels = (await index(wanted.release)).kernels;
     const found = kernels.find((k) => k.kernel === wanted.kernel);
     if (!found) {
-      const suites = debianSuites(wanted.release).map((s) => s.name).join(', ');
+      const suites = debianSuites(wanted.release)
+        .map((s) => s.name)
+        .join(', ');
       throw new KfarmError(
         'KFARM_TARGET_UNKNOWN',
         `unknown target ${id}: no linux-headers-${wanted.kernel} in ${suites}; run \`kfarm targets --release ${wanted.release}\` to list valid ones`,
@@ -63,7 +70,9 @@ export async function resolvePlan(options: ResolveOptions): Promise<{ targets: K
     for (const spec of matrix.releases) {
       const release = await index(spec.release).catch((error: unknown) => {
         if (isKfarmError(error, 'KFARM_TARGET_UNKNOWN')) {
-          throw new KfarmError('KFARM_CONFIG_INVALID', `${matrix.file}:${spec.line}: ${error.message}`, { cause: error });
+          throw new KfarmError('KFARM_CONFIG_INVALID', `${matrix.file}:${spec.line}: ${error.message}`, {
+            cause: error,
+          });
         }
         throw error;
       });
@@ -88,7 +97,10 @@ export function selectKernels(index: ReleaseIndex, spec: MatrixRelease, file: st
     return selector.kernels.map(({ name, line }) => {
       const found = index.kernels.find((k) => k.kernel === name);
       if (!found) {
-        throw new KfarmError('KFARM_CONFIG_INVALID', `${file}:${line}: ${spec.release}: unknown kernel ${name}; run \`kfarm targets --release ${spec.release}\` to list valid ones`);
+        throw new KfarmError(
+          'KFARM_CONFIG_INVALID',
+          `${file}:${line}: ${spec.release}: unknown kernel ${name}; run \`kfarm targets --release ${spec.release}\` to list valid ones`,
+        );
       }
       return found;
     });
@@ -103,10 +115,13 @@ export function selectKernels(index: ReleaseIndex, spec: MatrixRelease, file: st
       .sort((a, b) => compareDebianVersions(b.headersVersion, a.headersVersion) || b.kernel.localeCompare(a.kernel));
     if (preferred) {
       const head = ranked.find((k) => k.kernel === preferred);
-      if (head) ranked.splice(ranked.indexOf(head), 1), ranked.unshift(head);
+      if (head) (ranked.splice(ranked.indexOf(head), 1), ranked.unshift(head));
     }
     if (ranked.length === 0) {
-      throw new KfarmError('KFARM_CONFIG_INVALID', `${file}:${spec.line}: ${spec.release}: no ${flavour} kernel in the archive`);
+      throw new KfarmError(
+        'KFARM_CONFIG_INVALID',
+        `${file}:${spec.line}: ${spec.release}: no ${flavour} kernel in the archive`,
+      );
     }
     picked.push(...ranked.slice(0, selector.count));
   }

@@ -27,7 +27,8 @@ const MAX_MESSAGE = 2000;
 // `    7 |  …` do) and has no colon; `[^:]*:` backtracks linearly, so a huge line costs O(length).
 const compilerRe = /^([^\s:][^:]*):(\d+)(?::(\d+))?: (?:fatal error|error|Error): (.*)$/;
 // gcc-12: error: …, cc1: error: …, clang: error: …, x86_64-linux-gnu-gcc-14: fatal error: …
-const driverRe = /^((?:[\w.+-]+-)?(?:gcc|g\+\+|cc|cc1|cc1plus|clang|clang\+\+|collect2|as)(?:-[\d.]+)?): (?:fatal error|error): (.*)$/;
+const driverRe =
+  /^((?:[\w.+-]+-)?(?:gcc|g\+\+|cc|cc1|cc1plus|clang|clang\+\+|collect2|as)(?:-[\d.]+)?): (?:fatal error|error): (.*)$/;
 // ERROR: modpost: "foo" [/…/x.ko] undefined!   FATAL: modpost: …   (older kernels)
 const modpostRe = /^(?:ERROR|FATAL): (.*)$/;
 // ld: error: …, ld.lld: error: …, ld: a.o:(.bss+0x0): multiple definition of `x'; …
@@ -142,7 +143,14 @@ function scan(log: string, buildDir: string, emit: (diagnostic: FirstError, prim
 }
 
 function interesting(raw: string): boolean {
-  return raw.includes('rror') || raw.includes('ERROR') || raw.includes('FATAL') || raw.includes('***') || raw.includes('definition') || raw.includes('reference');
+  return (
+    raw.includes('rror') ||
+    raw.includes('ERROR') ||
+    raw.includes('FATAL') ||
+    raw.includes('***') ||
+    raw.includes('definition') ||
+    raw.includes('reference')
+  );
 }
 
 function parseLine(line: string, root: string): { diagnostic: FirstError; primary: boolean } | undefined {
@@ -164,7 +172,11 @@ function parseLine(line: string, root: string): { diagnostic: FirstError; primar
   m = linkerRe.exec(line);
   if (m) {
     const rest = m[2] ?? '';
-    if (rest.startsWith('error: ') || rest.includes('multiple definition of') || rest.includes('undefined reference to')) {
+    if (
+      rest.startsWith('error: ') ||
+      rest.includes('multiple definition of') ||
+      rest.includes('undefined reference to')
+    ) {
       return { diagnostic: { message: clip(`${m[1]}: ${relativizeIn(rest, root)}`) }, primary: true };
     }
     return undefined;

@@ -27,9 +27,18 @@ interface Annotation {
  * without a file (modpost) and failures without any diagnostic (timeouts, a missing image) become
  * file-less annotations, de-duplicated the same way. At most 50, the ones hitting most kernels first.
  */
-export function githubAnnotations(report: FarmReport, diagnostics: Map<string, FirstError[]>, opts: { sourcePrefix: string }): string[] {
+export function githubAnnotations(
+  report: FarmReport,
+  diagnostics: Map<string, FirstError[]>,
+  opts: { sourcePrefix: string },
+): string[] {
   const entries = new Map<string, Annotation>();
-  const add = (key: string, kernel: string, make: () => Omit<Annotation, 'kernels' | 'order' | 'messages'>, message: string) => {
+  const add = (
+    key: string,
+    kernel: string,
+    make: () => Omit<Annotation, 'kernels' | 'order' | 'messages'>,
+    message: string,
+  ) => {
     let entry = entries.get(key);
     if (!entry) {
       entry = { ...make(), messages: new Set(), kernels: new Set(), order: entries.size };
@@ -50,13 +59,18 @@ export function githubAnnotations(report: FarmReport, diagnostics: Map<string, F
     for (const diagnostic of list) {
       if (diagnostic.file !== undefined && inSourceTree(diagnostic.file)) {
         const file = opts.sourcePrefix === '' ? diagnostic.file : posix.join(opts.sourcePrefix, diagnostic.file);
-        add(`f\0${diagnosticKey(diagnostic)}`, kernel, () => ({
-          file,
-          ...(diagnostic.line === undefined ? {} : { line: diagnostic.line }),
-          ...(diagnostic.column === undefined ? {} : { column: diagnostic.column }),
-          normalized: normalizedMessage(diagnostic.message),
-          verb: 'fails',
-        }), diagnostic.message);
+        add(
+          `f\0${diagnosticKey(diagnostic)}`,
+          kernel,
+          () => ({
+            file,
+            ...(diagnostic.line === undefined ? {} : { line: diagnostic.line }),
+            ...(diagnostic.column === undefined ? {} : { column: diagnostic.column }),
+            normalized: normalizedMessage(diagnostic.message),
+            verb: 'fails',
+          }),
+          diagnostic.message,
+        );
       } else {
         const message = formatDiagnostic(diagnostic);
         const normalized = formatDiagnostic({ ...diagnostic, message: normalizedMessage(diagnostic.message) });

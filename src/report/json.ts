@@ -21,7 +21,15 @@ export interface FarmReport {
 }
 
 export function countStatuses(targets: TargetResult[]): FarmReport['counts'] {
-  const counts: FarmReport['counts'] = { built: 0, failed: 0, 'expected-failure': 0, skipped: 0, cached: 0, timeout: 0, oom: 0 };
+  const counts: FarmReport['counts'] = {
+    built: 0,
+    failed: 0,
+    'expected-failure': 0,
+    skipped: 0,
+    cached: 0,
+    timeout: 0,
+    oom: 0,
+  };
   for (const target of targets) counts[target.status]++;
   return counts;
 }
@@ -40,7 +48,11 @@ export async function readJsonReport(out: string): Promise<FarmReport> {
     text = await readFile(path, 'utf8');
   } catch (error) {
     const missing = (error as { code?: unknown }).code === 'ENOENT';
-    throw new KfarmError('KFARM_USAGE', `${path}: ${missing ? 'not found (run `kfarm build --out` into this directory first)' : (error as Error).message}`, { cause: error });
+    throw new KfarmError(
+      'KFARM_USAGE',
+      `${path}: ${missing ? 'not found (run `kfarm build --out` into this directory first)' : (error as Error).message}`,
+      { cause: error },
+    );
   }
   let report: unknown;
   try {
@@ -56,14 +68,25 @@ export async function readJsonReport(out: string): Promise<FarmReport> {
     throw new KfarmError('KFARM_USAGE', `${path}: malformed report (module, version and targets are required)`);
   }
   for (const t of r.targets) {
-    const ok = typeof t?.id === 'string' && typeof t.kernel === 'string' && typeof t.release === 'string' && typeof t.arch === 'string' && Array.isArray(t.artifacts);
+    const ok =
+      typeof t?.id === 'string' &&
+      typeof t.kernel === 'string' &&
+      typeof t.release === 'string' &&
+      typeof t.arch === 'string' &&
+      Array.isArray(t.artifacts);
     if (!ok) throw new KfarmError('KFARM_USAGE', `${path}: malformed target entry ${JSON.stringify(t?.id ?? t)}`);
     // Paths come from the file: keep them inside the output directory.
     for (const a of t.artifacts) {
-      if (typeof a !== 'string' || a.startsWith('/') || a.split('/').includes('..')) throw new KfarmError('KFARM_USAGE', `${path}: ${t.id}: artifact path ${JSON.stringify(a)} leaves the output directory`);
+      if (typeof a !== 'string' || a.startsWith('/') || a.split('/').includes('..'))
+        throw new KfarmError(
+          'KFARM_USAGE',
+          `${path}: ${t.id}: artifact path ${JSON.stringify(a)} leaves the output directory`,
+        );
     }
-    if (!/^[0-9][A-Za-z0-9.+~_-]*$/.test(t.kernel) || !/^[a-z0-9_]+$/.test(t.arch)) throw new KfarmError('KFARM_USAGE', `${path}: ${t.id}: malformed kernel or arch`);
+    if (!/^[0-9][A-Za-z0-9.+~_-]*$/.test(t.kernel) || !/^[a-z0-9_]+$/.test(t.arch))
+      throw new KfarmError('KFARM_USAGE', `${path}: ${t.id}: malformed kernel or arch`);
   }
-  if (/[/\0]|^\.\.?$/.test(r.module) || /[/\0]|^\.\.?$/.test(r.version)) throw new KfarmError('KFARM_USAGE', `${path}: malformed module name or version`);
+  if (/[/\0]|^\.\.?$/.test(r.module) || /[/\0]|^\.\.?$/.test(r.version))
+    throw new KfarmError('KFARM_USAGE', `${path}: malformed module name or version`);
   return report as FarmReport;
 }

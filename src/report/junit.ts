@@ -25,13 +25,17 @@ export async function renderJunit(report: FarmReport, logs: JunitLogs): Promise<
     const body: string[] = [];
     if (badStatuses.includes(target.status)) {
       failures++;
-      body.push(`      <failure message="${attr(failureMessage(target))}" type="${attr(target.status)}">${text(failureBody(target))}</failure>`);
+      body.push(
+        `      <failure message="${attr(failureMessage(target))}" type="${attr(target.status)}">${text(failureBody(target))}</failure>`,
+      );
     } else if (target.status === 'skipped') {
       skipped++;
       body.push(`      <skipped message="${attr(target.error ?? 'excluded by dkms.conf')}"/>`);
     } else if (target.status === 'expected-failure') {
       skipped++;
-      body.push(`      <skipped message="${attr(`expected failure: ${target.expected ?? target.error ?? ''}`.trimEnd())}"/>`);
+      body.push(
+        `      <skipped message="${attr(`expected failure: ${target.expected ?? target.error ?? ''}`.trimEnd())}"/>`,
+      );
     } else if (target.verify && target.verify.status !== 'loaded') {
       // Built, but the module did not load on its kernel: as much a failure as a compile error.
       failures++;
@@ -48,7 +52,11 @@ export async function renderJunit(report: FarmReport, logs: JunitLogs): Promise<
     tests++;
     skipped++;
     const [distro = '', release = ''] = id.split('/');
-    cases.push(testcase(id, classname(distro, release), 0, [`      <skipped message="not run: the run stopped before this target"/>`]));
+    cases.push(
+      testcase(id, classname(distro, release), 0, [
+        `      <skipped message="not run: the run stopped before this target"/>`,
+      ]),
+    );
   }
   const time = seconds(report.durationMs);
   const counts = `tests="${tests}" failures="${failures}" errors="0" skipped="${skipped}" time="${time}"`;
@@ -108,7 +116,12 @@ const invalidXml = /[^\t\n\r\x20-\uD7FF\uE000-\uFFFD\u{10000}-\u{10FFFF}]/gu;
 
 /** Escapes XML element text (ANSI escape sequences removed first, then characters XML cannot hold). */
 export function text(value: string): string {
-  return stripAnsi(value).replace(invalidXml, '').replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\r/g, '&#13;');
+  return stripAnsi(value)
+    .replace(invalidXml, '')
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/\r/g, '&#13;');
 }
 
 /** Escapes an XML attribute value (double-quoted); tabs and newlines survive attribute normalization. */

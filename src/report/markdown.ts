@@ -14,7 +14,15 @@ export const statusEmoji: Record<TargetStatus, string> = {
 };
 
 /** Order of the counts in the title line. */
-const countOrder: readonly TargetStatus[] = ['built', 'cached', 'skipped', 'expected-failure', 'failed', 'timeout', 'oom'];
+const countOrder: readonly TargetStatus[] = [
+  'built',
+  'cached',
+  'skipped',
+  'expected-failure',
+  'failed',
+  'timeout',
+  'oom',
+];
 
 const MAX_NOTE = 160;
 
@@ -25,22 +33,36 @@ const MAX_NOTE = 160;
 export function renderSummary(report: FarmReport): string {
   const lines: string[] = [];
   const total = report.targets.length + (report.notRun?.length ?? 0);
-  const counts = countOrder.filter((status) => (report.counts[status] ?? 0) > 0).map((status) => `${report.counts[status]} ${status}`);
+  const counts = countOrder
+    .filter((status) => (report.counts[status] ?? 0) > 0)
+    .map((status) => `${report.counts[status]} ${status}`);
   if (report.notRun && report.notRun.length > 0) counts.push(`${report.notRun.length} not run`);
   const name = `${report.module} ${report.version}`.trim() || 'kfarm';
-  lines.push(`## ${cell(name)}: ${total} ${plural(total, 'kernel')}${counts.length > 0 ? ` — ${counts.join(', ')}` : ''}${report.partial ? ' (interrupted: partial)' : ''}`);
+  lines.push(
+    `## ${cell(name)}: ${total} ${plural(total, 'kernel')}${counts.length > 0 ? ` — ${counts.join(', ')}` : ''}${report.partial ? ' (interrupted: partial)' : ''}`,
+  );
   lines.push('');
   // The Load column appears once `kfarm verify` (or build --verify) has booted the kernels.
   const verified = report.targets.some((t) => t.verify);
-  lines.push(verified ? '| Kernel | Release | Status | Load | Duration | Note |' : '| Kernel | Release | Status | Duration | Note |');
+  lines.push(
+    verified
+      ? '| Kernel | Release | Status | Load | Duration | Note |'
+      : '| Kernel | Release | Status | Duration | Note |',
+  );
   lines.push(verified ? '| --- | --- | --- | --- | --- | --- |' : '| --- | --- | --- | --- | --- |');
   for (const target of report.targets) {
     const status = `${statusEmoji[target.status]} ${target.status}`;
-    const load = verified ? ` ${target.verify ? `${loadEmoji[target.verify.status]} ${target.verify.status}` : ''} |` : '';
-    lines.push(`| ${cell(target.id)} | ${cell(target.release)} | ${status} |${load} ${duration(target.durationMs)} | ${cell(clip(note(target)))} |`);
+    const load = verified
+      ? ` ${target.verify ? `${loadEmoji[target.verify.status]} ${target.verify.status}` : ''} |`
+      : '';
+    lines.push(
+      `| ${cell(target.id)} | ${cell(target.release)} | ${status} |${load} ${duration(target.durationMs)} | ${cell(clip(note(target)))} |`,
+    );
   }
   for (const id of report.notRun ?? []) {
-    lines.push(`| ${cell(id)} | ${cell(id.split('/')[1] ?? '')} | not run |${verified ? '  |' : ''}  | the run stopped before this target |`);
+    lines.push(
+      `| ${cell(id)} | ${cell(id.split('/')[1] ?? '')} | not run |${verified ? '  |' : ''}  | the run stopped before this target |`,
+    );
   }
 
   const groups = failureGroups(report.targets);
@@ -83,7 +105,13 @@ export function failureGroups(targets: readonly TargetResult[]): FailureGroup[] 
     .sort((a, b) => b.members.length - a.members.length || a.order - b.order)
     .map(({ members }) => {
       const first = members[0] as TargetResult;
-      if (first.firstError) return { status: first.status, label: groupDiagnostic(members.map((m) => m.firstError as FirstError)), diagnostic: true, targets: members };
+      if (first.firstError)
+        return {
+          status: first.status,
+          label: groupDiagnostic(members.map((m) => m.firstError as FirstError)),
+          diagnostic: true,
+          targets: members,
+        };
       const reasons = new Set(members.map((m) => m.error ?? m.status));
       const label = reasons.size === 1 ? (first.error ?? first.status) : genericReason(first);
       return { status: first.status, label, diagnostic: false, targets: members };

@@ -41,7 +41,13 @@ interface TargetState {
 
 const buildPhases: ReadonlySet<string> = new Set<Phase>(['start', 'copyIn', 'evaluate', 'build', 'copyOut']);
 /** Statuses whose duration is a real build, the basis of the ETA (skipped and cached are near-instant). */
-const timedStatuses: ReadonlySet<TargetStatus> = new Set<TargetStatus>(['built', 'failed', 'expected-failure', 'timeout', 'oom']);
+const timedStatuses: ReadonlySet<TargetStatus> = new Set<TargetStatus>([
+  'built',
+  'failed',
+  'expected-failure',
+  'timeout',
+  'oom',
+]);
 
 const symbols: Record<TargetStatus, [string, 'green' | 'red' | 'yellow' | 'dim']> = {
   built: ['✓', 'green'],
@@ -155,17 +161,26 @@ export class TtyProgress implements FarmEvents, Progress {
     const width = Math.max(20, (this.#stream.columns || 80) - 1);
     let budget = Math.max(1, rows - 1) - 1; // the footer always shows; one row spare so the terminal never scrolls
 
-    const running = [...this.#targets.values()].filter((t) => buildPhases.has(t.state)).sort((a, b) => (a.buildSince ?? a.since) - (b.buildSince ?? b.since)); // stable: ties keep start order
+    const running = [...this.#targets.values()]
+      .filter((t) => buildPhases.has(t.state))
+      .sort((a, b) => (a.buildSince ?? a.since) - (b.buildSince ?? b.since)); // stable: ties keep start order
     const images = [...this.#images.entries()].sort((a, b) => a[1].since - b[1].since);
     const finished = this.#finished.slice(-this.#recent);
 
     const runningLines = clipSection(
       running.map((t) => `  ${this.#paint('bold', '▸')} ${t.id}  ${t.state} ${secs(now - (t.buildSince ?? t.since))}`),
-      budget, (n) => `  … and ${n} more running`);
+      budget,
+      (n) => `  … and ${n} more running`,
+    );
     budget -= runningLines.length;
     const imageLines = clipSection(
-      images.map(([ref, { what, since }]) => `  ${this.#paint('dim', '◌')} preparing image ${ref} (${what}) ${secs(now - since)}`),
-      budget, (n) => `  … and ${n} more images`);
+      images.map(
+        ([ref, { what, since }]) =>
+          `  ${this.#paint('dim', '◌')} preparing image ${ref} (${what}) ${secs(now - since)}`,
+      ),
+      budget,
+      (n) => `  … and ${n} more images`,
+    );
     budget -= imageLines.length;
     const finishedLines = finished.slice(Math.max(0, finished.length - budget)).map((r) => this.#finishedLine(r));
 
@@ -180,7 +195,15 @@ export class TtyProgress implements FarmEvents, Progress {
   }
 
   #footer(now: number): string {
-    const counts: Record<TargetStatus, number> = { built: 0, failed: 0, 'expected-failure': 0, skipped: 0, cached: 0, timeout: 0, oom: 0 };
+    const counts: Record<TargetStatus, number> = {
+      built: 0,
+      failed: 0,
+      'expected-failure': 0,
+      skipped: 0,
+      cached: 0,
+      timeout: 0,
+      oom: 0,
+    };
     let timedMs = 0;
     let timed = 0;
     for (const result of this.#finished) {
@@ -204,7 +227,8 @@ export class TtyProgress implements FarmEvents, Progress {
     // Most important first: a narrow terminal cuts the end of the line.
     const segments = [`[${done}/${this.#total}] ${parts.join(', ')}`, clock(now - this.#started)];
     const remaining = Math.max(0, this.#total - done);
-    if (remaining > 0) segments.push(timed > 0 ? `ETA ${clock(((timedMs / timed) * remaining) / this.#concurrency)}` : 'ETA --:--');
+    if (remaining > 0)
+      segments.push(timed > 0 ? `ETA ${clock(((timedMs / timed) * remaining) / this.#concurrency)}` : 'ETA --:--');
     if (running > 0) segments.push(`${running} running`);
     const notStarted = Math.max(0, this.#total - this.#targets.size);
     if (waiting + notStarted > 0) segments.push(`${waiting + notStarted} waiting`);
@@ -214,7 +238,11 @@ export class TtyProgress implements FarmEvents, Progress {
   #finishedLine(result: TargetResult): string {
     const [symbol, color] = symbols[result.status];
     let line = `  ${this.#paint(color, symbol)} ${result.id}  ${result.status} ${secs(result.durationMs)}`;
-    const why = result.firstError ? formatDiagnostic(result.firstError) : result.status === 'built' || result.status === 'cached' ? '' : (result.expected ?? result.error ?? '');
+    const why = result.firstError
+      ? formatDiagnostic(result.firstError)
+      : result.status === 'built' || result.status === 'cached'
+        ? ''
+        : (result.expected ?? result.error ?? '');
     if (why) line += `  ${stripAnsi(why).replace(/[\r\n]+/g, ' ')}`;
     return line;
   }
@@ -227,7 +255,7 @@ export class TtyProgress implements FarmEvents, Progress {
   #fit(line: string, width: number): string {
     let visible = 0;
     let out = '';
-    for (let i = 0; i < line.length; ) {
+    for (let i = 0; i < line.length;) {
       if (line[i] === '\x1b') {
         const end = line.indexOf('m', i);
         const stop = end === -1 ? line.length : end + 1;
@@ -268,7 +296,13 @@ export function createProgress(
 ): Progress {
   const env = opts.env ?? process.env;
   if (stream.isTTY && !env.CI) {
-    return new TtyProgress({ stream, total: opts.total, concurrency: opts.concurrency, ...(opts.now ? { now: opts.now } : {}), color: !env.NO_COLOR });
+    return new TtyProgress({
+      stream,
+      total: opts.total,
+      concurrency: opts.concurrency,
+      ...(opts.now ? { now: opts.now } : {}),
+      color: !env.NO_COLOR,
+    });
   }
   const write = (line: string) => {
     stream.write(`${line}\n`);

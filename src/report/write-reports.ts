@@ -41,7 +41,11 @@ export interface WrittenReports {
  * `$GITHUB_STEP_SUMMARY` when set, and under GitHub Actions prints error annotations. Targets whose
  * `firstError` is unset get the first error of their make.log in these reports (report.json is not touched).
  */
-export async function writeReports(out: string, report: FarmReport, opts: WriteReportsOptions): Promise<WrittenReports> {
+export async function writeReports(
+  out: string,
+  report: FarmReport,
+  opts: WriteReportsOptions,
+): Promise<WrittenReports> {
   const env = opts.env ?? process.env;
   const diagnostics = new Map<string, FirstError[]>();
   const targets: TargetResult[] = [];

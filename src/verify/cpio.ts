@@ -31,17 +31,36 @@ export function writeCpio(entries: readonly CpioEntry[]): Buffer {
     seen.add(path);
     switch (entry.type) {
       case 'dir':
-        chunks.push(...record({ ino: ino++, mode: S_IFDIR | (entry.mode ?? 0o755), nlink: 2, name: path, data: Buffer.alloc(0) }));
+        chunks.push(
+          ...record({ ino: ino++, mode: S_IFDIR | (entry.mode ?? 0o755), nlink: 2, name: path, data: Buffer.alloc(0) }),
+        );
         break;
       case 'file':
-        chunks.push(...record({ ino: ino++, mode: S_IFREG | (entry.mode ?? 0o644), nlink: 1, name: path, data: Buffer.from(entry.data) }));
+        chunks.push(
+          ...record({
+            ino: ino++,
+            mode: S_IFREG | (entry.mode ?? 0o644),
+            nlink: 1,
+            name: path,
+            data: Buffer.from(entry.data),
+          }),
+        );
         break;
       case 'symlink':
-        chunks.push(...record({ ino: ino++, mode: S_IFLNK | 0o777, nlink: 1, name: path, data: Buffer.from(entry.target) }));
+        chunks.push(
+          ...record({ ino: ino++, mode: S_IFLNK | 0o777, nlink: 1, name: path, data: Buffer.from(entry.target) }),
+        );
         break;
       case 'char':
         chunks.push(
-          ...record({ ino: ino++, mode: S_IFCHR | (entry.mode ?? 0o600), nlink: 1, name: path, data: Buffer.alloc(0), rdev: [entry.major, entry.minor] }),
+          ...record({
+            ino: ino++,
+            mode: S_IFCHR | (entry.mode ?? 0o600),
+            nlink: 1,
+            name: path,
+            data: Buffer.alloc(0),
+            rdev: [entry.major, entry.minor],
+          }),
         );
         break;
     }
@@ -61,9 +80,24 @@ interface CpioRecord {
 
 function record(r: CpioRecord): Buffer[] {
   const name = Buffer.from(`${r.name}\0`);
-  const fields = [r.ino, r.mode, 0, 0, r.nlink, 0, r.data.length, 0, 0, r.rdev?.[0] ?? 0, r.rdev?.[1] ?? 0, name.length, 0];
+  const fields = [
+    r.ino,
+    r.mode,
+    0,
+    0,
+    r.nlink,
+    0,
+    r.data.length,
+    0,
+    0,
+    r.rdev?.[0] ?? 0,
+    r.rdev?.[1] ?? 0,
+    name.length,
+    0,
+  ];
   for (const field of fields) {
-    if (!Number.isInteger(field) || field < 0 || field > 0xffffffff) throw new Error(`cpio: field out of range in ${r.name}`);
+    if (!Number.isInteger(field) || field < 0 || field > 0xffffffff)
+      throw new Error(`cpio: field out of range in ${r.name}`);
   }
   const header = Buffer.from(`070701${fields.map((f) => f.toString(16).padStart(8, '0')).join('')}`, 'latin1');
   return [header, name, pad(header.length + name.length), r.data, pad(r.data.length)];
@@ -74,7 +108,12 @@ function pad(length: number): Buffer {
 }
 
 function checkPath(path: string): string {
-  if (path === '' || path.startsWith('/') || path.split('/').some((part) => part === '' || part === '.' || part === '..') || path.includes('\0')) {
+  if (
+    path === '' ||
+    path.startsWith('/') ||
+    path.split('/').some((part) => part === '' || part === '.' || part === '..') ||
+    path.includes('\0')
+  ) {
     throw new Error(`cpio: bad path ${JSON.stringify(path)}`);
   }
   return path;

@@ -29,7 +29,10 @@ export interface LoadPlan {
  * packages do not ship. A package module shadows a kernel module of the same name, as DKMS's `/updates`
  * does. Otherwise the package's own order is kept. A cycle is an error (the kernel could not load it either).
  */
-export function loadOrder(packageModules: readonly PackageModule[], kernelDepends: (name: string) => readonly string[] | undefined): LoadPlan {
+export function loadOrder(
+  packageModules: readonly PackageModule[],
+  kernelDepends: (name: string) => readonly string[] | undefined,
+): LoadPlan {
   const own = new Map(packageModules.map((m) => [normaliseModuleName(m.name), m]));
   const order: LoadStep[] = [];
   const missing: Array<[string, string]> = [];
@@ -38,11 +41,13 @@ export function loadOrder(packageModules: readonly PackageModule[], kernelDepend
 
   const visit = (name: string, neededBy: string | undefined): void => {
     if (done.has(name)) return;
-    if (visiting.includes(name)) throw new Error(`module dependency cycle: ${[...visiting.slice(visiting.indexOf(name)), name].join(' -> ')}`);
+    if (visiting.includes(name))
+      throw new Error(`module dependency cycle: ${[...visiting.slice(visiting.indexOf(name)), name].join(' -> ')}`);
     const mine = own.get(name);
     const depends = mine ? mine.depends : kernelDepends(name);
     if (depends === undefined) {
-      if (neededBy !== undefined && !missing.some(([by, dep]) => by === neededBy && dep === name)) missing.push([neededBy, name]);
+      if (neededBy !== undefined && !missing.some(([by, dep]) => by === neededBy && dep === name))
+        missing.push([neededBy, name]);
       return;
     }
     visiting.push(name);
@@ -58,5 +63,8 @@ export function loadOrder(packageModules: readonly PackageModule[], kernelDepend
 
 /** modinfo `depends=` is one comma-separated value (possibly empty). */
 export function splitDepends(values: readonly string[] | undefined): string[] {
-  return (values ?? []).flatMap((v) => v.split(',')).map((d) => d.trim()).filter((d) => d !== '');
+  return (values ?? [])
+    .flatMap((v) => v.split(','))
+    .map((d) => d.trim())
+    .filter((d) => d !== '');
 }

@@ -17,7 +17,12 @@ export interface Expected {
  * index's size and SHA256 are renamed into place, so `dest` is complete and verified or absent. Failures
  * (HTTP, network, checksum) are KfarmErrors naming the URL.
  */
-export async function downloadVerified(url: string, dest: string, expected: Expected, signal?: AbortSignal): Promise<void> {
+export async function downloadVerified(
+  url: string,
+  dest: string,
+  expected: Expected,
+  signal?: AbortSignal,
+): Promise<void> {
   const temp = `${dest}.part-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
     const response = await fetchOk(url, signal);
@@ -31,7 +36,12 @@ export async function downloadVerified(url: string, dest: string, expected: Expe
       },
     });
     try {
-      await pipeline(Readable.fromWeb(response.body as NodeReadableStream<Uint8Array>), tap, createWriteStream(temp), signal ? { signal } : {});
+      await pipeline(
+        Readable.fromWeb(response.body as NodeReadableStream<Uint8Array>),
+        tap,
+        createWriteStream(temp),
+        signal ? { signal } : {},
+      );
     } catch (error) {
       throw fetchError(url, error, signal);
     }

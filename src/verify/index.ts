@@ -8,7 +8,15 @@ import { writeJsonReport, type FarmReport } from '../report/json.js';
 import type { VerifyResult } from '../farm/types.js';
 import { verifyTargets, withVerifyResults, type VerifyOptions } from './verify.js';
 
-export { verifyTargets, withVerifyResults, verifyLogPath, DEFAULT_VERIFY_TIMEOUT_MS, VERIFIABLE, type VerifyEvent, type VerifyOptions } from './verify.js';
+export {
+  verifyTargets,
+  withVerifyResults,
+  verifyLogPath,
+  DEFAULT_VERIFY_TIMEOUT_MS,
+  VERIFIABLE,
+  type VerifyEvent,
+  type VerifyOptions,
+} from './verify.js';
 export { verifyProgress, describeVerify } from './progress.js';
 export { KernelStore, type KernelFiles, type KernelEvent } from './kernel-store.js';
 export { detectAccelerator, type Accelerator } from './qemu.js';
@@ -21,7 +29,11 @@ export interface VerifiedReport {
 }
 
 /** Verifies the report's built targets and writes report.json (atomically) with their `verify` results. */
-export async function verifyReport(out: string, report: FarmReport, options: VerifyOptions = {}): Promise<VerifiedReport> {
+export async function verifyReport(
+  out: string,
+  report: FarmReport,
+  options: VerifyOptions = {},
+): Promise<VerifiedReport> {
   const results = await verifyTargets(out, report, options);
   const updated = withVerifyResults(report, results);
   const reportPath = await writeJsonReport(out, updated);

@@ -28,7 +28,20 @@ export interface InitramfsOptions {
  */
 export async function buildInitramfs(options: InitramfsOptions): Promise<Buffer> {
   const busybox = await readBusybox(options.busybox ?? DEFAULT_BUSYBOX);
-  const dirs = ['bin', 'dev', 'proc', 'sys', 'tmp', 'sbin', 'usr', 'usr/bin', 'usr/sbin', 'lib', 'lib/modules', 'lib/modules/kfarm'];
+  const dirs = [
+    'bin',
+    'dev',
+    'proc',
+    'sys',
+    'tmp',
+    'sbin',
+    'usr',
+    'usr/bin',
+    'usr/sbin',
+    'lib',
+    'lib/modules',
+    'lib/modules/kfarm',
+  ];
   const entries: CpioEntry[] = dirs.map((path) => ({ type: 'dir', path }));
   entries.push(
     { type: 'char', path: 'dev/console', major: 5, minor: 1, mode: 0o600 },
@@ -41,10 +54,17 @@ export async function buildInitramfs(options: InitramfsOptions): Promise<Buffer>
     const modules = options.modules.filter((m) => m.source === source);
     if (modules.length === 0) continue;
     entries.push({ type: 'dir', path: `lib/modules/kfarm/${source}` });
-    for (const m of modules) entries.push({ type: 'file', path: `lib/modules/kfarm/${source}/${m.name}.ko`, data: m.elf });
+    for (const m of modules)
+      entries.push({ type: 'file', path: `lib/modules/kfarm/${source}/${m.name}.ko`, data: m.elf });
   }
-  for (const m of options.modules) init.push({ name: m.name, source: m.source, path: `/lib/modules/kfarm/${m.source}/${m.name}.ko`, args: m.args });
-  entries.push({ type: 'file', path: 'init', data: Buffer.from(initScript({ modules: init, ...(options.missing ? { missing: options.missing } : {}) })), mode: 0o755 });
+  for (const m of options.modules)
+    init.push({ name: m.name, source: m.source, path: `/lib/modules/kfarm/${m.source}/${m.name}.ko`, args: m.args });
+  entries.push({
+    type: 'file',
+    path: 'init',
+    data: Buffer.from(initScript({ modules: init, ...(options.missing ? { missing: options.missing } : {}) })),
+    mode: 0o755,
+  });
   return gzipSync(writeCpio(entries), { level: 1 });
 }
 
@@ -53,9 +73,17 @@ async function readBusybox(path: string): Promise<Buffer> {
   try {
     bytes = await readFile(path);
   } catch (error) {
-    throw new KfarmError('KFARM_USAGE', `${path}: cannot read busybox (install busybox-static: scripts/setup-host.sh)`, { cause: error });
+    throw new KfarmError(
+      'KFARM_USAGE',
+      `${path}: cannot read busybox (install busybox-static: scripts/setup-host.sh)`,
+      { cause: error },
+    );
   }
-  if (!isStaticElf(bytes)) throw new KfarmError('KFARM_USAGE', `${path}: not a statically linked busybox (install busybox-static: scripts/setup-host.sh)`);
+  if (!isStaticElf(bytes))
+    throw new KfarmError(
+      'KFARM_USAGE',
+      `${path}: not a statically linked busybox (install busybox-static: scripts/setup-host.sh)`,
+    );
   return bytes;
 }
 

@@ -67,12 +67,17 @@ export class KernelStore {
   private async prepare(release: string, kernel: string): Promise<KernelFiles> {
     const started = Date.now();
     const { signal, onEvent } = this.options;
-    const image = await (this.options.lookup ?? ((r, k) => findKernelImage(r, k, { ...(this.options.cacheDir ? { cacheDir: this.options.cacheDir } : {}), ...(signal ? { signal } : {}) })))(
-      release,
-      kernel,
-    );
+    const image = await (
+      this.options.lookup ??
+      ((r, k) =>
+        findKernelImage(r, k, {
+          ...(this.options.cacheDir ? { cacheDir: this.options.cacheDir } : {}),
+          ...(signal ? { signal } : {}),
+        }))
+    )(release, kernel);
     const debName = basename(new URL(image.url).pathname);
-    if (!/^[A-Za-z0-9][A-Za-z0-9.+~_-]*\.deb$/.test(debName)) throw new KfarmError('KFARM_INDEX_UNAVAILABLE', `${image.url}: unexpected package file name`);
+    if (!/^[A-Za-z0-9][A-Za-z0-9.+~_-]*\.deb$/.test(debName))
+      throw new KfarmError('KFARM_INDEX_UNAVAILABLE', `${image.url}: unexpected package file name`);
     const tree = join(this.dir, debName.slice(0, -'.deb'.length));
 
     let cached = true;
@@ -117,17 +122,31 @@ export class KernelStore {
     try {
       await mkdir(temp, { recursive: true });
       try {
-        await execa('dpkg-deb', ['-x', deb, join(temp, 'root')], this.options.signal ? { cancelSignal: this.options.signal } : {});
+        await execa(
+          'dpkg-deb',
+          ['-x', deb, join(temp, 'root')],
+          this.options.signal ? { cancelSignal: this.options.signal } : {},
+        );
       } catch (error) {
         if (this.options.signal?.aborted) throw new KfarmError('KFARM_INTERRUPTED', 'interrupted', { cause: error });
         const missing = (error as { code?: unknown }).code === 'ENOENT';
-        throw new KfarmError('KFARM_INDEX_UNAVAILABLE', `cannot unpack ${image.url}: ${missing ? 'dpkg-deb is not installed (install dpkg)' : errorText(error)}`, { cause: error });
+        throw new KfarmError(
+          'KFARM_INDEX_UNAVAILABLE',
+          `cannot unpack ${image.url}: ${missing ? 'dpkg-deb is not installed (install dpkg)' : errorText(error)}`,
+          { cause: error },
+        );
       }
       const modulesDir = await findModulesDir(join(temp, 'root'), kernel);
       if (!(await exists(join(temp, 'root', 'boot', `vmlinuz-${kernel}`))) || !modulesDir) {
-        throw new KfarmError('KFARM_INDEX_UNAVAILABLE', `${image.url}: the package has no /boot/vmlinuz-${kernel} or /lib/modules/${kernel}`);
+        throw new KfarmError(
+          'KFARM_INDEX_UNAVAILABLE',
+          `${image.url}: the package has no /boot/vmlinuz-${kernel} or /lib/modules/${kernel}`,
+        );
       }
-      await writeFileAtomic(join(temp, 'modules.json'), JSON.stringify(await buildModuleIndex(modulesDir, kernel, this.options.signal)));
+      await writeFileAtomic(
+        join(temp, 'modules.json'),
+        JSON.stringify(await buildModuleIndex(modulesDir, kernel, this.options.signal)),
+      );
       try {
         await rename(temp, tree);
       } catch (error) {

@@ -84,7 +84,13 @@ export function parseConsole(text: string, boot: BootFacts): ConsoleVerdict {
 
   if (boot.timedOut) {
     const limit = boot.timeoutMs !== undefined ? ` within ${Math.round(boot.timeoutMs / 1000)} s` : '';
-    const where = open ? `, stuck in ${open.kind} ${open.section.name}` : last ? `, last: ${last}` : init ? '' : ', /init never ran';
+    const where = open
+      ? `, stuck in ${open.kind} ${open.section.name}`
+      : last
+        ? `, last: ${last}`
+        : init
+          ? ''
+          : ', /init never ran';
     return { status: 'timeout', reason: `no KFARM: done${limit}${where}`, loaded };
   }
   if (!init) return { status: 'boot-failed', reason: bootFailure(lines, boot), loaded };
@@ -95,14 +101,20 @@ export function parseConsole(text: string, boot: BootFacts): ConsoleVerdict {
   if (open && !done) {
     const crash = crashLine(lines.slice(open.at));
     const what = `${open.kind === 'insmod' ? 'loading' : 'unloading'} ${open.section.name}`;
-    return { status: 'load-failed', reason: crash ? `${crash} (while ${what})` : `the guest stopped while ${what}`, loaded };
+    return {
+      status: 'load-failed',
+      reason: crash ? `${crash} (while ${what})` : `the guest stopped while ${what}`,
+      loaded,
+    };
   }
   const missing = (plan ?? []).filter((name) => !loaded.some((m) => m.name === name));
   if (missing.length === 0 && (done || boot.exitCode === 0)) return { status: 'loaded', loaded };
   const crash = crashLine(lines);
   return {
     status: 'boot-failed',
-    reason: crash ?? `the guest stopped before KFARM: done (${missing.length ? `not loaded: ${missing.join(' ')}` : `last: ${last ?? 'nothing'}`})`,
+    reason:
+      crash ??
+      `the guest stopped before KFARM: done (${missing.length ? `not loaded: ${missing.join(' ')}` : `last: ${last ?? 'nothing'}`})`,
     loaded,
   };
 }
@@ -110,7 +122,10 @@ export function parseConsole(text: string, boot: BootFacts): ConsoleVerdict {
 function markerOf(line: string): { word: string; args: string[] } | undefined {
   const at = line.indexOf('KFARM: ');
   if (at < 0) return undefined;
-  const words = line.slice(at + 'KFARM: '.length).trim().split(/\s+/);
+  const words = line
+    .slice(at + 'KFARM: '.length)
+    .trim()
+    .split(/\s+/);
   const word = words.shift();
   return word ? { word, args: words } : undefined;
 }
@@ -138,8 +153,14 @@ const REASONS: RegExp[] = [
  */
 export function kernelReason(name: string, section: readonly string[]): string | undefined {
   const isKernel = (line: string) => /^\s*(<\d+>)?\[\s*\d+\.\d+\]/.test(line);
-  const kernel = section.filter(isKernel).map(stripTimestamp).filter((l) => l !== '' && !BENIGN.test(l));
-  const other = section.filter((l) => !isKernel(l)).map((l) => l.trim()).filter((l) => l !== '');
+  const kernel = section
+    .filter(isKernel)
+    .map(stripTimestamp)
+    .filter((l) => l !== '' && !BENIGN.test(l));
+  const other = section
+    .filter((l) => !isKernel(l))
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
   for (const pattern of REASONS) {
     const found = kernel.find((l) => pattern.test(l));
     if (found) return found;
@@ -148,7 +169,8 @@ export function kernelReason(name: string, section: readonly string[]): string |
 }
 
 /** Printed on every first unsigned out-of-tree load, successful or not: never the reason. */
-const BENIGN = /module verification failed: signature and\/or required key missing - tainting kernel|loading out-of-tree module taints kernel/;
+const BENIGN =
+  /module verification failed: signature and\/or required key missing - tainting kernel|loading out-of-tree module taints kernel/;
 
 function crashLine(lines: readonly string[]): string | undefined {
   const clean = lines.map(stripTimestamp);

@@ -44,14 +44,35 @@ export async function buildModuleIndex(modulesDir: string, kernel: string, signa
   for (let i = 0; i < xz.length; i += XZ_BATCH) batches.push(xz.slice(i, i + XZ_BATCH));
   const others = files.filter((f) => !f.endsWith('.ko.xz'));
   // Two xz processes at a time; plain files are read alongside.
-  await pool([...batches.map((batch) => () => decompressXzBatch(batch, signal).then((elves) => batch.forEach((f, i) => add(f, elves[i] as Buffer))))], 2);
-  await pool(others.map((file) => async () => add(file, await readModuleFile(file, signal))), 16);
-  return { format: MODULE_INDEX_FORMAT, kernel, modules: Object.fromEntries(Object.entries(modules).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) };
+  await pool(
+    [
+      ...batches.map(
+        (batch) => () =>
+          decompressXzBatch(batch, signal).then((elves) => batch.forEach((f, i) => add(f, elves[i] as Buffer))),
+      ),
+    ],
+    2,
+  );
+  await pool(
+    others.map((file) => async () => add(file, await readModuleFile(file, signal))),
+    16,
+  );
+  return {
+    format: MODULE_INDEX_FORMAT,
+    kernel,
+    modules: Object.fromEntries(Object.entries(modules).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
+  };
 }
 
 export function isModuleIndex(value: unknown, kernel: string): value is ModuleIndex {
   const index = value as Partial<ModuleIndex> | null;
-  return typeof index === 'object' && index !== null && index.format === MODULE_INDEX_FORMAT && index.kernel === kernel && typeof index.modules === 'object';
+  return (
+    typeof index === 'object' &&
+    index !== null &&
+    index.format === MODULE_INDEX_FORMAT &&
+    index.kernel === kernel &&
+    typeof index.modules === 'object'
+  );
 }
 
 /** A module file's ELF bytes, decompressed as the kernel's own `kmod` would. */
@@ -60,7 +81,12 @@ export async function readModuleFile(file: string, signal?: AbortSignal): Promis
   if (file.endsWith('.ko.gz')) return gunzipSync(await readFile(file));
   const tool = file.endsWith('.ko.xz') ? 'xz' : file.endsWith('.ko.zst') ? 'zstd' : undefined;
   if (!tool) throw new Error(`${file}: not a kernel module file`);
-  const { stdout } = await execa(tool, ['-dcq', file], { encoding: 'buffer', stripFinalNewline: false, maxBuffer: 1 << 30, ...(signal ? { cancelSignal: signal } : {}) });
+  const { stdout } = await execa(tool, ['-dcq', file], {
+    encoding: 'buffer',
+    stripFinalNewline: false,
+    maxBuffer: 1 << 30,
+    ...(signal ? { cancelSignal: signal } : {}),
+  });
   return Buffer.from(stdout);
 }
 
@@ -79,10 +105,15 @@ async function decompressXzBatch(files: string[], signal?: AbortSignal): Promise
   if (sizes.length !== files.length || sizes.some((n) => !Number.isSafeInteger(n))) {
     throw new Error(`xz --list: expected sizes for ${files.length} files, got ${sizes.length}`);
   }
-  const { stdout } = await execa('xz', ['-dc', '--files0'], { ...options, encoding: 'buffer', stripFinalNewline: false });
+  const { stdout } = await execa('xz', ['-dc', '--files0'], {
+    ...options,
+    encoding: 'buffer',
+    stripFinalNewline: false,
+  });
   const bytes = Buffer.from(stdout);
   const total = sizes.reduce((a, b) => a + b, 0);
-  if (bytes.length !== total) throw new Error(`xz -dc: expected ${total} bytes for ${files.length} files, got ${bytes.length}`);
+  if (bytes.length !== total)
+    throw new Error(`xz -dc: expected ${total} bytes for ${files.length} files, got ${bytes.length}`);
   const out: Buffer[] = [];
   let at = 0;
   for (const size of sizes) {

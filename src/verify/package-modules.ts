@@ -26,11 +26,16 @@ export async function readPackageModules(out: string, target: TargetResult): Pro
       elf = await readFile(path);
       info = parseModinfo(elf);
     } catch (error) {
-      throw new KfarmError('KFARM_USAGE', `${path}: cannot read the built module (${(error as Error).message}); rebuild ${target.id}`, { cause: error });
+      throw new KfarmError(
+        'KFARM_USAGE',
+        `${path}: cannot read the built module (${(error as Error).message}); rebuild ${target.id}`,
+        { cause: error },
+      );
     }
     const file = basename(artifact);
     const name = normaliseModuleName(info.get('name')?.[0] ?? file.slice(0, -'.ko'.length));
-    if (modules.some((m) => m.name === name)) throw new KfarmError('KFARM_USAGE', `${path}: a second module named ${name} in ${target.id}`);
+    if (modules.some((m) => m.name === name))
+      throw new KfarmError('KFARM_USAGE', `${path}: a second module named ${name} in ${target.id}`);
     modules.push({ name, file, depends: splitDepends(info.get('depends')), elf, artifact });
   }
   return modules;

@@ -34,9 +34,12 @@ export function parseVerifyParams(text: string | undefined): VerifyParam[] {
     const module = dot < 0 ? undefined : key.slice(0, dot);
     const name = dot < 0 ? key : key.slice(dot + 1);
     if (!NAME.test(name) || (module !== undefined && !NAME.test(module))) {
-      throw usage(`${JSON.stringify(word)}: expected name=value or module.name=value (names are letters, digits, _ and -)`);
+      throw usage(
+        `${JSON.stringify(word)}: expected name=value or module.name=value (names are letters, digits, _ and -)`,
+      );
     }
-    if (value !== undefined && /[\0\n\r]/.test(value)) throw usage(`${JSON.stringify(word)}: a value cannot hold a NUL or a line break`);
+    if (value !== undefined && /[\0\n\r]/.test(value))
+      throw usage(`${JSON.stringify(word)}: a value cannot hold a NUL or a line break`);
     params.push({
       ...(module !== undefined ? { module: normaliseModuleName(module) } : {}),
       arg: value === undefined ? name : `${name}=${value}`,
@@ -51,7 +54,11 @@ export function parseVerifyParams(text: string | undefined): VerifyParam[] {
  * name a package module or one of `dependencies`, else it is a usage error (a typo would otherwise be silently
  * ignored by the kernel, or worse, by kfarm).
  */
-export function assignParams(params: readonly VerifyParam[], packageModules: readonly string[], dependencies: readonly string[]): Map<string, string[]> {
+export function assignParams(
+  params: readonly VerifyParam[],
+  packageModules: readonly string[],
+  dependencies: readonly string[],
+): Map<string, string[]> {
   const result = new Map<string, string[]>();
   const known = new Set([...packageModules, ...dependencies].map(normaliseModuleName));
   for (const param of params) {

@@ -10,7 +10,9 @@ export function verifyProgress(write: (line: string) => void, started = Date.now
   return (event) => {
     switch (event.kind) {
       case 'download':
-        write(`${stamp()} kernel ${event.kernel}: downloading ${event.url} (${(event.size / 1024 ** 2).toFixed(1)} MiB)`);
+        write(
+          `${stamp()} kernel ${event.kernel}: downloading ${event.url} (${(event.size / 1024 ** 2).toFixed(1)} MiB)`,
+        );
         break;
       case 'unpack':
         write(`${stamp()} kernel ${event.kernel}: unpacking ${event.package} and indexing its modules`);
@@ -34,5 +36,7 @@ export function verifyProgress(write: (line: string) => void, started = Date.now
 /** One line: `loaded in 6.1 s`, `load-failed after 4.0 s: kf_x: Unknown symbol foo (err -2)`. */
 export function describeVerify(result: VerifyResult): string {
   const seconds = `${(result.durationMs / 1000).toFixed(1)} s`;
-  return result.status === 'loaded' ? `loaded in ${seconds}` : `${result.status} after ${seconds}: ${result.reason ?? ''}`;
+  return result.status === 'loaded'
+    ? `loaded in ${seconds}`
+    : `${result.status} after ${seconds}: ${result.reason ?? ''}`;
 }

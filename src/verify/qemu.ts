@@ -55,18 +55,27 @@ export const KERNEL_CMDLINE = 'console=ttyS0 panic=-1';
 
 export function qemuArgs(options: BootOptions): string[] {
   return [
-    '-accel', options.accel,
+    '-accel',
+    options.accel,
     ...(options.accel === 'kvm' ? ['-cpu', 'host'] : []),
-    '-m', String(options.memoryMb ?? 512),
-    '-smp', '1',
+    '-m',
+    String(options.memoryMb ?? 512),
+    '-smp',
+    '1',
     // No NIC (and so no option ROM to load), no VGA, no default serial/monitor: only what the test needs.
-    '-nodefaults', '-no-user-config',
-    '-display', 'none',
-    '-serial', 'stdio',
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-serial',
+    'stdio',
     '-no-reboot',
-    '-kernel', options.vmlinuz,
-    '-initrd', options.initrd,
-    '-append', KERNEL_CMDLINE,
+    '-kernel',
+    options.vmlinuz,
+    '-initrd',
+    options.initrd,
+    '-append',
+    KERNEL_CMDLINE,
   ];
 }
 
@@ -102,13 +111,18 @@ export async function bootKernel(options: BootOptions): Promise<BootOutcome> {
       child.once('error', (error: NodeJS.ErrnoException) => {
         reject(
           error.code === 'ENOENT'
-            ? new KfarmError('KFARM_USAGE', `${options.qemu ?? QEMU}: not installed (install qemu-system-x86: scripts/setup-host.sh)`, { cause: error })
+            ? new KfarmError(
+                'KFARM_USAGE',
+                `${options.qemu ?? QEMU}: not installed (install qemu-system-x86: scripts/setup-host.sh)`,
+                { cause: error },
+              )
             : error,
         );
       });
       child.once('close', (code) => resolve(code ?? undefined));
     });
-    if (options.signal?.aborted) throw new KfarmError('KFARM_INTERRUPTED', 'interrupted', { cause: options.signal.reason });
+    if (options.signal?.aborted)
+      throw new KfarmError('KFARM_INTERRUPTED', 'interrupted', { cause: options.signal.reason });
     return { console: cleanConsole(raw), exitCode, timedOut, stderr: stderr.trim(), durationMs: Date.now() - started };
   } finally {
     clearTimeout(timer);

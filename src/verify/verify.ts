@@ -59,7 +59,11 @@ export interface VerifyOptions {
  * Throws KfarmError for bad options (`--verify-params`, unknown `--target`), an unavailable kernel package
  * or host tool, or interruption; the other boots are stopped first.
  */
-export async function verifyTargets(out: string, report: FarmReport, options: VerifyOptions = {}): Promise<Map<string, VerifyResult>> {
+export async function verifyTargets(
+  out: string,
+  report: FarmReport,
+  options: VerifyOptions = {},
+): Promise<Map<string, VerifyResult>> {
   const root = resolve(out);
   const params = parseVerifyParams(options.params);
   const selected = selectTargets(report, options.targets);
@@ -98,7 +102,10 @@ export async function verifyTargets(out: string, report: FarmReport, options: Ve
     selected.verify.map(async (target) => {
       try {
         const files = await kernelOf(target);
-        const result = await boots.add(() => verifyOne(root, report, target, files, { ...options, accel, params, signal }), { signal });
+        const result = await boots.add(
+          () => verifyOne(root, report, target, files, { ...options, accel, params, signal }),
+          { signal },
+        );
         results.set(target.id, result);
         options.onEvent?.({ kind: 'result', id: target.id, result });
       } catch (error) {
@@ -109,24 +116,38 @@ export async function verifyTargets(out: string, report: FarmReport, options: Ve
   );
   if (first) throw first.error;
   // Report order, whatever order the boots finished in.
-  return new Map(selected.verify.flatMap((t) => (results.has(t.id) ? [[t.id, results.get(t.id) as VerifyResult] as const] : [])));
+  return new Map(
+    selected.verify.flatMap((t) => (results.has(t.id) ? [[t.id, results.get(t.id) as VerifyResult] as const] : [])),
+  );
 }
 
 /** The report with each verified target's `verify` set; other targets unchanged. */
 export function withVerifyResults(report: FarmReport, results: ReadonlyMap<string, VerifyResult>): FarmReport {
-  return { ...report, targets: report.targets.map((t) => (results.has(t.id) ? { ...t, verify: results.get(t.id) as VerifyResult } : t)) };
+  return {
+    ...report,
+    targets: report.targets.map((t) => (results.has(t.id) ? { ...t, verify: results.get(t.id) as VerifyResult } : t)),
+  };
 }
 
 /** Where a target's console log goes, relative to the output directory (beside make.log). */
-export function verifyLogPath(report: Pick<FarmReport, 'module' | 'version'>, target: Pick<TargetResult, 'kernel' | 'arch'>): string {
+export function verifyLogPath(
+  report: Pick<FarmReport, 'module' | 'version'>,
+  target: Pick<TargetResult, 'kernel' | 'arch'>,
+): string {
   return `dkms/${report.module}/${report.version}/${target.kernel}/${target.arch}/log/verify.log`;
 }
 
-function selectTargets(report: FarmReport, ids: readonly string[] | undefined): { verify: TargetResult[]; skipped: TargetResult[] } {
+function selectTargets(
+  report: FarmReport,
+  ids: readonly string[] | undefined,
+): { verify: TargetResult[]; skipped: TargetResult[] } {
   const wanted = ids && ids.length > 0 ? new Set(ids) : undefined;
   for (const id of wanted ?? []) {
     if (!report.targets.some((t) => t.id === id)) {
-      throw new KfarmError('KFARM_TARGET_UNKNOWN', `--target ${id}: not in the report (it has ${report.targets.map((t) => t.id).join(', ') || 'no targets'})`);
+      throw new KfarmError(
+        'KFARM_TARGET_UNKNOWN',
+        `--target ${id}: not in the report (it has ${report.targets.map((t) => t.id).join(', ') || 'no targets'})`,
+      );
     }
   }
   const chosen = report.targets.filter((t) => !wanted || wanted.has(t.id));
@@ -140,7 +161,13 @@ interface OneOptions extends Omit<VerifyOptions, 'params'> {
   signal: AbortSignal;
 }
 
-async function verifyOne(out: string, report: FarmReport, target: TargetResult, kernel: KernelFiles, options: OneOptions): Promise<VerifyResult> {
+async function verifyOne(
+  out: string,
+  report: FarmReport,
+  target: TargetResult,
+  kernel: KernelFiles,
+  options: OneOptions,
+): Promise<VerifyResult> {
   const started = Date.now();
   const log = verifyLogPath(report, target);
   const modules = await readPackageModules(out, target);
@@ -149,37 +176,68 @@ async function verifyOne(out: string, report: FarmReport, target: TargetResult, 
     plan = loadOrder(modules, (name) => kernel.index.modules[name]?.depends);
   } catch (error) {
     // A cycle: the kernel could not load these modules either.
-    const result: VerifyResult = { status: 'load-failed', reason: errorText(error), log, durationMs: Date.now() - started };
+    const result: VerifyResult = {
+      status: 'load-failed',
+      reason: errorText(error),
+      log,
+      durationMs: Date.now() - started,
+    };
     await writeLog(out, log, [`kfarm verify: ${target.id}`, `result: load-failed: ${result.reason}`]);
     return result;
   }
   const dependencies = plan.order.filter((s) => s.source === 'kernel').map((s) => s.name);
-  const args = assignParams(options.params, modules.map((m) => m.name), dependencies);
+  const args = assignParams(
+    options.params,
+    modules.map((m) => m.name),
+    dependencies,
+  );
   const initramfsModules: InitramfsModule[] = [];
   for (const step of plan.order) {
     const elf =
       step.source === 'package'
         ? (modules.find((m) => m.name === step.name)?.elf as Buffer)
-        : await readModuleFile(join(kernel.modulesDir, kernel.index.modules[step.name]?.path as string), options.signal);
+        : await readModuleFile(
+            join(kernel.modulesDir, kernel.index.modules[step.name]?.path as string),
+            options.signal,
+          );
     initramfsModules.push({ name: step.name, source: step.source, elf, args: args.get(step.name) ?? [] });
   }
 
   const temp = await mkdtemp(join(tmpdir(), 'kfarm-verify-'));
   try {
     const initrd = join(temp, 'initrd.cpio.gz');
-    await writeFile(initrd, await buildInitramfs({ modules: initramfsModules, missing: plan.missing, ...(options.busybox ? { busybox: options.busybox } : {}) }));
+    await writeFile(
+      initrd,
+      await buildInitramfs({
+        modules: initramfsModules,
+        missing: plan.missing,
+        ...(options.busybox ? { busybox: options.busybox } : {}),
+      }),
+    );
     options.onEvent?.({ kind: 'boot', id: target.id, accel: options.accel });
     const timeoutMs = options.timeoutMs ?? DEFAULT_VERIFY_TIMEOUT_MS;
     const boot = { vmlinuz: kernel.vmlinuz, initrd, timeoutMs, accel: options.accel, signal: options.signal };
     const outcome = await bootKernel(boot);
-    const verdict = parseConsole(outcome.console, { timedOut: outcome.timedOut, exitCode: outcome.exitCode, timeoutMs, stderr: outcome.stderr });
-    const result: VerifyResult = { status: verdict.status, log, ...(verdict.reason ? { reason: verdict.reason } : {}), durationMs: Date.now() - started };
+    const verdict = parseConsole(outcome.console, {
+      timedOut: outcome.timedOut,
+      exitCode: outcome.exitCode,
+      timeoutMs,
+      stderr: outcome.stderr,
+    });
+    const result: VerifyResult = {
+      status: verdict.status,
+      log,
+      ...(verdict.reason ? { reason: verdict.reason } : {}),
+      durationMs: Date.now() - started,
+    };
     const image = kernel.image;
     await writeLog(out, log, [
       `kfarm verify: ${target.id}`,
       `kernel: ${image.package} ${image.version} (${image.suite}) ${image.url}`,
       `modules: ${plan.order.map((s) => `${s.name} (${s.source === 'kernel' ? 'kernel' : modules.find((m) => m.name === s.name)?.file})`).join(', ')}`,
-      ...(plan.missing.length ? [`missing dependencies: ${plan.missing.map(([by, dep]) => `${dep} (needed by ${by})`).join(', ')}`] : []),
+      ...(plan.missing.length
+        ? [`missing dependencies: ${plan.missing.map(([by, dep]) => `${dep} (needed by ${by})`).join(', ')}`]
+        : []),
       `qemu: ${[QEMU, ...qemuArgs({ ...boot, initrd: 'initrd.cpio.gz' })].map(shellQuote).join(' ')}`,
       `result: ${result.status}${result.reason ? `: ${result.reason}` : ''} (boot ${(outcome.durationMs / 1000).toFixed(1)} s${outcome.timedOut ? ', killed at the time limit' : `, QEMU exit ${outcome.exitCode ?? 'signal'}`})`,
       ...(outcome.stderr ? ['----- qemu stderr -----', outcome.stderr] : []),
@@ -199,5 +257,7 @@ async function writeLog(out: string, log: string, lines: string[]): Promise<void
 }
 
 function interrupted(error: unknown): unknown {
-  return error instanceof KfarmError && error.code === 'KFARM_INTERRUPTED' ? error : new KfarmError('KFARM_INTERRUPTED', 'interrupted', { cause: error });
+  return error instanceof KfarmError && error.code === 'KFARM_INTERRUPTED'
+    ? error
+    : new KfarmError('KFARM_INTERRUPTED', 'interrupted', { cause: error });
 }

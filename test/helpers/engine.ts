@@ -18,7 +18,9 @@ export async function requireEngine(): Promise<Docker> {
   try {
     await docker.ping();
   } catch (error) {
-    throw new Error(`integration tests need a container engine (run scripts/setup-host.sh as root): ${(error as Error).message}`);
+    throw new Error(
+      `integration tests need a container engine (run scripts/setup-host.sh as root): ${(error as Error).message}`,
+    );
   }
   return docker;
 }

@@ -31,10 +31,17 @@ async function build(source: string, targets: Target[] = [bookworm, trixie]) {
 /** Asserts a built target's modules exist in the DKMS tree with a vermagic naming exactly its kernel. */
 async function expectModules(out: string, result: TargetResult, names: string[]) {
   expect(result.status, result.error).toBe('built');
-  expect(result.artifacts.filter((a) => a.endsWith('.ko')).map((a) => a.split('/').pop()).sort()).toEqual([...names].sort());
+  expect(
+    result.artifacts
+      .filter((a) => a.endsWith('.ko'))
+      .map((a) => a.split('/').pop())
+      .sort(),
+  ).toEqual([...names].sort());
   const infos = new Map<string, Map<string, string[]>>();
   for (const artifact of result.artifacts.filter((a) => a.endsWith('.ko'))) {
-    expect(artifact).toMatch(new RegExp(`^dkms/[^/]+/[^/]+/${result.kernel.replace(/[.+]/g, '\\$&')}/x86_64/module/[^/]+\\.ko$`));
+    expect(artifact).toMatch(
+      new RegExp(`^dkms/[^/]+/[^/]+/${result.kernel.replace(/[.+]/g, '\\$&')}/x86_64/module/[^/]+\\.ko$`),
+    );
     const info = await readModinfo(join(out, artifact));
     expect(vermagicRelease(info)).toBe(result.kernel);
     infos.set(artifact.split('/').pop() as string, info);

@@ -54,9 +54,14 @@ describe('result cache', () => {
       const original = first.report.targets[i];
       expect(target.artifacts).toEqual(original?.artifacts);
       expect(target.makeCommand).toBe(original?.makeCommand);
-      const [a, b] = await Promise.all([readFile(join(first.reportPath, '..', target.artifacts[0] as string)), readFile(join(second.reportPath, '..', target.artifacts[0] as string))]);
+      const [a, b] = await Promise.all([
+        readFile(join(first.reportPath, '..', target.artifacts[0] as string)),
+        readFile(join(second.reportPath, '..', target.artifacts[0] as string)),
+      ]);
       expect(b.equals(a)).toBe(true);
-      expect(await readFile(join(second.reportPath, '..', target.log as string), 'utf8')).toMatch(/DKMS make\.log for hello-1\.0/);
+      expect(await readFile(join(second.reportPath, '..', target.log as string), 'utf8')).toMatch(
+        /DKMS make\.log for hello-1\.0/,
+      );
     }
   });
 
@@ -72,7 +77,9 @@ describe('result cache', () => {
     const older = (await resolveTargets({ matrix: join(repoRoot, 'matrix/debian-supported.yaml') })).slice(0, 1);
     const more = await farm({}, [...older, ...targets.slice(1)]);
     expect(more.statuses).toEqual(['cached', 'cached']);
-    const index = await (await import('../../src/plan/debian-index.js')).discoverReleaseIndex('bookworm', { flavours: ['amd64'], includeBackports: false });
+    const index = await (
+      await import('../../src/plan/debian-index.js')
+    ).discoverReleaseIndex('bookworm', { flavours: ['amd64'], includeBackports: false });
     const extra = index.kernels.filter((k) => !targets.some((t) => t.id === k.id)).at(-1) as Target;
     const widened = await farm({}, [...targets, extra]);
     expect(widened.statuses).toEqual(['cached', 'cached', 'built']);
@@ -85,7 +92,9 @@ describe('result cache', () => {
     for (const ko of modules) await writeFile(ko, Buffer.from('not a module'));
     const corrupt = await farm();
     expect(corrupt.statuses).toEqual(['built', 'built']);
-    const entries = (await readdir(join(cacheDir, 'results'), { recursive: true })).filter((e) => e.endsWith('entry.json'));
+    const entries = (await readdir(join(cacheDir, 'results'), { recursive: true })).filter((e) =>
+      e.endsWith('entry.json'),
+    );
     for (const entry of entries) await truncate(join(cacheDir, 'results', entry), 10);
     expect((await farm()).statuses).toEqual(['built', 'built']);
     expect((await farm()).statuses).toEqual(['cached', 'cached']);
@@ -94,7 +103,9 @@ describe('result cache', () => {
   it('--no-cache builds anyway; kfarm cache info and prune', async () => {
     await farm();
     const out = await tempOut();
-    const noCache = await execa('node', [cli, 'build', source, '--out', out, '--no-cache', '--cache-dir', cacheDir], { reject: false });
+    const noCache = await execa('node', [cli, 'build', source, '--out', out, '--no-cache', '--cache-dir', cacheDir], {
+      reject: false,
+    });
     expect(noCache.exitCode, noCache.stderr).toBe(0);
     expect(noCache.stdout).toMatch(/built in/);
     expect(noCache.stdout).not.toMatch(/cached/);
@@ -104,7 +115,9 @@ describe('result cache', () => {
     expect(keep.stdout).toMatch(/^removed 0 cached build/);
     const prune = await execa('node', [cli, 'cache', 'prune', '--cache-dir', cacheDir]);
     expect(prune.stdout).toMatch(/^removed [1-9]\d* cached build/);
-    expect(JSON.parse((await execa('node', [cli, 'cache', 'info', '--cache-dir', cacheDir, '--json'])).stdout).entries).toBe(0);
+    expect(
+      JSON.parse((await execa('node', [cli, 'cache', 'info', '--cache-dir', cacheDir, '--json'])).stdout).entries,
+    ).toBe(0);
     const bad = await execa('node', [cli, 'cache', 'prune', '--older-than', 'soon'], { reject: false });
     expect(bad.exitCode).toBe(2);
   });

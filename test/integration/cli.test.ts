@@ -18,7 +18,11 @@ beforeAll(async () => {
 const kfarm = (args: string[], env: Record<string, string> = {}) =>
   execa('node', [cli, ...args], { reject: false, env: { ...env, CI: 'true' }, cwd: repoRoot });
 
-const exists = (path: string) => stat(path).then(() => true, () => false);
+const exists = (path: string) =>
+  stat(path).then(
+    () => true,
+    () => false,
+  );
 
 describe('kfarm CLI end to end', () => {
   it('builds the example, prints where the .ko is, exits 0', async () => {
@@ -35,14 +39,19 @@ describe('kfarm CLI end to end', () => {
     const out = await tempOut();
     const run = await kfarm(['build', fixture('broken'), '--target', bookworm, '--out', out]);
     expect(run.exitCode).toBe(1);
-    expect(run.stdout).toMatch(/failed after .*: kf_broken\.c:7:19: 'this_symbol_does_not_exist' undeclared .*\(log: dkms\/kf_broken\/1\.0\/.*\/log\/make\.log\)/);
+    expect(run.stdout).toMatch(
+      /failed after .*: kf_broken\.c:7:19: 'this_symbol_does_not_exist' undeclared .*\(log: dkms\/kf_broken\/1\.0\/.*\/log\/make\.log\)/,
+    );
   });
 
   const badConfs: [string, RegExp][] = [
     ['bad-noname', /^kfarm: .*test\/fixtures\/bad-noname\/dkms\.conf: no 'PACKAGE_NAME' directive$/],
     ['bad-noversion', /^kfarm: .*bad-noversion\/dkms\.conf: no 'PACKAGE_VERSION' directive$/],
     ['bad-nodest', /^kfarm: .*bad-nodest\/dkms\.conf: no 'DEST_MODULE_LOCATION' directive/],
-    ['bad-location', /^kfarm: .*bad-location\/dkms\.conf: 'DEST_MODULE_LOCATION\[0\]' \("\/opt\/foo"\) does not begin with/],
+    [
+      'bad-location',
+      /^kfarm: .*bad-location\/dkms\.conf: 'DEST_MODULE_LOCATION\[0\]' \("\/opt\/foo"\) does not begin with/,
+    ],
     ['bad-koname', /^kfarm: .*bad-koname\/dkms\.conf: 'BUILT_MODULE_NAME\[0\]' \("foo\.ko"\) ends in '\.o' or '\.ko'$/],
     ['bad-syntax', /^kfarm: .*bad-syntax\/dkms\.conf: line 3: syntax error/],
     ['bad-missing', /^kfarm: .*bad-missing\/dkms\.conf: no such file/],
@@ -52,7 +61,12 @@ describe('kfarm CLI end to end', () => {
       const out = join(await tempOut(), 'out');
       const run = await kfarm(['build', fixture(name), '--target', bookworm, '--out', out]);
       expect(run.exitCode).toBe(2);
-      expect(run.stderr.trim().split('\n').filter((l) => l.startsWith('kfarm:'))).toHaveLength(1);
+      expect(
+        run.stderr
+          .trim()
+          .split('\n')
+          .filter((l) => l.startsWith('kfarm:')),
+      ).toHaveLength(1);
       expect(run.stderr.trim().split('\n').pop()).toMatch(message);
       expect(await exists(out)).toBe(false);
       expect(await kfarmContainers(docker)).toEqual([]);
@@ -62,7 +76,9 @@ describe('kfarm CLI end to end', () => {
   it('an unknown kernel: exit 2 and how to list valid ones', async () => {
     const run = await kfarm(['build', 'examples/hello', '--target', 'debian/bookworm/6.1.0-999-amd64']);
     expect(run.exitCode).toBe(2);
-    expect(run.stderr).toMatch(/^kfarm: unknown target debian\/bookworm\/6\.1\.0-999-amd64: .*kfarm targets --release bookworm/m);
+    expect(run.stderr).toMatch(
+      /^kfarm: unknown target debian\/bookworm\/6\.1\.0-999-amd64: .*kfarm targets --release bookworm/m,
+    );
   });
 
   it('a malformed target, an unknown release and a bad flag value: exit 2', async () => {
@@ -82,12 +98,17 @@ describe('kfarm CLI end to end', () => {
       DOCKER_HOST: 'unix:///tmp/kfarm-no-such-engine.sock',
     });
     expect(run.exitCode).toBe(3);
-    expect(run.stderr.trim()).toMatch(/^kfarm: cannot reach the container engine at unix:\/\/\/tmp\/kfarm-no-such-engine\.sock .*setup-host\.sh/);
+    expect(run.stderr.trim()).toMatch(
+      /^kfarm: cannot reach the container engine at unix:\/\/\/tmp\/kfarm-no-such-engine\.sock .*setup-host\.sh/,
+    );
   });
 
   /** Starts a build of the slow fixture and resolves once its container is building. */
   async function startSlowBuild(out: string) {
-    const child = execa('node', [cli, 'build', fixture('slow'), '--target', bookworm, '--out', out], { reject: false, env: { CI: 'true' } });
+    const child = execa('node', [cli, 'build', fixture('slow'), '--target', bookworm, '--out', out], {
+      reject: false,
+      env: { CI: 'true' },
+    });
     let stderr = '';
     await new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`build never started:\n${stderr}`)), 300_000);

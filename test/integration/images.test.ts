@@ -13,16 +13,25 @@ describe('builder images', () => {
     const docker = await requireEngine();
     // The oldest bookworm kernel, which no other test builds for, so this test owns (and removes) its image.
     const index = await discoverReleaseIndex('bookworm', { flavours: ['amd64'], includeBackports: false });
-    const target = index.kernels.filter((k) => k.kernel !== index.defaults.amd64 && k.kernel.startsWith('6.1.0-')).at(0);
+    const target = index.kernels
+      .filter((k) => k.kernel !== index.defaults.amd64 && k.kernel.startsWith('6.1.0-'))
+      .at(0);
     expect(target).toBeDefined();
     if (!target) return;
     const ref = headersRef('bookworm', target.kernel);
-    await docker.getImage(ref).remove({ force: true }).catch(() => undefined);
+    await docker
+      .getImage(ref)
+      .remove({ force: true })
+      .catch(() => undefined);
 
     const prepared: string[] = [];
     const engine = await Engine.connect(newSession('images-test'));
     const logDir = await tempOut();
-    const first = new ImageStore(engine, { logDir, sources: releaseSources, events: { onPrepare: (r) => prepared.push(r) } });
+    const first = new ImageStore(engine, {
+      logDir,
+      sources: releaseSources,
+      events: { onPrepare: (r) => prepared.push(r) },
+    });
     const [a, b] = await Promise.all([first.headers(target), first.headers(target)]);
     expect(a).toBe(ref);
     expect(b).toBe(ref);
@@ -40,7 +49,11 @@ describe('builder images', () => {
     expect(labels['kfarm.recipe']).toMatch(/^[0-9a-f]{16}$/);
 
     prepared.length = 0;
-    const second = new ImageStore(engine, { logDir, sources: releaseSources, events: { onPrepare: (r) => prepared.push(r) } });
+    const second = new ImageStore(engine, {
+      logDir,
+      sources: releaseSources,
+      events: { onPrepare: (r) => prepared.push(r) },
+    });
     expect(await second.headers(target)).toBe(ref);
     expect(prepared).toEqual([]);
     expect(await kfarmContainers(docker)).toEqual([]);

@@ -47,7 +47,13 @@ beforeAll(async () => {
   await writeMatrix(trixie[1]?.kernel);
   // Prepare the six builder images first: the runs below use a 30 s build limit, which a hello build must not
   // miss because a fresh machine is still bootstrapping the other images beside it.
-  const warm = await runFarm({ source: example('hello'), out: join(work, 'warm'), targets, sources: releaseSources, cache: false });
+  const warm = await runFarm({
+    source: example('hello'),
+    out: join(work, 'warm'),
+    targets,
+    sources: releaseSources,
+    cache: false,
+  });
   expect(warm.report.counts.built).toBe(6);
 });
 
@@ -62,13 +68,32 @@ describe('matrix run over 6 kernels in 2 releases with mixed outcomes', () => {
     const out = join(work, 'out');
     const summaryFile = join(work, 'step-summary.md');
     await writeFile(summaryFile, '# earlier step\n');
-    const run = await execa('node', [cli, 'build', join(work, 'src'), '--matrix', join(work, 'matrix.yaml'), '--out', out, '--timeout', '30', '--jobs', '2'], {
-      reject: false,
-      env: { CI: 'true', GITHUB_ACTIONS: 'true', GITHUB_STEP_SUMMARY: summaryFile, GITHUB_WORKSPACE: work },
-    });
+    const run = await execa(
+      'node',
+      [
+        cli,
+        'build',
+        join(work, 'src'),
+        '--matrix',
+        join(work, 'matrix.yaml'),
+        '--out',
+        out,
+        '--timeout',
+        '30',
+        '--jobs',
+        '2',
+      ],
+      {
+        reject: false,
+        env: { CI: 'true', GITHUB_ACTIONS: 'true', GITHUB_STEP_SUMMARY: summaryFile, GITHUB_WORKSPACE: work },
+      },
+    );
     expect(run.exitCode, run.stderr).toBe(1);
 
-    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as { targets: TargetResult[]; counts: Record<string, number> };
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as {
+      targets: TargetResult[];
+      counts: Record<string, number>;
+    };
     const status = (t: KernelTarget | undefined) => report.targets.find((r) => r.id === t?.id);
     expect(status(bookworm[0])?.status).toBe('built');
     expect(status(bookworm[1])?.status).toBe('failed');
@@ -82,15 +107,24 @@ describe('matrix run over 6 kernels in 2 releases with mixed outcomes', () => {
       expect(failed?.firstError).toMatchObject({ file: 'kf_mixed.c', line: 7 });
       expect(failed?.firstError?.message).toMatch(/implicit declaration of function 'kf_mixed_no_such_function'/);
     }
-    expect(status(bookworm[0])?.phases).toMatchObject({ image: expect.any(Number), start: expect.any(Number), build: expect.any(Number), copyOut: expect.any(Number) });
+    expect(status(bookworm[0])?.phases).toMatchObject({
+      image: expect.any(Number),
+      start: expect.any(Number),
+      build: expect.any(Number),
+      copyOut: expect.any(Number),
+    });
     expect(await kfarmContainers(docker)).toEqual([]);
 
     // junit.xml: one testcase per target; failures for failed and timeout, skipped for skipped and expected.
     const junit = await readFile(join(out, 'junit.xml'), 'utf8');
-    const cases = [...junit.matchAll(/<testcase classname="([^"]+)" name="([^"]+)"[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g)];
+    const cases = [
+      ...junit.matchAll(/<testcase classname="([^"]+)" name="([^"]+)"[^>]*?(\/>|>([\s\S]*?)<\/testcase>)/g),
+    ];
     expect(cases.map((c) => c[2]).sort()).toEqual([...bookworm, ...trixie].map((t) => t.id).sort());
     const body = (t: KernelTarget | undefined) => cases.find((c) => c[2] === t?.id)?.[4] ?? '';
-    expect(body(bookworm[1])).toMatch(/<failure message="kf_mixed\.c:7:\d+: implicit declaration of function &apos;kf_mixed_no_such_function&apos;/);
+    expect(body(bookworm[1])).toMatch(
+      /<failure message="kf_mixed\.c:7:\d+: implicit declaration of function &apos;kf_mixed_no_such_function&apos;/,
+    );
     expect(body(bookworm[1])).toMatch(/<system-out>[\s\S]*DKMS make\.log for kf_mixed-1\.0/);
     expect(body(trixie[2])).toMatch(/<failure [^>]*type="timeout"/);
     expect(body(bookworm[2])).toMatch(/<skipped message="BUILD_EXCLUSIVE_KERNEL/);
@@ -118,12 +152,33 @@ describe('matrix run over 6 kernels in 2 releases with mixed outcomes', () => {
 
   it('--fail-fast stops scheduling after the first failure', async () => {
     const out = join(work, 'out-ff');
-    const run = await execa('node', [cli, 'build', join(work, 'src'), '--matrix', join(work, 'matrix.yaml'), '--out', out, '--timeout', '30', '--jobs', '1', '--fail-fast', '--no-cache'], {
-      reject: false,
-      env: { CI: 'true' },
-    });
+    const run = await execa(
+      'node',
+      [
+        cli,
+        'build',
+        join(work, 'src'),
+        '--matrix',
+        join(work, 'matrix.yaml'),
+        '--out',
+        out,
+        '--timeout',
+        '30',
+        '--jobs',
+        '1',
+        '--fail-fast',
+        '--no-cache',
+      ],
+      {
+        reject: false,
+        env: { CI: 'true' },
+      },
+    );
     expect(run.exitCode).toBe(1);
-    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as { targets: TargetResult[]; notRun?: string[] };
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as {
+      targets: TargetResult[];
+      notRun?: string[];
+    };
     // One build at a time: exactly one failure, and no build started after it. Targets are reported in matrix
     // order, not completion order, so a skipped target may follow the failure in the list.
     const statuses = report.targets.map((t) => t.status);

@@ -41,7 +41,11 @@ async function files(dir: string): Promise<{ path: string; type: string; size: n
     for (const entry of await readdir(d, { withFileTypes: true })) {
       const path = rel ? `${rel}/${entry.name}` : entry.name;
       const info = await lstat(join(d, entry.name));
-      result.push({ path, type: entry.isDirectory() ? 'dir' : entry.isFile() ? 'file' : entry.isSymbolicLink() ? 'symlink' : 'other', size: info.size });
+      result.push({
+        path,
+        type: entry.isDirectory() ? 'dir' : entry.isFile() ? 'file' : entry.isSymbolicLink() ? 'symlink' : 'other',
+        size: info.size,
+      });
       if (entry.isDirectory()) await walk(join(d, entry.name), path);
     }
   };
@@ -49,7 +53,10 @@ async function files(dir: string): Promise<{ path: string; type: string; size: n
   return result;
 }
 
-const sha256 = async (path: string) => createHash('sha256').update(await readFile(path)).digest('hex');
+const sha256 = async (path: string) =>
+  createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
 
 async function buildVariant(variant: string) {
   const source = await tempOut('kfarm-hostile-src-');
@@ -63,7 +70,9 @@ async function buildVariant(variant: string) {
   const { report } = await runFarm({ source, out, targets: [bookworm], sources: releaseSources, cache: false, engine });
   const ms = Date.now() - started;
   // Nothing appeared outside <out>: no new entry in the host's temp dir named like a payload, /etc/passwd as it was.
-  const newInTmp = (await readdir(tmpdir())).filter((n) => !tmpBefore.has(n) && /payload|passwd|pwned|x\.ko|big\.ko|kf_/.test(n));
+  const newInTmp = (await readdir(tmpdir())).filter(
+    (n) => !tmpBefore.has(n) && /payload|passwd|pwned|x\.ko|big\.ko|kf_/.test(n),
+  );
   expect(newInTmp).toEqual([]);
   expect(await sha256('/etc/passwd')).toBe(passwd);
   const result = report.targets[0];
@@ -74,7 +83,10 @@ async function buildVariant(variant: string) {
     expect(['file', 'dir'], `${f.path} is a ${f.type}`).toContain(f.type);
     expect(f.size, f.path).toBeLessThanOrEqual(collectLimits.logBytes);
   }
-  const containers = await docker.listContainers({ all: true, filters: { label: [`kfarm.session=${engine.session.id}`] } });
+  const containers = await docker.listContainers({
+    all: true,
+    filters: { label: [`kfarm.session=${engine.session.id}`] },
+  });
   expect(containers).toEqual([]);
   return { out, result: result as NonNullable<typeof result>, list, ms };
 }
@@ -101,9 +113,14 @@ describe('hostile build output (test/fixtures/hostile)', () => {
       expect(ms).toBeLessThan(60_000);
       // None of the planted names got in (the fixture's own kf_hostile.ko may: see the `fails` test below).
       expect(list.filter((f) => /kf_payload|x\.ko|big\.ko|kf_link|payload\.sh|passwd/.test(f.path))).toEqual([]);
-      expect(list.filter((f) => f.path.endsWith('.ko')).map((f) => f.path.split('/').pop())).not.toContain('kf_payload.ko');
+      expect(list.filter((f) => f.path.endsWith('.ko')).map((f) => f.path.split('/').pop())).not.toContain(
+        'kf_payload.ko',
+      );
       // Nothing to package from it.
-      const packaged = await packageOutput(out, (JSON.parse(await readFile(join(out, 'report.json'), 'utf8'))), { formats: ['dkms'], sourceDateEpoch: 1700000000 });
+      const packaged = await packageOutput(out, JSON.parse(await readFile(join(out, 'report.json'), 'utf8')), {
+        formats: ['dkms'],
+        sourceDateEpoch: 1700000000,
+      });
       expect(packaged.targets.map((t) => (t as { packages?: string[] }).packages)).toEqual([[]]);
       expect(await readdir(out)).not.toContain('packages');
     });
@@ -120,7 +137,11 @@ describe('hostile build output (test/fixtures/hostile)', () => {
     const started = Date.now();
     const { result, list } = await buildVariant('sparse-log');
     expect(result.status).toBe('failed');
-    expect(result.error).toMatch(new RegExp(`build output rejected: "out/make\\.log" is 2147483648 bytes, over the ${collectLimits.logBytes * 4}-byte limit`));
+    expect(result.error).toMatch(
+      new RegExp(
+        `build output rejected: "out/make\\.log" is 2147483648 bytes, over the ${collectLimits.logBytes * 4}-byte limit`,
+      ),
+    );
     expect(list.filter((f) => f.path.startsWith('dkms/'))).toEqual([]);
     expect(Date.now() - started).toBeLessThan(10_000);
   });

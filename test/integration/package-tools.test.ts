@@ -13,20 +13,31 @@ describe('tool images', () => {
     const engine = await Engine.connect(newSession(`tools-test-${process.pid}`));
     const ref = toolRef('bookworm', 'rpm');
     expect(ref).toBe('kfarm/tools-bookworm:rpm');
-    await docker.getImage(ref).remove({ force: true }).catch(() => undefined);
+    await docker
+      .getImage(ref)
+      .remove({ force: true })
+      .catch(() => undefined);
 
     const logDir = await tempOut('kfarm-tools-logs-');
     const images = new ImageStore(engine, { logDir, sources: releaseSources });
     const prepared: string[] = [];
     const reused: string[] = [];
-    const events = { onPrepare: (r: string) => prepared.push(r), onReady: (r: string, _ms: number, wasReused: boolean) => void (wasReused && reused.push(r)) };
+    const events = {
+      onPrepare: (r: string) => prepared.push(r),
+      onReady: (r: string, _ms: number, wasReused: boolean) => void (wasReused && reused.push(r)),
+    };
     const tools = new ToolImages(engine, images, { logDir, events });
     const [a, b] = await Promise.all([tools.get('bookworm', 'rpm'), tools.get('bookworm', 'rpm')]);
     expect([a, b]).toEqual([ref, ref]);
     expect(prepared).toEqual([ref]);
 
     const labels = (await docker.getImage(ref).inspect()).Config.Labels;
-    expect(labels).toMatchObject({ 'kfarm.role': 'tool', 'kfarm.release': 'bookworm', 'kfarm.tool': 'rpm', 'kfarm.session': '' });
+    expect(labels).toMatchObject({
+      'kfarm.role': 'tool',
+      'kfarm.release': 'bookworm',
+      'kfarm.tool': 'rpm',
+      'kfarm.session': '',
+    });
     expect(labels['kfarm.recipe']).toMatch(/^[0-9a-f]{16}$/);
 
     // The image really holds the release's rpmbuild.
@@ -38,7 +49,11 @@ describe('tool images', () => {
     }
 
     prepared.length = 0;
-    const later = new ToolImages(engine, new ImageStore(engine, { logDir: join(logDir, 'later'), sources: releaseSources }), { logDir, events });
+    const later = new ToolImages(
+      engine,
+      new ImageStore(engine, { logDir: join(logDir, 'later'), sources: releaseSources }),
+      { logDir, events },
+    );
     expect(await later.get('bookworm', 'rpm')).toBe(ref);
     expect(prepared).toEqual([]);
     expect(reused).toEqual([ref]);

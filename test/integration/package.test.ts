@@ -42,7 +42,15 @@ const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
 
 async function buildAndPackage(formats: ('dkms' | 'deb' | 'rpm')[] = ['dkms', 'deb', 'rpm']) {
   const out = await tempOut('kfarm-pkg-');
-  const run = await runFarm({ source: example('hello'), out, targets, sources: releaseSources, cache: false, sourceDateEpoch: EPOCH, engine });
+  const run = await runFarm({
+    source: example('hello'),
+    out,
+    targets,
+    sources: releaseSources,
+    cache: false,
+    sourceDateEpoch: EPOCH,
+    engine,
+  });
   const report = (await packageOutput(out, run.report, {
     formats,
     signKey: join(keyDir, 'signing.key'),
@@ -54,7 +62,11 @@ async function buildAndPackage(formats: ('dkms' | 'deb' | 'rpm')[] = ['dkms', 'd
 }
 
 /** Runs a bash script in a container; resolves with the exit code and the interleaved output. */
-async function sh(container: EngineContainer, script: string, env: Record<string, string> = {}): Promise<{ code: number; out: string }> {
+async function sh(
+  container: EngineContainer,
+  script: string,
+  env: Record<string, string> = {},
+): Promise<{ code: number; out: string }> {
   let out = '';
   const sink = new PassThrough();
   sink.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
@@ -63,11 +75,27 @@ async function sh(container: EngineContainer, script: string, env: Record<string
 }
 
 async function put(container: EngineContainer, dir: string, files: Record<string, Buffer>): Promise<void> {
-  await container.putArchive(tarArchive(Object.entries(files).map(([path, data]) => ({ path, type: 'file', mode: 0o644, data })), EPOCH), dir);
+  await container.putArchive(
+    tarArchive(
+      Object.entries(files).map(([path, data]) => ({ path, type: 'file', mode: 0o644, data })),
+      EPOCH,
+    ),
+    dir,
+  );
 }
 
-async function withContainer<T>(image: string, network: 'none' | 'bridge', work: (c: EngineContainer) => Promise<T>): Promise<T> {
-  const container = await engine.start({ image, cmd: ['sleep', '1800'], network, hardened: false, labels: { 'kfarm.role': 'package-test' } });
+async function withContainer<T>(
+  image: string,
+  network: 'none' | 'bridge',
+  work: (c: EngineContainer) => Promise<T>,
+): Promise<T> {
+  const container = await engine.start({
+    image,
+    cmd: ['sleep', '1800'],
+    network,
+    hardened: false,
+    labels: { 'kfarm.role': 'package-test' },
+  });
   try {
     return await work(container);
   } finally {
@@ -90,13 +118,54 @@ beforeAll(async () => {
   engine = await Engine.connect(newSession(`package-test-${process.pid}`));
   const all = await resolveTargets({ matrix: join(repoRoot, 'matrix/debian-supported.yaml') });
   targets = ['bookworm', 'trixie'].map((r) => all.find((t) => t.release === r) as Target);
-  expect(targets.map((t) => t?.kernel)).toEqual([expect.stringMatching(/^6\.1\.0-\d+-amd64$/), expect.stringMatching(/^6\.12\.\d+\+deb13-amd64$/)]);
+  expect(targets.map((t) => t?.kernel)).toEqual([
+    expect.stringMatching(/^6\.1\.0-\d+-amd64$/),
+    expect.stringMatching(/^6\.12\.\d+\+deb13-amd64$/),
+  ]);
   const logDir = await tempOut('kfarm-pkg-logs-');
   tools = new ToolImages(engine, new ImageStore(engine, { logDir, sources: releaseSources }), { logDir });
   keyDir = await mkdtemp(join(tmpdir(), 'kfarm-pkg-key-'));
-  await execa('openssl', ['req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=kfarm test signer/O=kfarm', '-keyout', join(keyDir, 'signing.key'), '-out', join(keyDir, 'signing.pem')]);
-  await execa('openssl', ['x509', '-in', join(keyDir, 'signing.pem'), '-outform', 'DER', '-out', join(keyDir, 'signing.der')]);
-  await execa('openssl', ['req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=someone else', '-keyout', join(keyDir, 'other.key'), '-out', join(keyDir, 'other.pem')]);
+  await execa('openssl', [
+    'req',
+    '-new',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=kfarm test signer/O=kfarm',
+    '-keyout',
+    join(keyDir, 'signing.key'),
+    '-out',
+    join(keyDir, 'signing.pem'),
+  ]);
+  await execa('openssl', [
+    'x509',
+    '-in',
+    join(keyDir, 'signing.pem'),
+    '-outform',
+    'DER',
+    '-out',
+    join(keyDir, 'signing.der'),
+  ]);
+  await execa('openssl', [
+    'req',
+    '-new',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=someone else',
+    '-keyout',
+    join(keyDir, 'other.key'),
+    '-out',
+    join(keyDir, 'other.pem'),
+  ]);
   first = await buildAndPackage();
 });
 
@@ -114,7 +183,8 @@ describe('kfarm package: exact bytes', () => {
         for (const entry of await readdir(dir, { withFileTypes: true })) {
           const path = rel ? `${rel}/${entry.name}` : entry.name;
           if (entry.isDirectory()) await walk(join(dir, entry.name), path);
-          else if (/\.(ko|dkms\.tar\.gz|deb|rpm)$/.test(entry.name)) result[path] = sha256(await readFile(join(dir, entry.name)));
+          else if (/\.(ko|dkms\.tar\.gz|deb|rpm)$/.test(entry.name))
+            result[path] = sha256(await readFile(join(dir, entry.name)));
         }
       };
       await walk(join(out, 'dkms'), 'dkms');
@@ -130,7 +200,9 @@ describe('kfarm package: exact bytes', () => {
     expect(b).toEqual(a);
     // The uncompressed tarball too (gzip bytes can differ between zlib versions; the tar must not).
     const tarball = Object.keys(a).find((k) => k.endsWith('.dkms.tar.gz')) as string;
-    expect(sha256(gunzipSync(await readFile(join(first.out, tarball))))).toBe(sha256(gunzipSync(await readFile(join(second.out, tarball)))));
+    expect(sha256(gunzipSync(await readFile(join(first.out, tarball))))).toBe(
+      sha256(gunzipSync(await readFile(join(second.out, tarball)))),
+    );
     // report.json records them per target.
     const written = JSON.parse(await readFile(join(first.out, 'report.json'), 'utf8')) as PackagedReport;
     expect(written).toEqual(first.report);
@@ -141,7 +213,12 @@ describe('kfarm package: exact bytes', () => {
         'packages/kmod-hello-K-1.0-1.x86_64.rpm',
       ]);
     }
-    expect((await readdir(join(first.out, 'packages'))).sort()).toEqual(written.targets.flatMap((t) => t.packages ?? []).map((p) => p.slice('packages/'.length)).sort());
+    expect((await readdir(join(first.out, 'packages'))).sort()).toEqual(
+      written.targets
+        .flatMap((t) => t.packages ?? [])
+        .map((p) => p.slice('packages/'.length))
+        .sort(),
+    );
   });
 });
 
@@ -151,7 +228,7 @@ describe('kfarm package: DKMS tarballs with the distribution dkms', () => {
       const kver = target(release).kernel;
       const file = one(first.report, release, '.dkms.tar.gz');
       const tarball = await readFile(join(first.out, file));
-      const ko = (await readFile(join(first.out, 'dkms/hello/1.0', kver, 'x86_64/module/hello.ko')));
+      const ko = await readFile(join(first.out, 'dkms/hello/1.0', kver, 'x86_64/module/hello.ko'));
       await withContainer(await tool(release, 'dkms'), 'none', async (c) => {
         await put(c, '/tmp', { 'hello.dkms.tar.gz': tarball });
         const version = await sh(c, "dpkg-query -W -f '${Version}' dkms");
@@ -166,7 +243,10 @@ describe('kfarm package: DKMS tarballs with the distribution dkms', () => {
         expect((await sh(c, 'rm -rf /var/lib/dkms/hello')).code).toBe(0);
 
         // The stub: dkms_binaries_only/dkms.conf copied to /usr/src/hello-1.0/dkms.conf.
-        const stub = await sh(c, 'mkdir -p /usr/src/hello-1.0 && tar -xzOf /tmp/hello.dkms.tar.gz ./dkms_binaries_only/dkms.conf > /usr/src/hello-1.0/dkms.conf');
+        const stub = await sh(
+          c,
+          'mkdir -p /usr/src/hello-1.0 && tar -xzOf /tmp/hello.dkms.tar.gz ./dkms_binaries_only/dkms.conf > /usr/src/hello-1.0/dkms.conf',
+        );
         expect(stub.code, stub.out).toBe(0);
         const load = await sh(c, 'dkms ldtarball /tmp/hello.dkms.tar.gz');
         expect(load.code, load.out).toBe(0);
@@ -176,7 +256,10 @@ describe('kfarm package: DKMS tarballs with the distribution dkms', () => {
         // dkms install only needs the kernel's module directory to exist (no headers, no kernel image).
         const install = await sh(c, `mkdir -p /lib/modules/${kver} && dkms install -k ${kver} hello/1.0`);
         expect(install.code, install.out).toBe(0);
-        const installed = await sh(c, `sha256sum < /lib/modules/${kver}/updates/dkms/hello.ko; dkms status -m hello -v 1.0 -k ${kver}`);
+        const installed = await sh(
+          c,
+          `sha256sum < /lib/modules/${kver}/updates/dkms/hello.ko; dkms status -m hello -v 1.0 -k ${kver}`,
+        );
         const [hash, line] = installed.out.trim().split('\n');
         expect(hash?.split(' ')[0]).toBe(sha256(await signedKo(tarball, kver)));
         expect(line?.trim()).toMatch(new RegExp(`^hello/1\\.0, ${kver.replace(/[.+]/g, '\\$&')}, x86_64: installed`));
@@ -190,7 +273,11 @@ describe('kfarm package: DKMS tarballs with the distribution dkms', () => {
     const out = await tempOut('kfarm-pkg-src-');
     await cp(second.out, out, { recursive: true });
     await rm(join(out, 'packages'), { recursive: true });
-    const report = (await packageOutput(out, second.report, { formats: ['dkms'], withSource: example('hello'), sourceDateEpoch: EPOCH })) as PackagedReport;
+    const report = (await packageOutput(out, second.report, {
+      formats: ['dkms'],
+      withSource: example('hello'),
+      sourceDateEpoch: EPOCH,
+    })) as PackagedReport;
     for (const release of ['bookworm', 'trixie']) {
       const kver = target(release).kernel;
       const tarball = await readFile(join(out, one(report, release, '.dkms.tar.gz')));
@@ -200,9 +287,14 @@ describe('kfarm package: DKMS tarballs with the distribution dkms', () => {
       expect(names.some((n) => n.startsWith('./dkms_binaries_only'))).toBe(false);
       await withContainer(await tool(release, 'dkms'), 'none', async (c) => {
         await put(c, '/tmp', { 'hello.dkms.tar.gz': tarball });
-        const load = await sh(c, 'dkms ldtarball /tmp/hello.dkms.tar.gz && cmp /usr/src/hello-1.0/hello.c /var/lib/dkms/hello/1.0/source/hello.c');
+        const load = await sh(
+          c,
+          'dkms ldtarball /tmp/hello.dkms.tar.gz && cmp /usr/src/hello-1.0/hello.c /var/lib/dkms/hello/1.0/source/hello.c',
+        );
         expect(load.code, load.out).toBe(0);
-        expect((await sh(c, `dkms status -m hello -v 1.0 -k ${kver}`)).out.trim()).toBe(`hello/1.0, ${kver}, x86_64: built`);
+        expect((await sh(c, `dkms status -m hello -v 1.0 -k ${kver}`)).out.trim()).toBe(
+          `hello/1.0, ${kver}, x86_64: built`,
+        );
       });
     }
   });
@@ -217,20 +309,35 @@ describe('kfarm package: .deb with dpkg and lintian of the target release', () =
       const pkg = `hello-modules-${kver}`;
       await withContainer(await tool(release, 'lintian'), 'bridge', async (c) => {
         await put(c, '/tmp', { 'hello.deb': await readFile(join(first.out, file)) });
-        const lint = await sh(c, 'lintian --version; lintian --tag-display-limit 0 --display-info --pedantic /tmp/hello.deb');
+        const lint = await sh(
+          c,
+          'lintian --version; lintian --tag-display-limit 0 --display-info --pedantic /tmp/hello.deb',
+        );
         expect(lint.out).toMatch(/^Lintian v2\.\d+/);
-        expect(lint.out.split('\n').filter((l) => /^E: /.test(l)), lint.out).toEqual([]);
-        expect(lint.out).not.toMatch(/aliased-location|no-copyright-file|changelog-file-missing|md5sum|control-file-has-bad-permissions|wrong-file-owner|ancient/);
+        expect(
+          lint.out.split('\n').filter((l) => /^E: /.test(l)),
+          lint.out,
+        ).toEqual([]);
+        expect(lint.out).not.toMatch(
+          /aliased-location|no-copyright-file|changelog-file-missing|md5sum|control-file-has-bad-permissions|wrong-file-owner|ancient/,
+        );
 
         // The dependency is real: without the kernel dpkg refuses to configure the package.
-        const unmet = await sh(c, 'dpkg -i /tmp/hello.deb; status=$?; dpkg -r hello-modules-' + kver + ' >/dev/null 2>&1; exit $status');
+        const unmet = await sh(
+          c,
+          'dpkg -i /tmp/hello.deb; status=$?; dpkg -r hello-modules-' + kver + ' >/dev/null 2>&1; exit $status',
+        );
         expect(unmet.code).not.toBe(0);
         expect(unmet.out).toContain(`depends on linux-image-${kver} | linux-image-${kver}-unsigned`);
 
-        const kernel = await sh(c, `apt-get -q update >/dev/null && apt-get install -y -q --no-install-recommends linux-image-${kver} >/tmp/apt.log 2>&1 || { tail -5 /tmp/apt.log; exit 1; }; ls /boot`, {
-          DEBIAN_FRONTEND: 'noninteractive',
-          INITRD: 'No',
-        });
+        const kernel = await sh(
+          c,
+          `apt-get -q update >/dev/null && apt-get install -y -q --no-install-recommends linux-image-${kver} >/tmp/apt.log 2>&1 || { tail -5 /tmp/apt.log; exit 1; }; ls /boot`,
+          {
+            DEBIAN_FRONTEND: 'noninteractive',
+            INITRD: 'No',
+          },
+        );
         expect(kernel.code, kernel.out).toBe(0);
         expect(kernel.out).toContain(`System.map-${kver}`);
 
@@ -241,9 +348,15 @@ describe('kfarm package: .deb with dpkg and lintian of the target release', () =
         expect(listed.out.split('\n')).toContain(`/usr/share/doc/${pkg}/copyright`);
         const verify = await sh(c, `dpkg --verify ${pkg}`);
         expect(verify).toEqual({ code: 0, out: '' });
-        const state = await sh(c, `dpkg-query -W -f '\${Status} \${Version}' ${pkg}; echo; stat -c '%a %U:%G' ${moddir}/${kver}/updates/dkms/hello.ko; grep -c '^updates/dkms/hello.ko:' ${moddir}/${kver}/modules.dep`);
+        const state = await sh(
+          c,
+          `dpkg-query -W -f '\${Status} \${Version}' ${pkg}; echo; stat -c '%a %U:%G' ${moddir}/${kver}/updates/dkms/hello.ko; grep -c '^updates/dkms/hello.ko:' ${moddir}/${kver}/modules.dep`,
+        );
         expect(state.out.split('\n').slice(0, 3)).toEqual(['install ok installed 1.0-1', '644 root:root', '1']);
-        const removed = await sh(c, `dpkg -r ${pkg} && test ! -e ${moddir}/${kver}/updates/dkms/hello.ko && ! grep -q hello.ko ${moddir}/${kver}/modules.dep`);
+        const removed = await sh(
+          c,
+          `dpkg -r ${pkg} && test ! -e ${moddir}/${kver}/updates/dkms/hello.ko && ! grep -q hello.ko ${moddir}/${kver}/modules.dep`,
+        );
         expect(removed.code, removed.out).toBe(0);
       });
     });
@@ -264,27 +377,48 @@ describe('kfarm package: .rpm', () => {
           expect(r.code, r.out).toBe(0);
           return r.out.trim().split('\n');
         };
-        expect(await q('--qf "%{NAME} %{VERSION} %{RELEASE} %{ARCH} %{LICENSE} %{BUILDTIME} %{BUILDHOST} %{PAYLOADCOMPRESSOR}\\n"')).toEqual([`kmod-hello-${kver} 1.0 1 x86_64 GPL ${EPOCH} kfarm gzip`]);
+        expect(
+          await q(
+            '--qf "%{NAME} %{VERSION} %{RELEASE} %{ARCH} %{LICENSE} %{BUILDTIME} %{BUILDHOST} %{PAYLOADCOMPRESSOR}\\n"',
+          ),
+        ).toEqual([`kmod-hello-${kver} 1.0 1 x86_64 GPL ${EPOCH} kfarm gzip`]);
         expect(await q('-l')).toEqual([`${moddir}/${kver}/extra/hello`, `${moddir}/${kver}/extra/hello/hello.ko`]);
-        expect(await q('--qf "[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILEMTIMES} %{FILENAMES}\\n]"')).toEqual([
+        expect(
+          await q('--qf "[%{FILEMODES:perms} %{FILEUSERNAME}:%{FILEGROUPNAME} %{FILEMTIMES} %{FILENAMES}\\n]"'),
+        ).toEqual([
           `drwxr-xr-x root:root ${EPOCH} ${moddir}/${kver}/extra/hello`,
           `-rw-r--r-- root:root ${EPOCH} ${moddir}/${kver}/extra/hello/hello.ko`,
         ]);
         const requires = await q('--requires');
         expect(requires.filter((r) => !r.startsWith('rpmlib('))).toEqual(['/bin/sh', '/bin/sh']);
         expect(requires.join('\n')).not.toMatch(/kernel|linux-image|modules\.order/);
-        expect(await q('--provides')).toEqual(expect.arrayContaining(['hello-kmod = 1.0-1', 'kmod-hello = 1.0-1', `kmod-hello-${kver} = 1.0-1`]));
+        expect(await q('--provides')).toEqual(
+          expect.arrayContaining(['hello-kmod = 1.0-1', 'kmod-hello = 1.0-1', `kmod-hello-${kver} = 1.0-1`]),
+        );
         expect(await q('--supplements')).toEqual([`linux-image-${kver}`]);
         const scripts = (await q('--scripts')).join('\n');
         expect(scripts).toMatch(/^postinstall scriptlet \(using \/bin\/sh\):/m);
         expect(scripts).toMatch(/^postuninstall scriptlet \(using \/bin\/sh\):/m);
-        expect(scripts.match(new RegExp(`depmod -a -F /boot/System\\.map-${kver.replace(/[.+]/g, '\\$&')} ${kver.replace(/[.+]/g, '\\$&')}`, 'g'))).toHaveLength(2);
+        expect(
+          scripts.match(
+            new RegExp(
+              `depmod -a -F /boot/System\\.map-${kver.replace(/[.+]/g, '\\$&')} ${kver.replace(/[.+]/g, '\\$&')}`,
+              'g',
+            ),
+          ),
+        ).toHaveLength(2);
 
         const root = `/tmp/root-${release}`;
-        const install = await sh(c, `mkdir -p ${root} && rpm -i --root ${root} --nodeps --noscripts /tmp/hello.rpm 2>&1 | grep -v 'private mounts' ; rpm --root ${root} -qa; stat -c '%a %s' ${root}${moddir}/${kver}/extra/hello/hello.ko; sha256sum < ${root}${moddir}/${kver}/extra/hello/hello.ko`);
+        const install = await sh(
+          c,
+          `mkdir -p ${root} && rpm -i --root ${root} --nodeps --noscripts /tmp/hello.rpm 2>&1 | grep -v 'private mounts' ; rpm --root ${root} -qa; stat -c '%a %s' ${root}${moddir}/${kver}/extra/hello/hello.ko; sha256sum < ${root}${moddir}/${kver}/extra/hello/hello.ko`,
+        );
         const [name, modeSize, hash] = install.out.trim().split('\n');
         expect(name).toBe(`kmod-hello-${kver}-1.0-1.x86_64`);
-        const signed = await signedKo(await readFile(join(first.out, one(first.report, release, '.dkms.tar.gz'))), kver);
+        const signed = await signedKo(
+          await readFile(join(first.out, one(first.report, release, '.dkms.tar.gz'))),
+          kver,
+        );
         expect(modeSize).toBe(`644 ${signed.length}`);
         expect(hash?.split(' ')[0]).toBe(sha256(signed));
       }
@@ -305,15 +439,45 @@ describe('kfarm package: signing', () => {
       const dir = await mkdtemp(join(tmpdir(), 'kfarm-sigcheck-'));
       await writeFile(join(dir, 'sig.der'), sig?.signature ?? Buffer.alloc(0));
       await writeFile(join(dir, 'content'), sig?.module ?? Buffer.alloc(0));
-      const verify = await execa('openssl', ['cms', '-verify', '-binary', '-noverify', '-inform', 'DER', '-in', join(dir, 'sig.der'), '-content', join(dir, 'content'), '-certfile', join(keyDir, 'signing.pem'), '-out', '/dev/null'], { reject: false });
+      const verify = await execa(
+        'openssl',
+        [
+          'cms',
+          '-verify',
+          '-binary',
+          '-noverify',
+          '-inform',
+          'DER',
+          '-in',
+          join(dir, 'sig.der'),
+          '-content',
+          join(dir, 'content'),
+          '-certfile',
+          join(keyDir, 'signing.pem'),
+          '-out',
+          '/dev/null',
+        ],
+        { reject: false },
+      );
       expect(verify.exitCode, verify.stderr).toBe(0);
 
       await withContainer(headersRef(release, kver), 'none', async (c) => {
-        await put(c, '/tmp', { 'signed.ko': signed, 'unsigned.ko': unsigned, 'signing.key': await readFile(join(keyDir, 'signing.key')), 'signing.pem': await readFile(join(keyDir, 'signing.pem')) });
-        const info = await sh(c, 'modinfo -F signer /tmp/signed.ko; modinfo -F sig_hashalgo /tmp/signed.ko; modinfo -F sig_id /tmp/signed.ko');
+        await put(c, '/tmp', {
+          'signed.ko': signed,
+          'unsigned.ko': unsigned,
+          'signing.key': await readFile(join(keyDir, 'signing.key')),
+          'signing.pem': await readFile(join(keyDir, 'signing.pem')),
+        });
+        const info = await sh(
+          c,
+          'modinfo -F signer /tmp/signed.ko; modinfo -F sig_hashalgo /tmp/signed.ko; modinfo -F sig_id /tmp/signed.ko',
+        );
         expect(info.out.trim().split('\n')).toEqual(['kfarm test signer', 'sha256', 'PKCS#7']);
         // The kernel's own sign-file (from linux-kbuild) on the unsigned module gives exactly the same bytes.
-        const signFile = await sh(c, `hash=$(sed -n 's/^CONFIG_MODULE_SIG_HASH="\\(.*\\)"/\\1/p' /lib/modules/${kver}/build/.config); /usr/lib/linux-kbuild-*/scripts/sign-file "$hash" /tmp/signing.key /tmp/signing.pem /tmp/unsigned.ko && cmp /tmp/unsigned.ko /tmp/signed.ko && echo same`);
+        const signFile = await sh(
+          c,
+          `hash=$(sed -n 's/^CONFIG_MODULE_SIG_HASH="\\(.*\\)"/\\1/p' /lib/modules/${kver}/build/.config); /usr/lib/linux-kbuild-*/scripts/sign-file "$hash" /tmp/signing.key /tmp/signing.pem /tmp/unsigned.ko && cmp /tmp/unsigned.ko /tmp/signed.ko && echo same`,
+        );
         expect(signFile.out.trim(), signFile.out).toBe('same');
       });
     }
@@ -325,12 +489,26 @@ describe('kfarm package: signing', () => {
     await rm(join(out, 'packages'), { recursive: true });
     const before = await readFile(join(out, 'report.json'));
     const cases: [string, string, RegExp][] = [
-      [join(keyDir, 'signing.key'), join(keyDir, 'other.pem'), /^--sign-cert .*other\.pem: its public key does not match the private key in --sign-key .*signing\.key$/],
-      [join(keyDir, 'nope.key'), join(keyDir, 'signing.pem'), /^--sign-key .*nope\.key: cannot read it \(no such file\)$/],
+      [
+        join(keyDir, 'signing.key'),
+        join(keyDir, 'other.pem'),
+        /^--sign-cert .*other\.pem: its public key does not match the private key in --sign-key .*signing\.key$/,
+      ],
+      [
+        join(keyDir, 'nope.key'),
+        join(keyDir, 'signing.pem'),
+        /^--sign-key .*nope\.key: cannot read it \(no such file\)$/,
+      ],
       [join(keyDir, 'signing.pem'), join(keyDir, 'signing.pem'), /^--sign-key .*signing\.pem: not a private key/],
     ];
     for (const [signKey, signCert, message] of cases) {
-      const error = await packageOutput(out, first.report, { formats: ['dkms', 'deb', 'rpm'], signKey, signCert, sourceDateEpoch: EPOCH, engine }).catch((e: unknown) => e);
+      const error = await packageOutput(out, first.report, {
+        formats: ['dkms', 'deb', 'rpm'],
+        signKey,
+        signCert,
+        sourceDateEpoch: EPOCH,
+        engine,
+      }).catch((e: unknown) => e);
       expect(isKfarmError(error, 'KFARM_USAGE'), String(error)).toBe(true);
       expect((error as Error).message).toMatch(message);
       expect(await readdir(out)).toEqual(expect.not.arrayContaining(['packages']));
@@ -370,7 +548,9 @@ describe('kfarm package: failures leave nothing behind', () => {
     const ko = join(out, 'dkms/hello/1.0', target('trixie').kernel, 'x86_64/module/hello.ko');
     await rm(ko);
     await symlink('/etc/passwd', ko);
-    const error = await packageOutput(out, second.report, { formats: ['dkms'], sourceDateEpoch: EPOCH }).catch((e: unknown) => e);
+    const error = await packageOutput(out, second.report, { formats: ['dkms'], sourceDateEpoch: EPOCH }).catch(
+      (e: unknown) => e,
+    );
     expect(isKfarmError(error, 'KFARM_OUTPUT_UNSAFE'), String(error)).toBe(true);
     expect((error as Error).message).toMatch(/hello\.ko: cannot open it as a regular file \(ELOOP\)/);
     expect(await readdir(out)).not.toContain('packages');
@@ -383,7 +563,9 @@ describe('kfarm package: the command', () => {
     Object.assign(process.env, env);
     for (const [k, v] of Object.entries(env)) if (v === undefined) delete process.env[k];
     let code = -1;
-    const command = packageCommand(new AbortController().signal, (c) => (code = c)).exitOverride().configureOutput({ writeErr: () => undefined, writeOut: () => undefined });
+    const command = packageCommand(new AbortController().signal, (c) => (code = c))
+      .exitOverride()
+      .configureOutput({ writeErr: () => undefined, writeOut: () => undefined });
     const stdout = process.stdout.write;
     process.stdout.write = (() => true) as typeof process.stdout.write;
     try {
@@ -393,8 +575,9 @@ describe('kfarm package: the command', () => {
       return { code, error };
     } finally {
       process.stdout.write = stdout;
-      for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];
-      else process.env[k] = v;
+      for (const [k, v] of Object.entries(saved))
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
     }
   };
 
@@ -409,11 +592,15 @@ describe('kfarm package: the command', () => {
     expect(written.targets.map((t) => t.packages?.length)).toEqual([2, 2]);
     // Unsigned this time, same epoch: the unsigned tarball differs from the signed one only in the module bytes.
     const tarball = one(written, 'trixie', '.dkms.tar.gz');
-    expect(parseModuleSignature(await signedKo(await readFile(join(out, tarball)), target('trixie').kernel))).toBeUndefined();
+    expect(
+      parseModuleSignature(await signedKo(await readFile(join(out, tarball)), target('trixie').kernel)),
+    ).toBeUndefined();
 
     const badEpoch = await run([out, '--format', 'dkms'], { SOURCE_DATE_EPOCH: 'yesterday' });
     expect(isKfarmError(badEpoch.error, 'KFARM_USAGE')).toBe(true);
-    expect((badEpoch.error as Error).message).toBe('SOURCE_DATE_EPOCH="yesterday": expected a whole number of seconds since 1970-01-01 UTC');
+    expect((badEpoch.error as Error).message).toBe(
+      'SOURCE_DATE_EPOCH="yesterday": expected a whole number of seconds since 1970-01-01 UTC',
+    );
 
     const halfKey = await run([out, '--sign-key', join(keyDir, 'signing.key')], { SOURCE_DATE_EPOCH: String(EPOCH) });
     expect((halfKey.error as Error).message).toBe('--sign-key needs --sign-cert (the certificate of that key)');
@@ -423,7 +610,9 @@ describe('kfarm package: the command', () => {
     expect((badFormat.error as { code?: string }).code).toBe('commander.invalidArgument');
 
     const noReport = await run([join(out, 'nope')]);
-    expect((noReport.error as Error).message).toMatch(/nope\/report\.json: not found \(run `kfarm build --out` into this directory first\)/);
+    expect((noReport.error as Error).message).toMatch(
+      /nope\/report\.json: not found \(run `kfarm build --out` into this directory first\)/,
+    );
   });
 });
 
@@ -443,7 +632,11 @@ async function tarNames(tarball: Buffer): Promise<string[]> {
 async function signedKo(tarball: Buffer, kver: string): Promise<Buffer> {
   const dir = await mkdtemp(join(tmpdir(), 'kfarm-ko-'));
   await writeFile(join(dir, 't.tar.gz'), tarball);
-  const { stdout } = await execa('tar', ['-xzOf', join(dir, 't.tar.gz'), `./dkms_main_tree/${kver}/x86_64/module/hello.ko`], { encoding: 'buffer', stripFinalNewline: false });
+  const { stdout } = await execa(
+    'tar',
+    ['-xzOf', join(dir, 't.tar.gz'), `./dkms_main_tree/${kver}/x86_64/module/hello.ko`],
+    { encoding: 'buffer', stripFinalNewline: false },
+  );
   return Buffer.from(stdout);
 }
 

@@ -40,7 +40,10 @@ afterEach(async () => {
   expect(mine.map((c) => c.Id)).toEqual([]);
 });
 
-async function buildAndVerify(source: string, options: { params?: string; timeoutMs?: number; only?: 'bookworm' } = {}) {
+async function buildAndVerify(
+  source: string,
+  options: { params?: string; timeoutMs?: number; only?: 'bookworm' } = {},
+) {
   const out = await newOut('kfarm-verify-it-');
   const chosen = options.only ? targets.filter((t) => t.release === options.only) : targets;
   const { report } = await runFarm({ source, out, targets: chosen, sources: releaseSources });
@@ -69,7 +72,13 @@ describe('kfarm verify: load tests on the real Debian kernels under QEMU', () =>
       const log = await console(release);
       expect(log).toContain(`KFARM: init ${target.kernel}`);
       expect(markers(log)).toEqual(
-        expect.arrayContaining(['KFARM: plan hello', 'KFARM: insmod hello package', 'KFARM: loaded hello package (OE)', 'KFARM: unloaded hello', 'KFARM: done']),
+        expect.arrayContaining([
+          'KFARM: plan hello',
+          'KFARM: insmod hello package',
+          'KFARM: loaded hello package (OE)',
+          'KFARM: unloaded hello',
+          'KFARM: done',
+        ]),
       );
       // --verify-params reached the module.
       expect(log).toMatch(/\] hello: hello, kfarm$/m);
@@ -82,7 +91,10 @@ describe('kfarm verify: load tests on the real Debian kernels under QEMU', () =>
     for (const release of ['bookworm', 'trixie']) {
       const { target, result } = byRelease(release);
       expect(target.artifacts).toContain(`dkms/kf_unksym/1.0/${target.kernel}/x86_64/module/kf_unksym.ko`);
-      expect(result).toMatchObject({ status: 'load-failed', reason: 'kf_unksym: Unknown symbol kfarm_missing_symbol (err -2)' });
+      expect(result).toMatchObject({
+        status: 'load-failed',
+        reason: 'kf_unksym: Unknown symbol kfarm_missing_symbol (err -2)',
+      });
       expect(markers(await console(release))).toContain('KFARM: load-failed kf_unksym 2');
     }
     // The build's own log shows modpost only warned.
@@ -90,12 +102,16 @@ describe('kfarm verify: load tests on the real Debian kernels under QEMU', () =>
     expect(makeLog).toMatch(/WARNING: modpost: "kfarm_missing_symbol" \[.*kf_unksym\.ko\] undefined!/);
   });
 
-  it('a module using a kernel module\'s export gets that module (and its own dependency) loaded first', async () => {
+  it("a module using a kernel module's export gets that module (and its own dependency) loaded first", async () => {
     const { byRelease, console } = await buildAndVerify(fixture('verify-kdep'));
     for (const release of ['bookworm', 'trixie']) {
       expect(byRelease(release).result.status, byRelease(release).result.reason).toBe('loaded');
       const loaded = markers(await console(release)).filter((l) => l.startsWith('KFARM: loaded '));
-      expect(loaded).toEqual(['KFARM: loaded mc kernel -', 'KFARM: loaded videodev kernel -', 'KFARM: loaded kf_kdep package (OE)']);
+      expect(loaded).toEqual([
+        'KFARM: loaded mc kernel -',
+        'KFARM: loaded videodev kernel -',
+        'KFARM: loaded kf_kdep package (OE)',
+      ]);
       expect(await console(release)).toMatch(/kf_kdep: loaded, videodev answered/);
     }
   });
@@ -106,10 +122,19 @@ describe('kfarm verify: load tests on the real Debian kernels under QEMU', () =>
       expect(byRelease(release).result.status, byRelease(release).result.reason).toBe('loaded');
       const log = await console(release);
       expect(markers(log)).toEqual(
-        expect.arrayContaining(['KFARM: plan kf_alpha kf_beta', 'KFARM: loaded kf_alpha package (OE)', 'KFARM: loaded kf_beta package (OE)']),
+        expect.arrayContaining([
+          'KFARM: plan kf_alpha kf_beta',
+          'KFARM: loaded kf_alpha package (OE)',
+          'KFARM: loaded kf_beta package (OE)',
+        ]),
       );
       const order = markers(log).filter((l) => /^KFARM: (loaded|unloaded) /.test(l));
-      expect(order).toEqual(['KFARM: loaded kf_alpha package (OE)', 'KFARM: loaded kf_beta package (OE)', 'KFARM: unloaded kf_beta', 'KFARM: unloaded kf_alpha']);
+      expect(order).toEqual([
+        'KFARM: loaded kf_alpha package (OE)',
+        'KFARM: loaded kf_beta package (OE)',
+        'KFARM: unloaded kf_beta',
+        'KFARM: unloaded kf_alpha',
+      ]);
       expect(log).toMatch(/^modules: kf_alpha \(kf_alpha\.ko\), kf_beta \(kf_beta_renamed\.ko\)$/m);
       expect(log).toMatch(/kf_beta: loaded, kf_alpha says 42/);
     }
@@ -128,7 +153,9 @@ describe('kfarm verify (CLI command)', () => {
   async function run(args: string[]): Promise<{ code: number; stdout: string }> {
     let code = -1;
     let stdout = '';
-    vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
+    vi.spyOn(process.stdout, 'write').mockImplementation(
+      (chunk: string | Uint8Array) => ((stdout += String(chunk)), true),
+    );
     vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     await verifyCommand(new AbortController().signal, (c) => (code = c))
       .exitOverride()
@@ -138,27 +165,55 @@ describe('kfarm verify (CLI command)', () => {
 
   it('verifies a build output, records the results in report.json and exits 0 when everything loaded', async () => {
     const out = await newOut('kfarm-verify-cli-');
-    await runFarm({ source: example('hello'), out, targets: targets.filter((t) => t.release === 'trixie'), sources: releaseSources });
+    await runFarm({
+      source: example('hello'),
+      out,
+      targets: targets.filter((t) => t.release === 'trixie'),
+      sources: releaseSources,
+    });
     const { code, stdout } = await run([out, '--jobs', '1', '--verify-params', 'whom=cli']);
     expect(code).toBe(0);
-    expect(stdout).toMatch(new RegExp(`debian/trixie/\\S+: loaded in \\d+\\.\\d s\\n    ${out}/dkms/hello/1\\.0/\\S+/x86_64/log/verify\\.log`));
+    expect(stdout).toMatch(
+      new RegExp(
+        `debian/trixie/\\S+: loaded in \\d+\\.\\d s\\n    ${out}/dkms/hello/1\\.0/\\S+/x86_64/log/verify\\.log`,
+      ),
+    );
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as FarmReport;
-    expect(report.targets[0]?.verify).toMatchObject({ status: 'loaded', log: expect.stringMatching(/log\/verify\.log$/) });
+    expect(report.targets[0]?.verify).toMatchObject({
+      status: 'loaded',
+      log: expect.stringMatching(/log\/verify\.log$/),
+    });
   });
 
   it('exits 1 when a module does not load, and prints the reason', async () => {
     const out = await newOut('kfarm-verify-cli-');
-    await runFarm({ source: fixture('verify-unknown-symbol'), out, targets: targets.filter((t) => t.release === 'bookworm'), sources: releaseSources });
+    await runFarm({
+      source: fixture('verify-unknown-symbol'),
+      out,
+      targets: targets.filter((t) => t.release === 'bookworm'),
+      sources: releaseSources,
+    });
     const { code, stdout } = await run([out, '--json']);
     expect(code).toBe(1);
     const report = JSON.parse(stdout) as FarmReport;
-    expect(report.targets[0]?.verify).toMatchObject({ status: 'load-failed', reason: 'kf_unksym: Unknown symbol kfarm_missing_symbol (err -2)' });
+    expect(report.targets[0]?.verify).toMatchObject({
+      status: 'load-failed',
+      reason: 'kf_unksym: Unknown symbol kfarm_missing_symbol (err -2)',
+    });
   });
 
   it('usage errors name the file or flag', async () => {
     const out = await newOut('kfarm-verify-cli-');
-    await expect(run([out])).rejects.toMatchObject({ code: 'KFARM_USAGE', message: `${join(out, 'report.json')}: not found (run \`kfarm build --out\` into this directory first)` });
-    await runFarm({ source: example('hello'), out, targets: targets.filter((t) => t.release === 'bookworm'), sources: releaseSources });
+    await expect(run([out])).rejects.toMatchObject({
+      code: 'KFARM_USAGE',
+      message: `${join(out, 'report.json')}: not found (run \`kfarm build --out\` into this directory first)`,
+    });
+    await runFarm({
+      source: example('hello'),
+      out,
+      targets: targets.filter((t) => t.release === 'bookworm'),
+      sources: releaseSources,
+    });
     await expect(run([out, '--target', 'debian/bookworm/6.1.0-1-amd64'])).rejects.toMatchObject({
       code: 'KFARM_TARGET_UNKNOWN',
       message: expect.stringMatching(/^--target debian\/bookworm\/6\.1\.0-1-amd64: not in the report/),

@@ -36,15 +36,27 @@ describe('collectOutput: build output is untrusted', () => {
   });
 
   const hostile: [string, RawEntry[], RegExp][] = [
-    ['a symlink posing as a module', [{ path: 'out/module/evil.ko', type: 'SymbolicLink', linkpath: '/etc/passwd' }], /"out\/module\/evil\.ko" is a symbolic link, not a regular file/],
-    ['a symlinked make.log', [{ path: 'out/make.log', type: 'SymbolicLink', linkpath: '../../../../etc/shadow' }], /is a symbolic link/],
+    [
+      'a symlink posing as a module',
+      [{ path: 'out/module/evil.ko', type: 'SymbolicLink', linkpath: '/etc/passwd' }],
+      /"out\/module\/evil\.ko" is a symbolic link, not a regular file/,
+    ],
+    [
+      'a symlinked make.log',
+      [{ path: 'out/make.log', type: 'SymbolicLink', linkpath: '../../../../etc/shadow' }],
+      /is a symbolic link/,
+    ],
     ['a hard link', [{ path: 'out/module/evil.ko', type: 'Link', linkpath: 'out/make.log' }], /is a hard link/],
     ['a FIFO', [{ path: 'out/module/pipe.ko', type: 'FIFO' }], /is a FIFO/],
     ['a device', [{ path: 'out/module/dev.ko', type: 'CharacterDevice' }], /is a character device/],
     ['a ../ path', [{ path: 'out/module/../../../../tmp/kfarm-escape.ko', data: 'x' }], /unexpected file/],
     ['an absolute path', [{ path: '/tmp/kfarm-escape-abs', data: 'x' }], /unexpected file/],
     ['an unexpected name', [{ path: 'out/run-me.sh', data: '#!/bin/sh' }], /unexpected file "out\/run-me\.sh"/],
-    ['a module/ that is a symlink', [{ path: 'out/module', type: 'SymbolicLink', linkpath: '/etc' }], /"out\/module" is a symbolic link, not a directory/],
+    [
+      'a module/ that is a symlink',
+      [{ path: 'out/module', type: 'SymbolicLink', linkpath: '/etc' }],
+      /"out\/module" is a symbolic link, not a directory/,
+    ],
   ];
   for (const [name, entries, message] of hostile) {
     it(`rejects ${name}`, async () => {
@@ -60,12 +72,21 @@ describe('collectOutput: build output is untrusted', () => {
   it('rejects an oversized module without reading it', async () => {
     const { dest } = await fresh();
     const twoGiB = 2 * 1024 ** 3;
-    const archive = rawTar([{ path: 'out/', type: 'Directory' }, { path: 'out/module/', type: 'Directory' }, { path: 'out/module/huge.ko', size: twoGiB }], {
-      trailingBytes: twoGiB,
-    });
+    const archive = rawTar(
+      [
+        { path: 'out/', type: 'Directory' },
+        { path: 'out/module/', type: 'Directory' },
+        { path: 'out/module/huge.ko', size: twoGiB },
+      ],
+      {
+        trailingBytes: twoGiB,
+      },
+    );
     let read = 0;
     archive.on('data', (chunk: Buffer) => (read += chunk.length));
-    await expect(collectOutput(archive, dest)).rejects.toThrow(/"out\/module\/huge\.ko" is 2147483648 bytes, over the \d+-byte limit/);
+    await expect(collectOutput(archive, dest)).rejects.toThrow(
+      /"out\/module\/huge\.ko" is 2147483648 bytes, over the \d+-byte limit/,
+    );
     expect(read).toBeLessThan(64 * 1024 * 1024);
     expect(await listTree(dest)).toEqual([]);
   });
@@ -75,12 +96,24 @@ describe('collectOutput: build output is untrusted', () => {
     const saved = collectLimits.logBytes;
     collectLimits.logBytes = 100;
     try {
-      const collected = await collectOutput(rawTar([{ path: 'out/', type: 'Directory' }, { path: 'out/make.log', data: 'y'.repeat(300) }]), dest);
+      const collected = await collectOutput(
+        rawTar([
+          { path: 'out/', type: 'Directory' },
+          { path: 'out/make.log', data: 'y'.repeat(300) },
+        ]),
+        dest,
+      );
       expect(collected.logTruncated).toBe(true);
       expect((await stat(join(dest, 'log/make.log'))).size).toBe(100);
-      await expect(collectOutput(rawTar([{ path: 'out/', type: 'Directory' }, { path: 'out/make.log', data: 'y'.repeat(401) }]), (await fresh()).dest)).rejects.toThrow(
-        /"out\/make\.log" is 401 bytes, over the 400-byte limit/,
-      );
+      await expect(
+        collectOutput(
+          rawTar([
+            { path: 'out/', type: 'Directory' },
+            { path: 'out/make.log', data: 'y'.repeat(401) },
+          ]),
+          (await fresh()).dest,
+        ),
+      ).rejects.toThrow(/"out\/make\.log" is 401 bytes, over the 400-byte limit/);
     } finally {
       collectLimits.logBytes = saved;
     }
@@ -88,7 +121,10 @@ describe('collectOutput: build output is untrusted', () => {
 
   it('rejects an archive with too many entries', async () => {
     const { dest } = await fresh();
-    const many = Array.from({ length: collectLimits.entries + 1 }, () => ({ path: 'out/', type: 'Directory' as const }));
+    const many = Array.from({ length: collectLimits.entries + 1 }, () => ({
+      path: 'out/',
+      type: 'Directory' as const,
+    }));
     await expect(collectOutput(rawTar(many), dest)).rejects.toThrow(/more than \d+ entries/);
   });
 });

@@ -40,7 +40,8 @@ describe('parsePackages', () => {
       package: 'linux-headers-6.1.0-47-amd64',
       version: '6.1.170-3',
       source: 'linux',
-      depends: 'linux-headers-6.1.0-47-common (= 6.1.170-3), linux-kbuild-6.1 (>= 6.1.170-3), linux-compiler-gcc-12-x86',
+      depends:
+        'linux-headers-6.1.0-47-common (= 6.1.170-3), linux-kbuild-6.1 (>= 6.1.170-3), linux-compiler-gcc-12-x86',
       filename: 'pool/main/l/linux/linux-headers-6.1.0-47-amd64_6.1.170-3_amd64.deb',
       sha256: '2a40c463e108b1ea3abf2e16e38eb9e27b237693b974b862adde73873c7d85c1',
       size: 1655296,
@@ -54,7 +55,8 @@ describe('parsePackages', () => {
   });
 
   it('folds continuation lines, ignores field-name case and tolerates blank-line runs', async () => {
-    const text = 'Package: a\nversion: 1\nDepends: b,\n c (>= 2),\n\td\nDescription: x\n long\n .\n text\n\n\n\nPackage: e\nVersion: 2';
+    const text =
+      'Package: a\nversion: 1\nDepends: b,\n c (>= 2),\n\td\nDescription: x\n long\n .\n text\n\n\n\nPackage: e\nVersion: 2';
     expect(await collect(parsePackages(text))).toEqual<PackageStanza[]>([
       { package: 'a', version: '1', depends: 'b, c (>= 2), d' },
       { package: 'e', version: '2' },
@@ -62,7 +64,9 @@ describe('parsePackages', () => {
   });
 
   it('rejects stanzas it cannot make sense of', async () => {
-    await expect(collect(parsePackages('Package: a\nSize: 1\n'))).rejects.toThrow('Packages stanza for a has no Version');
+    await expect(collect(parsePackages('Package: a\nSize: 1\n'))).rejects.toThrow(
+      'Packages stanza for a has no Version',
+    );
     await expect(collect(parsePackages('Version: 1\n'))).rejects.toThrow('without a Package field');
     await expect(collect(parsePackages('Package: a\nno colon here\n'))).rejects.toThrow('malformed Packages line');
   });
@@ -94,7 +98,12 @@ describe('kernelsFromPackages', () => {
     });
     expect(bookworm.defaults).toEqual([
       { flavour: 'amd64', metapackage: 'linux-headers-amd64', version: '6.1.176-1', kernel: '6.1.0-50-amd64' },
-      { flavour: 'cloud-amd64', metapackage: 'linux-headers-cloud-amd64', version: '6.1.176-1', kernel: '6.1.0-50-cloud-amd64' },
+      {
+        flavour: 'cloud-amd64',
+        metapackage: 'linux-headers-cloud-amd64',
+        version: '6.1.176-1',
+        kernel: '6.1.0-50-cloud-amd64',
+      },
       { flavour: 'rt-amd64', metapackage: 'linux-headers-rt-amd64', version: '6.1.176-1', kernel: '6.1.0-50-rt-amd64' },
     ]);
   });
@@ -143,7 +152,12 @@ describe('debianSuites', () => {
     expect(debianSuites('bookworm')).toEqual([
       { name: 'bookworm', archiveUrl: 'http://deb.debian.org/debian', backports: false, mayBeEmpty: false },
       { name: 'bookworm-updates', archiveUrl: 'http://deb.debian.org/debian', backports: false, mayBeEmpty: true },
-      { name: 'bookworm-security', archiveUrl: 'http://deb.debian.org/debian-security', backports: false, mayBeEmpty: false },
+      {
+        name: 'bookworm-security',
+        archiveUrl: 'http://deb.debian.org/debian-security',
+        backports: false,
+        mayBeEmpty: false,
+      },
       { name: 'bookworm-backports', archiveUrl: 'http://deb.debian.org/debian', backports: true, mayBeEmpty: false },
     ]);
     expect(() => debianSuites('buster')).toThrow('unknown Debian release "buster"');
@@ -243,7 +257,15 @@ async function xz(text: string): Promise<Uint8Array> {
 
 const signatureCheck = await hasSignatureCheck();
 
-const SUITES = ['bookworm', 'bookworm-updates', 'bookworm-security', 'bookworm-backports', 'trixie', 'trixie-updates', 'trixie-security'];
+const SUITES = [
+  'bookworm',
+  'bookworm-updates',
+  'bookworm-security',
+  'bookworm-backports',
+  'trixie',
+  'trixie-updates',
+  'trixie-security',
+];
 
 describe('discovery against a local archive', () => {
   let archive: TestArchive;
@@ -254,7 +276,12 @@ describe('discovery against a local archive', () => {
     archive = await new TestArchive().start();
     for (const suite of SUITES) await archive.serve(suite, await fixture(suite));
     cacheDir = await mkdtemp(join(tmpdir(), 'kfarm-index-'));
-    options = { mirror: `${archive.url}/debian`, securityMirror: `${archive.url}/debian-security`, cacheDir, verifySignature: false };
+    options = {
+      mirror: `${archive.url}/debian`,
+      securityMirror: `${archive.url}/debian-security`,
+      cacheDir,
+      verifySignature: false,
+    };
   });
 
   afterEach(async () => {
@@ -266,7 +293,10 @@ describe('discovery against a local archive', () => {
     // Synthetic: bookworm-updates republishing 6.1.0-50-amd64 with a newer version, to exercise deduplication.
     const bookworm = await fixture('bookworm');
     const republished = bookworm.split('\n\n').find((s) => s.startsWith('Package: linux-headers-6.1.0-50-amd64\n'));
-    await archive.serve('bookworm-updates', `${await fixture('bookworm-updates')}\n${republished?.replace('Version: 6.1.176-1', 'Version: 6.1.176-1+deb12u1')}\n`);
+    await archive.serve(
+      'bookworm-updates',
+      `${await fixture('bookworm-updates')}\n${republished?.replace('Version: 6.1.176-1', 'Version: 6.1.176-1+deb12u1')}\n`,
+    );
 
     const result = await discoverReleaseIndex('bookworm', options);
     expect(result.kernels.map((k) => [k.kernel, k.headersVersion, k.suite, k.backports])).toEqual([
@@ -297,19 +327,36 @@ describe('discovery against a local archive', () => {
       backports: false,
     });
     // The backports metapackage is newer, but `apt install linux-headers-amd64` without -t picks the security one.
-    expect(result.defaults).toEqual({ amd64: '6.1.0-56-amd64', 'cloud-amd64': '6.1.0-56-cloud-amd64', 'rt-amd64': '6.1.0-50-rt-amd64' });
+    expect(result.defaults).toEqual({
+      amd64: '6.1.0-56-amd64',
+      'cloud-amd64': '6.1.0-56-cloud-amd64',
+      'rt-amd64': '6.1.0-50-rt-amd64',
+    });
   });
 
   it('filters flavours and leaves backports out on request', async () => {
     const result = await discoverReleaseIndex('bookworm', { ...options, flavours: ['amd64'], includeBackports: false });
-    expect(result.kernels.map((k) => k.kernel)).toEqual(['6.1.0-47-amd64', '6.1.0-50-amd64', '6.1.0-55-amd64', '6.1.0-56-amd64', '6.12.117+deb12-amd64']);
+    expect(result.kernels.map((k) => k.kernel)).toEqual([
+      '6.1.0-47-amd64',
+      '6.1.0-50-amd64',
+      '6.1.0-55-amd64',
+      '6.1.0-56-amd64',
+      '6.12.117+deb12-amd64',
+    ]);
     expect(result.defaults).toEqual({ amd64: '6.1.0-56-amd64' });
     expect(archive.hits.get(archive.indexPath('bookworm-backports'))).toBeUndefined();
-    await expect(discoverReleaseIndex('bookworm', { ...options, flavours: ['arm64'] })).rejects.toThrow('unknown flavour "arm64"');
+    await expect(discoverReleaseIndex('bookworm', { ...options, flavours: ['arm64'] })).rejects.toThrow(
+      'unknown flavour "arm64"',
+    );
   });
 
   it('accepts an empty -updates index, keeps the first suite on equal versions, sorts releases', async () => {
-    const targets = await discoverKernels({ ...options, distro: 'debian', releases: ['trixie', 'bookworm'], includeBackports: false });
+    const targets = await discoverKernels({
+      ...options,
+      distro: 'debian',
+      releases: ['trixie', 'bookworm'],
+      includeBackports: false,
+    });
     expect(targets[0]?.release).toBe('bookworm');
     const trixie = targets.filter((t) => t.release === 'trixie');
     expect(trixie.map((t) => [t.kernel, t.suite])).toEqual([
@@ -322,30 +369,39 @@ describe('discovery against a local archive', () => {
     await expect(discoverKernels({ ...options, distro: 'debian', releases: ['buster'] })).rejects.toMatchObject({
       code: 'KFARM_TARGET_UNKNOWN',
     });
-    for (const target of targets) expect(parseTargetId(target.id)).toEqual({ distro: 'debian', release: target.release, kernel: target.kernel });
+    for (const target of targets)
+      expect(parseTargetId(target.id)).toEqual({ distro: 'debian', release: target.release, kernel: target.kernel });
   });
 
   const security = (archive: TestArchive) => `${archive.url}${archive.indexPath('bookworm-security')}`;
 
   it('fails naming the URL when a suite answers HTTP 500', async () => {
     archive.fail(archive.indexPath('bookworm-security'), 500);
-    await expect(discoverReleaseIndex('bookworm', options)).rejects.toThrow(`cannot fetch ${security(archive)}: HTTP 500`);
+    await expect(discoverReleaseIndex('bookworm', options)).rejects.toThrow(
+      `cannot fetch ${security(archive)}: HTTP 500`,
+    );
   });
 
   it('fails naming the URL when the index is not valid xz', async () => {
     await archive.serve('bookworm-security', new TextEncoder().encode('this is not xz data\n'.repeat(50)));
-    await expect(discoverReleaseIndex('bookworm', options)).rejects.toThrow(new RegExp(`cannot fetch ${escape(security(archive))}: xz -dc failed: .*format`));
+    await expect(discoverReleaseIndex('bookworm', options)).rejects.toThrow(
+      new RegExp(`cannot fetch ${escape(security(archive))}: xz -dc failed: .*format`),
+    );
   });
 
   it('fails naming the URL when the index does not match InRelease', async () => {
     const good = await xz(await fixture('bookworm-security'));
     await archive.serve('bookworm-security', good, await xz('Package: other\nVersion: 1\n'));
-    await expect(discoverReleaseIndex('bookworm', options)).rejects.toThrow(`cannot fetch ${security(archive)}: does not match`);
+    await expect(discoverReleaseIndex('bookworm', options)).rejects.toThrow(
+      `cannot fetch ${security(archive)}: does not match`,
+    );
   });
 
   it('fails when a suite that must have packages has none, or InRelease is missing', async () => {
     await archive.serve('bookworm-security', '');
-    await expect(discoverReleaseIndex('bookworm', options)).rejects.toThrow(`cannot fetch ${security(archive)}: the index lists no packages`);
+    await expect(discoverReleaseIndex('bookworm', options)).rejects.toThrow(
+      `cannot fetch ${security(archive)}: the index lists no packages`,
+    );
     await archive.serve('bookworm-security', await fixture('bookworm-security'));
     archive.routes.delete(archive.releasePath('bookworm'));
     await expect(discoverReleaseIndex('bookworm', { ...options, refresh: true })).rejects.toThrow(
@@ -356,7 +412,9 @@ describe('discovery against a local archive', () => {
   it('fails naming the URL when nothing listens', async () => {
     const url = archive.url;
     await archive.close();
-    await expect(discoverReleaseIndex('sid', { ...options, mirror: `${url}/debian` })).rejects.toThrow(`cannot fetch ${url}/debian/dists/sid/`);
+    await expect(discoverReleaseIndex('sid', { ...options, mirror: `${url}/debian` })).rejects.toThrow(
+      `cannot fetch ${url}/debian/dists/sid/`,
+    );
   });
 
   it.runIf(signatureCheck)('rejects an unsigned InRelease when signatures are checked', async () => {
@@ -370,7 +428,9 @@ describe('discovery against a local archive', () => {
     archive.routes.set(archive.indexPath('sid'), { status: 200, body: await xz(await fixture('sid')), hang: true });
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 200);
-    await expect(discoverReleaseIndex('sid', { ...options, signal: controller.signal })).rejects.toMatchObject({ code: 'KFARM_INTERRUPTED' });
+    await expect(discoverReleaseIndex('sid', { ...options, signal: controller.signal })).rejects.toMatchObject({
+      code: 'KFARM_INTERRUPTED',
+    });
   });
 
   it('serves a second run from the cache, until refresh or expiry', async () => {
@@ -382,8 +442,12 @@ describe('discovery against a local archive', () => {
 
     for (const suite of SUITES) archive.fail(archive.indexPath(suite), 500);
     expect(await discoverReleaseIndex('trixie', { ...options, includeBackports: false })).toEqual(first);
-    await expect(discoverReleaseIndex('trixie', { ...options, includeBackports: false, refresh: true })).rejects.toThrow('HTTP 500');
-    await expect(discoverReleaseIndex('trixie', { ...options, includeBackports: false, ttlMs: 0 })).rejects.toThrow('HTTP 500');
+    await expect(
+      discoverReleaseIndex('trixie', { ...options, includeBackports: false, refresh: true }),
+    ).rejects.toThrow('HTTP 500');
+    await expect(discoverReleaseIndex('trixie', { ...options, includeBackports: false, ttlMs: 0 })).rejects.toThrow(
+      'HTTP 500',
+    );
   });
 });
 
@@ -393,14 +457,19 @@ describe('parseTargetId', () => {
     expect(parseTargetId(formatTargetId(id))).toEqual(id);
   });
 
-  it.each(['foo', 'debian/bookworm', 'debian/bookworm/', 'debian//6.1.0-47-amd64', 'debian/bookworm/6.1.0-47-amd64/x', 'debian/bookworm/amd64', 'debian/bookworm/6.1 0'])(
-    'rejects %j',
-    (bad) => {
-      expect(() => parseTargetId(bad)).toThrow(
-        `--target ${JSON.stringify(bad)}: expected <distro>/<release>/<kernel-release>, e.g. debian/bookworm/6.1.0-47-amd64`,
-      );
-    },
-  );
+  it.each([
+    'foo',
+    'debian/bookworm',
+    'debian/bookworm/',
+    'debian//6.1.0-47-amd64',
+    'debian/bookworm/6.1.0-47-amd64/x',
+    'debian/bookworm/amd64',
+    'debian/bookworm/6.1 0',
+  ])('rejects %j', (bad) => {
+    expect(() => parseTargetId(bad)).toThrow(
+      `--target ${JSON.stringify(bad)}: expected <distro>/<release>/<kernel-release>, e.g. debian/bookworm/6.1.0-47-amd64`,
+    );
+  });
 });
 
 function escape(text: string): string {

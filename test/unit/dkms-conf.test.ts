@@ -21,7 +21,9 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
       conf: head + 'DEST_MODULE_LOCATION[0]="/updates/dkms"\n',
       module: ['foo', '1.2'],
       expect: (p) => {
-        expect(p.modules).toEqual([{ builtName: 'foo', builtLocation: '', destName: 'foo', destLocation: '/updates/dkms', strip: true }]);
+        expect(p.modules).toEqual([
+          { builtName: 'foo', builtLocation: '', destName: 'foo', destLocation: '/updates/dkms', strip: true },
+        ]);
         expect(p.makeCommand).toBe(`make -C ${KSRC} M=/var/lib/dkms/foo/1.2/build`);
         expect(p.buildCommand).toBe(`make -j4 KERNELRELEASE=6.1.0-47-amd64 -C ${KSRC} M=/var/lib/dkms/foo/1.2/build`);
       },
@@ -40,7 +42,8 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
         'if [ "$CONFIG_FOO_BAR" = "y" ]; then MAKE[0]="make -C src WITH_FOO=1 KVER=$kernelver"; else MAKE[0]="make -C src"; fi\n' +
         'DEST_MODULE_LOCATION[0]=/updates\n',
       kconfig: 'CONFIG_FOO_BAR=y\nCONFIG_OTHER=m\n',
-      expect: (p) => expect(p.buildCommand).toBe('make -j4 KERNELRELEASE=6.1.0-47-amd64 -C src WITH_FOO=1 KVER=6.1.0-47-amd64'),
+      expect: (p) =>
+        expect(p.buildCommand).toBe('make -j4 KERNELRELEASE=6.1.0-47-amd64 -C src WITH_FOO=1 KVER=6.1.0-47-amd64'),
     },
     {
       name: 'kernel_config points at include/config/auto.conf when present',
@@ -50,13 +53,17 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
     },
     {
       name: '`sort -V -C` version comparison on $kernelver (older kernel)',
-      conf: head + 'if { echo "$kernelver"; echo 6.5; } | sort -V -C; then MAKE[0]="make OLD=1"; else MAKE[0]="make NEW=1"; fi\nDEST_MODULE_LOCATION[0]=/extra\n',
+      conf:
+        head +
+        'if { echo "$kernelver"; echo 6.5; } | sort -V -C; then MAKE[0]="make OLD=1"; else MAKE[0]="make NEW=1"; fi\nDEST_MODULE_LOCATION[0]=/extra\n',
       kernelver: '6.1.0-47-amd64',
       expect: (p) => expect(p.makeCommand).toBe('make OLD=1'),
     },
     {
       name: '`sort -V -C` version comparison on $kernelver (newer kernel)',
-      conf: head + 'if { echo "$kernelver"; echo 6.5; } | sort -V -C; then MAKE[0]="make OLD=1"; else MAKE[0]="make NEW=1"; fi\nDEST_MODULE_LOCATION[0]=/extra\n',
+      conf:
+        head +
+        'if { echo "$kernelver"; echo 6.5; } | sort -V -C; then MAKE[0]="make OLD=1"; else MAKE[0]="make NEW=1"; fi\nDEST_MODULE_LOCATION[0]=/extra\n',
       kernelver: '6.12.94+deb13-amd64',
       expect: (p) => expect(p.makeCommand).toBe('make NEW=1'),
     },
@@ -68,13 +75,21 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
         'BUILT_MODULE_NAME[1]=beta\nBUILT_MODULE_LOCATION[1]=beta/\nDEST_MODULE_NAME[1]=beta_renamed\nDEST_MODULE_LOCATION[1]=/extra\n',
       expect: (p) =>
         expect(p.modules).toEqual([
-          { builtName: 'alpha', builtLocation: 'alpha/', destName: 'alpha', destLocation: '/updates/dkms', strip: true },
+          {
+            builtName: 'alpha',
+            builtLocation: 'alpha/',
+            destName: 'alpha',
+            destLocation: '/updates/dkms',
+            strip: true,
+          },
           { builtName: 'beta', builtLocation: 'beta/', destName: 'beta_renamed', destLocation: '/extra', strip: true },
         ]),
     },
     {
       name: 'MAKE_MATCH: the last matching MAKE[i] wins',
-      conf: head + 'MAKE[0]="make A"\nMAKE[1]="make B"\nMAKE_MATCH[1]="^6\\."\nMAKE[2]="make C"\nMAKE_MATCH[2]="^6\\.1\\."\nMAKE[3]="make D"\nMAKE_MATCH[3]="^5\\."\nDEST_MODULE_LOCATION[0]=/extra\n',
+      conf:
+        head +
+        'MAKE[0]="make A"\nMAKE[1]="make B"\nMAKE_MATCH[1]="^6\\."\nMAKE[2]="make C"\nMAKE_MATCH[2]="^6\\.1\\."\nMAKE[3]="make D"\nMAKE_MATCH[3]="^5\\."\nDEST_MODULE_LOCATION[0]=/extra\n',
       kernelver: '6.1.0-47-amd64',
       expect: (p) => expect(p.makeCommand).toBe('make C'),
     },
@@ -92,7 +107,7 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
     },
     {
       name: "a quoted 'make' is not rewritten",
-      conf: head + "MAKE[0]=\"'make' -C src\"\nDEST_MODULE_LOCATION[0]=/extra\n",
+      conf: head + 'MAKE[0]="\'make\' -C src"\nDEST_MODULE_LOCATION[0]=/extra\n',
       expect: (p) => expect(p.buildCommand).toBe("'make' -C src"),
     },
     {
@@ -102,7 +117,9 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
     },
     {
       name: 'PATCH / PATCH_MATCH: matching and unconditional patches in array order',
-      conf: head + 'PATCH[0]="a.patch"\nPATCH_MATCH[0]="^6\\.12"\nPATCH[1]="b.patch"\nPATCH[2]="c.patch"\nPATCH_MATCH[2]="^6\\.1\\."\nDEST_MODULE_LOCATION[0]=/extra\n',
+      conf:
+        head +
+        'PATCH[0]="a.patch"\nPATCH_MATCH[0]="^6\\.12"\nPATCH[1]="b.patch"\nPATCH[2]="c.patch"\nPATCH_MATCH[2]="^6\\.1\\."\nDEST_MODULE_LOCATION[0]=/extra\n',
       kernelver: '6.1.0-47-amd64',
       expect: (p) => expect(p.patches).toEqual(['b.patch', 'c.patch']),
     },
@@ -116,7 +133,9 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
     },
     {
       name: 'PRE_BUILD / POST_BUILD / BUILD_DEPENDS are kept',
-      conf: head + 'PRE_BUILD="scripts/pre.sh $kernelver"\nPOST_BUILD=post.sh\nBUILD_DEPENDS="bar baz"\nDEST_MODULE_LOCATION[0]=/extra\n',
+      conf:
+        head +
+        'PRE_BUILD="scripts/pre.sh $kernelver"\nPOST_BUILD=post.sh\nBUILD_DEPENDS="bar baz"\nDEST_MODULE_LOCATION[0]=/extra\n',
       expect: (p) => {
         expect(p.preBuild).toBe('scripts/pre.sh 6.1.0-47-amd64');
         expect(p.postBuild).toBe('post.sh');
@@ -160,9 +179,13 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
     },
     {
       name: 'BUILD_EXCLUSIVE_CONFIG: required option missing, forbidden option present',
-      conf: head + 'BUILD_EXCLUSIVE_CONFIG="CONFIG_NEEDED !CONFIG_BANNED CONFIG_HAVE"\nDEST_MODULE_LOCATION[0]=/extra\n',
+      conf:
+        head + 'BUILD_EXCLUSIVE_CONFIG="CONFIG_NEEDED !CONFIG_BANNED CONFIG_HAVE"\nDEST_MODULE_LOCATION[0]=/extra\n',
       kconfig: 'CONFIG_BANNED=m\nCONFIG_HAVE=y\n',
-      expect: (p) => expect(p.excluded).toBe('BUILD_EXCLUSIVE_CONFIG: the kernel lacks CONFIG_NEEDED; BUILD_EXCLUSIVE_CONFIG: the kernel has CONFIG_BANNED set'),
+      expect: (p) =>
+        expect(p.excluded).toBe(
+          'BUILD_EXCLUSIVE_CONFIG: the kernel lacks CONFIG_NEEDED; BUILD_EXCLUSIVE_CONFIG: the kernel has CONFIG_BANNED set',
+        ),
     },
     {
       name: 'BUILD_EXCLUSIVE_CONFIG satisfied',
@@ -180,9 +203,14 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
     },
     {
       name: '$module and $module_version are visible on the build pass',
-      conf: head + 'MAKE[0]="make -C $kernel_source_dir M=$dkms_tree/$module/$module_version/build"\nDEST_MODULE_LOCATION[0]=/extra\n',
+      conf:
+        head +
+        'MAKE[0]="make -C $kernel_source_dir M=$dkms_tree/$module/$module_version/build"\nDEST_MODULE_LOCATION[0]=/extra\n',
       module: ['foo', '1.2'],
-      expect: (p) => expect(p.makeCommand).toMatch(/^make -C \S+\/lib\/modules\/6\.1\.0-47-amd64\/build M=\/var\/lib\/dkms\/foo\/1\.2\/build$/),
+      expect: (p) =>
+        expect(p.makeCommand).toMatch(
+          /^make -C \S+\/lib\/modules\/6\.1\.0-47-amd64\/build M=\/var\/lib\/dkms\/foo\/1\.2\/build$/,
+        ),
     },
     {
       name: 'without an explicit module, a first reading supplies $module/$module_version (dkms add, then build)',
@@ -221,20 +249,63 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
 
 describe('bad dkms.conf: one line naming the file and the problem', () => {
   const bad: [string, string, RegExp][] = [
-    ['no PACKAGE_NAME', 'PACKAGE_VERSION=1\nDEST_MODULE_LOCATION[0]=/extra\n', /^dkms\.conf: no 'PACKAGE_NAME' directive$/],
-    ['no PACKAGE_VERSION', 'PACKAGE_NAME=x\nDEST_MODULE_LOCATION[0]=/extra\n', /^dkms\.conf: no 'PACKAGE_VERSION' directive$/],
-    ['no DEST_MODULE_LOCATION', 'PACKAGE_NAME=x\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME[0]=x\n', /^dkms\.conf: no 'DEST_MODULE_LOCATION' directive/],
-    ['DEST_MODULE_LOCATION missing for one record', head + 'BUILT_MODULE_NAME[0]=a\nDEST_MODULE_LOCATION[0]=/extra\nBUILT_MODULE_NAME[1]=b\n', /record #1/],
-    ['bad location prefix', head + 'DEST_MODULE_LOCATION[0]=/opt/foo\n', /DEST_MODULE_LOCATION\[0\]' \("\/opt\/foo"\) does not begin with '\/kernel', '\/updates' or '\/extra'/],
-    ['BUILT_MODULE_NAME ending in .ko', head + 'BUILT_MODULE_NAME[0]=foo.ko\nDEST_MODULE_LOCATION[0]=/extra\n', /'BUILT_MODULE_NAME\[0\]' \("foo\.ko"\) ends in '\.o' or '\.ko'/],
-    ['DEST_MODULE_NAME ending in .o', head + 'DEST_MODULE_NAME[0]=foo.o\nDEST_MODULE_LOCATION[0]=/extra\n', /'DEST_MODULE_NAME\[0\]'/],
-    ['two records without BUILT_MODULE_NAME', head + 'DEST_MODULE_LOCATION[0]=/extra\nDEST_MODULE_LOCATION[1]=/extra\n', /no 'BUILT_MODULE_NAME' directive for record #0/],
-    ['a PATCH name with ..', head + 'PATCH[0]=../../etc/x\nDEST_MODULE_LOCATION[0]=/extra\n', /'PATCH' entry "..\/..\/etc\/x" contains '..'/],
-    ['BUILT_MODULE_LOCATION escaping the build dir', head + 'BUILT_MODULE_LOCATION[0]=../x\nDEST_MODULE_LOCATION[0]=/extra\n', /must stay inside the build directory/],
+    [
+      'no PACKAGE_NAME',
+      'PACKAGE_VERSION=1\nDEST_MODULE_LOCATION[0]=/extra\n',
+      /^dkms\.conf: no 'PACKAGE_NAME' directive$/,
+    ],
+    [
+      'no PACKAGE_VERSION',
+      'PACKAGE_NAME=x\nDEST_MODULE_LOCATION[0]=/extra\n',
+      /^dkms\.conf: no 'PACKAGE_VERSION' directive$/,
+    ],
+    [
+      'no DEST_MODULE_LOCATION',
+      'PACKAGE_NAME=x\nPACKAGE_VERSION=1\nBUILT_MODULE_NAME[0]=x\n',
+      /^dkms\.conf: no 'DEST_MODULE_LOCATION' directive/,
+    ],
+    [
+      'DEST_MODULE_LOCATION missing for one record',
+      head + 'BUILT_MODULE_NAME[0]=a\nDEST_MODULE_LOCATION[0]=/extra\nBUILT_MODULE_NAME[1]=b\n',
+      /record #1/,
+    ],
+    [
+      'bad location prefix',
+      head + 'DEST_MODULE_LOCATION[0]=/opt/foo\n',
+      /DEST_MODULE_LOCATION\[0\]' \("\/opt\/foo"\) does not begin with '\/kernel', '\/updates' or '\/extra'/,
+    ],
+    [
+      'BUILT_MODULE_NAME ending in .ko',
+      head + 'BUILT_MODULE_NAME[0]=foo.ko\nDEST_MODULE_LOCATION[0]=/extra\n',
+      /'BUILT_MODULE_NAME\[0\]' \("foo\.ko"\) ends in '\.o' or '\.ko'/,
+    ],
+    [
+      'DEST_MODULE_NAME ending in .o',
+      head + 'DEST_MODULE_NAME[0]=foo.o\nDEST_MODULE_LOCATION[0]=/extra\n',
+      /'DEST_MODULE_NAME\[0\]'/,
+    ],
+    [
+      'two records without BUILT_MODULE_NAME',
+      head + 'DEST_MODULE_LOCATION[0]=/extra\nDEST_MODULE_LOCATION[1]=/extra\n',
+      /no 'BUILT_MODULE_NAME' directive for record #0/,
+    ],
+    [
+      'a PATCH name with ..',
+      head + 'PATCH[0]=../../etc/x\nDEST_MODULE_LOCATION[0]=/extra\n',
+      /'PATCH' entry "..\/..\/etc\/x" contains '..'/,
+    ],
+    [
+      'BUILT_MODULE_LOCATION escaping the build dir',
+      head + 'BUILT_MODULE_LOCATION[0]=../x\nDEST_MODULE_LOCATION[0]=/extra\n',
+      /must stay inside the build directory/,
+    ],
   ];
   for (const [name, conf, message] of bad) {
     it(name, async () => {
-      const error = await evaluateConf({ conf }).then(() => undefined, (e: Error & { code?: string; exitCode?: number }) => e);
+      const error = await evaluateConf({ conf }).then(
+        () => undefined,
+        (e: Error & { code?: string; exitCode?: number }) => e,
+      );
       expect(error?.message).toMatch(message);
       expect(error?.message).not.toContain('\n');
       expect(error?.code).toBe('KFARM_CONFIG_INVALID');
@@ -243,7 +314,9 @@ describe('bad dkms.conf: one line naming the file and the problem', () => {
   }
 
   it('a bash syntax error exits 65 with the line number', async () => {
-    await expect(evaluateConf({ conf: 'PACKAGE_NAME=x\nif [ 1 ]; then\nPACKAGE_VERSION=1\n' })).rejects.toThrow(/eval-conf exited 65: .*line \d+: syntax error/);
+    await expect(evaluateConf({ conf: 'PACKAGE_NAME=x\nif [ 1 ]; then\nPACKAGE_VERSION=1\n' })).rejects.toThrow(
+      /eval-conf exited 65: .*line \d+: syntax error/,
+    );
   });
 });
 

@@ -6,7 +6,15 @@ import { gunzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { Parser, type ReadEntry } from 'tar';
 import { describe, expect, it } from 'vitest';
-import { arArchive, comparePaths, crc32, gzip, tarArchive, withParents, type TarEntry } from '../../src/package/archive.js';
+import {
+  arArchive,
+  comparePaths,
+  crc32,
+  gzip,
+  tarArchive,
+  withParents,
+  type TarEntry,
+} from '../../src/package/archive.js';
 
 const epoch = 1700000000;
 
@@ -14,12 +22,38 @@ async function listWithGnuTar(archive: Buffer, compressed = false): Promise<stri
   const dir = await mkdtemp(join(tmpdir(), 'kfarm-tar-'));
   const file = join(dir, compressed ? 'a.tar.gz' : 'a.tar');
   await writeFile(file, archive);
-  const { stdout } = await execa('tar', ['--numeric-owner', '--full-time', '-tv', compressed ? '-zf' : '-f', file], { env: { TZ: 'UTC' } });
+  const { stdout } = await execa('tar', ['--numeric-owner', '--full-time', '-tv', compressed ? '-zf' : '-f', file], {
+    env: { TZ: 'UTC' },
+  });
   return stdout.split('\n');
 }
 
-async function parseWithNodeTar(archive: Buffer): Promise<{ path: string; type: string; mode: number; size: number; mtime: number; uid: number; uname: string; data: Buffer; linkpath: string }[]> {
-  const entries: { path: string; type: string; mode: number; size: number; mtime: number; uid: number; uname: string; data: Buffer; linkpath: string }[] = [];
+async function parseWithNodeTar(
+  archive: Buffer,
+): Promise<
+  {
+    path: string;
+    type: string;
+    mode: number;
+    size: number;
+    mtime: number;
+    uid: number;
+    uname: string;
+    data: Buffer;
+    linkpath: string;
+  }[]
+> {
+  const entries: {
+    path: string;
+    type: string;
+    mode: number;
+    size: number;
+    mtime: number;
+    uid: number;
+    uname: string;
+    data: Buffer;
+    linkpath: string;
+  }[] = [];
   const parser = new Parser({ strict: true });
   const warnings: string[] = [];
   parser.on('warn', (code: string, message: string) => warnings.push(`${code} ${message}`));
@@ -73,7 +107,13 @@ describe('reproducible tar writer', () => {
     ]);
     for (const line of listing) expect(line).toMatch(/^\S+ 0\/0 +\d+ 2023-11-14 22:13:20 /);
     const parsed = await parseWithNodeTar(archive);
-    expect(parsed.find((e) => e.path === './a-b/file')).toMatchObject({ mode: 0o755, type: 'File', uid: 0, uname: 'root', mtime: epoch });
+    expect(parsed.find((e) => e.path === './a-b/file')).toMatchObject({
+      mode: 0o755,
+      type: 'File',
+      uid: 0,
+      uname: 'root',
+      mtime: epoch,
+    });
     expect(parsed.find((e) => e.path === './a/')).toMatchObject({ mode: 0o755, type: 'Directory' });
     expect(parsed.find((e) => e.path === './a/link')).toMatchObject({ type: 'SymbolicLink', linkpath: 'y' });
     expect(parsed.find((e) => e.path === './a/y')?.data).toEqual(Buffer.alloc(1000, 7));
@@ -89,10 +129,13 @@ describe('reproducible tar writer', () => {
   it('long paths: the ustar prefix field, then GNU long names; both read back whole', async () => {
     const mid = `${'d'.repeat(90)}/${'e'.repeat(90)}/file.c`;
     const huge = `${'x'.repeat(120)}/${'y'.repeat(150)}.c`;
-    const archive = tarArchive(withParents([
-      { path: mid, type: 'file', mode: 0o644, data: Buffer.from('m') },
-      { path: huge, type: 'file', mode: 0o644, data: Buffer.from('h') },
-    ]), epoch);
+    const archive = tarArchive(
+      withParents([
+        { path: mid, type: 'file', mode: 0o644, data: Buffer.from('m') },
+        { path: huge, type: 'file', mode: 0o644, data: Buffer.from('h') },
+      ]),
+      epoch,
+    );
     const parsed = await parseWithNodeTar(archive);
     expect(parsed.map((e) => e.path)).toContain(`./${mid}`);
     expect(parsed.map((e) => e.path)).toContain(`./${huge}`);
@@ -104,7 +147,15 @@ describe('reproducible tar writer', () => {
     for (const path of ['../x', 'a/../../x', '/etc/passwd', 'a//b', './a']) {
       expect(() => tarArchive([{ path, type: 'file', mode: 0o644 }], epoch), path).toThrow(/bad archive member path/);
     }
-    expect(() => tarArchive([{ path: 'a', type: 'file', mode: 0o644 }, { path: 'a', type: 'file', mode: 0o644 }], epoch)).toThrow(/duplicate/);
+    expect(() =>
+      tarArchive(
+        [
+          { path: 'a', type: 'file', mode: 0o644 },
+          { path: 'a', type: 'file', mode: 0o644 },
+        ],
+        epoch,
+      ),
+    ).toThrow(/duplicate/);
   });
 
   it('comparePaths puts a directory before its contents', () => {
@@ -135,14 +186,19 @@ describe('gzip with a fixed header', () => {
 
 describe('ar writer', () => {
   it('writes what binutils ar reads back: names, sizes, odd-size padding, owner 0/0, mode 644', async () => {
-    const archive = arArchive([
-      { name: 'debian-binary', data: Buffer.from('2.0\n') },
-      { name: 'odd', data: Buffer.from('abc') },
-      { name: 'data.tar.gz', data: Buffer.alloc(10, 1) },
-    ], epoch);
+    const archive = arArchive(
+      [
+        { name: 'debian-binary', data: Buffer.from('2.0\n') },
+        { name: 'odd', data: Buffer.from('abc') },
+        { name: 'data.tar.gz', data: Buffer.alloc(10, 1) },
+      ],
+      epoch,
+    );
     const dir = await mkdtemp(join(tmpdir(), 'kfarm-ar-'));
     await writeFile(join(dir, 'x.a'), archive);
-    const { stdout } = await execa('ar', ['tvO', join(dir, 'x.a')], { env: { TZ: 'UTC' } }).catch(() => execa('ar', ['tv', join(dir, 'x.a')], { env: { TZ: 'UTC' } }));
+    const { stdout } = await execa('ar', ['tvO', join(dir, 'x.a')], { env: { TZ: 'UTC' } }).catch(() =>
+      execa('ar', ['tv', join(dir, 'x.a')], { env: { TZ: 'UTC' } }),
+    );
     const lines = stdout.split('\n');
     expect(lines).toHaveLength(3);
     expect(lines[0]).toMatch(/^rw-r--r-- 0\/0 +4 Nov 14 22:13 2023 debian-binary/);

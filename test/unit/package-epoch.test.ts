@@ -16,7 +16,9 @@ describe('SOURCE_DATE_EPOCH', () => {
     for (const bad of ['', 'abc', '-5', '1.5', '17e8', ' 1700000000', '99999999999999999999']) {
       const error = await resolveSourceDateEpoch(undefined, { SOURCE_DATE_EPOCH: bad }).catch((e: unknown) => e);
       expect(isKfarmError(error, 'KFARM_USAGE'), bad).toBe(true);
-      expect((error as Error).message).toBe(`SOURCE_DATE_EPOCH=${JSON.stringify(bad)}: expected a whole number of seconds since 1970-01-01 UTC`);
+      expect((error as Error).message).toBe(
+        `SOURCE_DATE_EPOCH=${JSON.stringify(bad)}: expected a whole number of seconds since 1970-01-01 UTC`,
+      );
       expect((error as { exitCode: number }).exitCode).toBe(2);
     }
     expect(() => parseSourceDateEpoch('x', 'KFARM_X')).toThrow(/^KFARM_X="x"/);
@@ -25,7 +27,15 @@ describe('SOURCE_DATE_EPOCH', () => {
   it('defaults to the last git commit time of the source tree', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'kfarm-sde-git-'));
     await writeFile(join(dir, 'dkms.conf'), 'PACKAGE_NAME=x\n');
-    const env = { ...process.env, GIT_AUTHOR_DATE: '@1600000000 +0000', GIT_COMMITTER_DATE: '@1600000123 +0000', GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@e', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@e' };
+    const env = {
+      ...process.env,
+      GIT_AUTHOR_DATE: '@1600000000 +0000',
+      GIT_COMMITTER_DATE: '@1600000123 +0000',
+      GIT_AUTHOR_NAME: 't',
+      GIT_AUTHOR_EMAIL: 't@e',
+      GIT_COMMITTER_NAME: 't',
+      GIT_COMMITTER_EMAIL: 't@e',
+    };
     await execa('git', ['init', '-q', dir]);
     await execa('git', ['-C', dir, 'add', '.'], { env });
     await execa('git', ['-C', dir, 'commit', '-q', '-m', 'x'], { env });
@@ -38,7 +48,9 @@ describe('SOURCE_DATE_EPOCH', () => {
     await mkdir(join(dir, 'other'));
     await writeFile(join(dir, 'other', 'x.c'), 'x');
     await execa('git', ['-C', dir, 'add', 'other'], { env });
-    await execa('git', ['-C', dir, 'commit', '-q', '-m', 'other'], { env: { ...env, GIT_COMMITTER_DATE: '@1600009999 +0000' } });
+    await execa('git', ['-C', dir, 'commit', '-q', '-m', 'other'], {
+      env: { ...env, GIT_COMMITTER_DATE: '@1600009999 +0000' },
+    });
     expect(await resolveSourceDateEpoch(dir, cleanEnv)).toBe(1600009999);
     expect(await resolveSourceDateEpoch(join(dir, 'other'), cleanEnv)).toBe(1600009999);
     await mkdir(join(dir, 'untracked'));

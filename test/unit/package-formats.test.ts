@@ -6,8 +6,20 @@ import { gunzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { Parser, type ReadEntry } from 'tar';
 import { describe, expect, it } from 'vitest';
-import { binariesOnlyDkmsConf, dkmsTarball, dkmsTarballName, sourceTreeEntries } from '../../src/package/dkms-tarball.js';
-import { buildDeb, debFileName, debPackageName, debVersion, maintainerFromEnv, rfc2822 } from '../../src/package/deb.js';
+import {
+  binariesOnlyDkmsConf,
+  dkmsTarball,
+  dkmsTarballName,
+  sourceTreeEntries,
+} from '../../src/package/dkms-tarball.js';
+import {
+  buildDeb,
+  debFileName,
+  debPackageName,
+  debVersion,
+  maintainerFromEnv,
+  rfc2822,
+} from '../../src/package/deb.js';
 import { rpmFileName, rpmName, rpmSpec, rpmVersion } from '../../src/package/rpm.js';
 import type { KernelBuild } from '../../src/package/types.js';
 
@@ -29,13 +41,22 @@ const build: KernelBuild = {
   authors: ['kfarm'],
 };
 
-async function tarMembers(archive: Buffer): Promise<Map<string, { type: string; mode: number; mtime: number; data: Buffer }>> {
+async function tarMembers(
+  archive: Buffer,
+): Promise<Map<string, { type: string; mode: number; mtime: number; data: Buffer }>> {
   const members = new Map<string, { type: string; mode: number; mtime: number; data: Buffer }>();
   const parser = new Parser({ strict: true });
   parser.on('entry', (entry: ReadEntry) => {
     const chunks: Buffer[] = [];
     entry.on('data', (c: Buffer) => chunks.push(c));
-    entry.on('end', () => members.set(entry.path, { type: entry.type, mode: entry.mode ?? -1, mtime: Math.floor((entry.mtime?.getTime() ?? 0) / 1000), data: Buffer.concat(chunks) }));
+    entry.on('end', () =>
+      members.set(entry.path, {
+        type: entry.type,
+        mode: entry.mode ?? -1,
+        mtime: Math.floor((entry.mtime?.getTime() ?? 0) / 1000),
+        data: Buffer.concat(chunks),
+      }),
+    );
   });
   await new Promise<void>((resolve, reject) => {
     parser.on('end', resolve);
@@ -80,7 +101,12 @@ describe('DKMS tarball', () => {
     const conf = binariesOnlyDkmsConf('kf_two', '2.0', ['kf_beta.ko', 'kf_alpha.ko']);
     const dir = await mkdtemp(join(tmpdir(), 'kfarm-conf-'));
     await writeFile(join(dir, 'dkms.conf'), conf);
-    const { stdout } = await execa('bash', ['-c', 'cd / && . "$1" && printf "%s|" "$PACKAGE_NAME" "$PACKAGE_VERSION" "${BUILT_MODULE_NAME[@]}" "${DEST_MODULE_NAME[@]}" "${DEST_MODULE_LOCATION[@]}"', 'x', join(dir, 'dkms.conf')]);
+    const { stdout } = await execa('bash', [
+      '-c',
+      'cd / && . "$1" && printf "%s|" "$PACKAGE_NAME" "$PACKAGE_VERSION" "${BUILT_MODULE_NAME[@]}" "${DEST_MODULE_NAME[@]}" "${DEST_MODULE_LOCATION[@]}"',
+      'x',
+      join(dir, 'dkms.conf'),
+    ]);
     expect(stdout).toBe('kf_two|2.0|kf_alpha|kf_beta|kf_alpha|kf_beta|/updates/dkms|/updates/dkms|');
     expect(binariesOnlyDkmsConf("it's", '1.0', [])).toContain(`PACKAGE_NAME='it'\\''s'`);
   });
@@ -138,7 +164,9 @@ describe('.deb', () => {
     // dirs count 1 each (./, usr, usr/lib, modules, kver, updates, dkms, share, doc, pkg = 10) + ⌈3000/1024⌉ + ⌈1025/1024⌉ + docs.
     expect(Number(await field('Installed-Size'))).toBeGreaterThanOrEqual(10 + 3 + 2 + 2);
     const { stdout: listing } = await execa('dpkg-deb', ['-c', file]);
-    expect(listing).toMatch(/^-rw-r--r-- root\/root +3000 2023-11-14 22:13 \.\/usr\/lib\/modules\/6\.12\.117\+deb13-amd64\/updates\/dkms\/kf_alpha\.ko$/m);
+    expect(listing).toMatch(
+      /^-rw-r--r-- root\/root +3000 2023-11-14 22:13 \.\/usr\/lib\/modules\/6\.12\.117\+deb13-amd64\/updates\/dkms\/kf_alpha\.ko$/m,
+    );
     expect(listing).toMatch(/\.\/usr\/share\/doc\/kf-two-modules-6\.12\.117\+deb13-amd64\/changelog\.Debian\.gz$/m);
     expect(listing).toMatch(/\.\/usr\/share\/doc\/kf-two-modules-6\.12\.117\+deb13-amd64\/copyright$/m);
     expect(listing).not.toMatch(/^d.* \.\/lib\//m);
@@ -147,7 +175,9 @@ describe('.deb', () => {
     await execa('dpkg-deb', ['-x', file, join(dir, 'root')]);
     const postinst = await readFile(join(dir, 'control', 'postinst'), 'utf8');
     expect(postinst).toMatch(/^#!\/bin\/sh\nset -e\n/);
-    expect(postinst).toContain('if [ -e /boot/System.map-6.12.117+deb13-amd64 ]; then\n      depmod -a -F /boot/System.map-6.12.117+deb13-amd64 6.12.117+deb13-amd64');
+    expect(postinst).toContain(
+      'if [ -e /boot/System.map-6.12.117+deb13-amd64 ]; then\n      depmod -a -F /boot/System.map-6.12.117+deb13-amd64 6.12.117+deb13-amd64',
+    );
     expect(postinst).not.toMatch(/depmod -a\s*(\|\||$)/m);
     await execa('sh', ['-n', join(dir, 'control', 'postinst')]);
     await execa('sh', ['-n', join(dir, 'control', 'postrm')]);
@@ -159,12 +189,16 @@ describe('.deb', () => {
       const data = await readFile(join(dir, 'root', path ?? ''));
       expect(createHash('md5').update(data).digest('hex'), path).toBe(sum);
     }
-    const changelog = gunzipSync(await readFile(join(dir, 'root/usr/share/doc/kf-two-modules-6.12.117+deb13-amd64/changelog.Debian.gz'))).toString();
+    const changelog = gunzipSync(
+      await readFile(join(dir, 'root/usr/share/doc/kf-two-modules-6.12.117+deb13-amd64/changelog.Debian.gz')),
+    ).toString();
     expect(changelog).toMatch(/^kf-two-modules-6\.12\.117\+deb13-amd64 \(2\.0-1\) unstable; urgency=medium\n/);
     expect(changelog).toContain(' -- T <t@example.org>  Tue, 14 Nov 2023 22:13:20 +0000\n');
     for (const line of changelog.split('\n')) expect(line.length).toBeLessThanOrEqual(80);
     // Same inputs, same bytes.
-    expect(buildDeb(build, { epoch, moduleDir: '/usr/lib/modules', maintainer: 'T <t@example.org>' }).equals(deb)).toBe(true);
+    expect(buildDeb(build, { epoch, moduleDir: '/usr/lib/modules', maintainer: 'T <t@example.org>' }).equals(deb)).toBe(
+      true,
+    );
   });
 });
 
@@ -184,13 +218,18 @@ describe('.rpm spec', () => {
     expect(spec).toMatch(/^%define _binary_payload w9\.gzdio$/m);
     expect(spec).toContain('%attr(0644,root,root) /usr/lib/modules/6.12.117+deb13-amd64/extra/kf_two/kf_beta.ko');
     expect(spec).toContain('depmod -a -F /boot/System.map-6.12.117+deb13-amd64 6.12.117+deb13-amd64 || :');
-    expect(() => rpmSpec({ ...build, kernel: '6.1; rm -rf /' }, { moduleDir: '/lib/modules' })).toThrow(/unsafe kernel release/);
+    expect(() => rpmSpec({ ...build, kernel: '6.1; rm -rf /' }, { moduleDir: '/lib/modules' })).toThrow(
+      /unsafe kernel release/,
+    );
   });
 });
 
 describe('checkPackageOptions', () => {
   const usage = async (promise: Promise<unknown>) => {
-    const error = await promise.then(() => undefined, (e: unknown) => e);
+    const error = await promise.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect((error as { code?: string }).code, String(error)).toBe('KFARM_USAGE');
     return (error as Error).message;
   };
@@ -198,12 +237,28 @@ describe('checkPackageOptions', () => {
   it('checks formats, --with-source, --maintainer and SOURCE_DATE_EPOCH without touching anything', async () => {
     const { checkPackageOptions } = await import('../../src/package/package.js');
     expect(await usage(checkPackageOptions({ formats: [] }))).toMatch(/^--format: give one or more of dkms, deb, rpm$/);
-    expect(await usage(checkPackageOptions({ formats: ['zip' as 'deb'] }))).toBe('--format "zip": expected one or more of dkms, deb, rpm');
+    expect(await usage(checkPackageOptions({ formats: ['zip' as 'deb'] }))).toBe(
+      '--format "zip": expected one or more of dkms, deb, rpm',
+    );
     const empty = await mkdtemp(join(tmpdir(), 'kfarm-nosrc-'));
-    expect(await usage(checkPackageOptions({ formats: ['dkms'], withSource: empty }))).toBe(`--with-source ${empty}: no dkms.conf in it`);
-    expect(await usage(checkPackageOptions({ formats: ['dkms'], withSource: join(empty, 'x') }))).toBe(`--with-source ${join(empty, 'x')}: not a directory`);
-    expect(await usage(checkPackageOptions({ formats: ['deb'], maintainer: 'nobody' }))).toBe('--maintainer "nobody": expected "Name <email>"');
-    expect(await usage(checkPackageOptions({ formats: ['deb'], env: { SOURCE_DATE_EPOCH: '12abc' } }))).toMatch(/^SOURCE_DATE_EPOCH="12abc"/);
-    expect(await checkPackageOptions({ formats: ['deb', 'deb', 'dkms'], maintainer: 'A B <a@b.org>', env: { SOURCE_DATE_EPOCH: '5' } })).toEqual({ formats: ['deb', 'dkms'] });
+    expect(await usage(checkPackageOptions({ formats: ['dkms'], withSource: empty }))).toBe(
+      `--with-source ${empty}: no dkms.conf in it`,
+    );
+    expect(await usage(checkPackageOptions({ formats: ['dkms'], withSource: join(empty, 'x') }))).toBe(
+      `--with-source ${join(empty, 'x')}: not a directory`,
+    );
+    expect(await usage(checkPackageOptions({ formats: ['deb'], maintainer: 'nobody' }))).toBe(
+      '--maintainer "nobody": expected "Name <email>"',
+    );
+    expect(await usage(checkPackageOptions({ formats: ['deb'], env: { SOURCE_DATE_EPOCH: '12abc' } }))).toMatch(
+      /^SOURCE_DATE_EPOCH="12abc"/,
+    );
+    expect(
+      await checkPackageOptions({
+        formats: ['deb', 'deb', 'dkms'],
+        maintainer: 'A B <a@b.org>',
+        env: { SOURCE_DATE_EPOCH: '5' },
+      }),
+    ).toEqual({ formats: ['deb', 'dkms'] });
   });
 });

@@ -11,12 +11,30 @@ const path = (name: string) => join(dir, name);
 
 /** A throw-away RSA key and self-signed certificate, as a module signing key would be made. */
 async function makeKey(name: string, cn: string): Promise<void> {
-  await execa('openssl', ['req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', `/CN=${cn}`, '-keyout', path(`${name}.key`), '-out', path(`${name}.pem`)]);
+  await execa('openssl', [
+    'req',
+    '-new',
+    '-x509',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    `/CN=${cn}`,
+    '-keyout',
+    path(`${name}.key`),
+    '-out',
+    path(`${name}.pem`),
+  ]);
   await execa('openssl', ['x509', '-in', path(`${name}.pem`), '-outform', 'DER', '-out', path(`${name}.der`)]);
 }
 
 async function usageError(promise: Promise<unknown>): Promise<string> {
-  const error = await promise.then(() => undefined, (e: unknown) => e);
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(isKfarmError(error, 'KFARM_USAGE'), String(error)).toBe(true);
   expect((error as { exitCode: number }).exitCode).toBe(2);
   expect((error as Error).message).not.toContain('\n');
@@ -28,7 +46,18 @@ beforeAll(async () => {
   await makeKey('a', 'kfarm signer A');
   await makeKey('b', 'kfarm signer B');
   await writeFile(path('garbage'), 'not a key at all\n');
-  await execa('openssl', ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-aes256', '-pass', 'pass:secret', '-out', path('encrypted.key')]);
+  await execa('openssl', [
+    'genpkey',
+    '-algorithm',
+    'RSA',
+    '-pkeyopt',
+    'rsa_keygen_bits:2048',
+    '-aes256',
+    '-pass',
+    'pass:secret',
+    '-out',
+    path('encrypted.key'),
+  ]);
 });
 
 describe('signing keys are checked before any work', () => {
@@ -46,12 +75,24 @@ describe('signing keys are checked before any work', () => {
   });
 
   it('an unreadable or missing key, a file that is not a key, an encrypted key, a certificate that is not one', async () => {
-    expect(await usageError(loadSigningKey(path('missing.key'), path('a.pem')))).toBe(`--sign-key ${path('missing.key')}: cannot read it (no such file)`);
-    expect(await usageError(loadSigningKey(dir, path('a.pem')))).toBe(`--sign-key ${dir}: cannot read it (is a directory)`);
-    expect(await usageError(loadSigningKey(path('garbage'), path('a.pem')))).toBe(`--sign-key ${path('garbage')}: not a private key (expected PEM or DER)`);
-    expect(await usageError(loadSigningKey(path('a.pem'), path('a.pem')))).toMatch(/^--sign-key .*a\.pem: not a private key/);
-    expect(await usageError(loadSigningKey(path('encrypted.key'), path('a.pem')))).toMatch(/^--sign-key .*encrypted\.key: the private key is encrypted/);
-    expect(await usageError(loadSigningKey(path('a.key'), path('a.key')))).toBe(`--sign-cert ${path('a.key')}: not an X.509 certificate (expected PEM or DER)`);
+    expect(await usageError(loadSigningKey(path('missing.key'), path('a.pem')))).toBe(
+      `--sign-key ${path('missing.key')}: cannot read it (no such file)`,
+    );
+    expect(await usageError(loadSigningKey(dir, path('a.pem')))).toBe(
+      `--sign-key ${dir}: cannot read it (is a directory)`,
+    );
+    expect(await usageError(loadSigningKey(path('garbage'), path('a.pem')))).toBe(
+      `--sign-key ${path('garbage')}: not a private key (expected PEM or DER)`,
+    );
+    expect(await usageError(loadSigningKey(path('a.pem'), path('a.pem')))).toMatch(
+      /^--sign-key .*a\.pem: not a private key/,
+    );
+    expect(await usageError(loadSigningKey(path('encrypted.key'), path('a.pem')))).toMatch(
+      /^--sign-key .*encrypted\.key: the private key is encrypted/,
+    );
+    expect(await usageError(loadSigningKey(path('a.key'), path('a.key')))).toBe(
+      `--sign-cert ${path('a.key')}: not an X.509 certificate (expected PEM or DER)`,
+    );
     expect(await usageError(loadSigningKey(path('a.key'), undefined))).toMatch(/--sign-key needs --sign-cert/);
     expect(await usageError(loadSigningKey(undefined, path('a.pem')))).toMatch(/--sign-cert needs --sign-key/);
     if (process.getuid?.() !== 0) {
@@ -73,11 +114,36 @@ describe('module signatures', () => {
     expect(sig).toBeDefined();
     if (!sig) return;
     expect(sig.module.equals(module)).toBe(true);
-    expect({ algo: sig.algo, hash: sig.hash, idType: sig.idType, signerLength: sig.signerLength, keyIdLength: sig.keyIdLength }).toEqual({ algo: 0, hash: 0, idType: 2, signerLength: 0, keyIdLength: 0 });
+    expect({
+      algo: sig.algo,
+      hash: sig.hash,
+      idType: sig.idType,
+      signerLength: sig.signerLength,
+      keyIdLength: sig.keyIdLength,
+    }).toEqual({ algo: 0, hash: 0, idType: 2, signerLength: 0, keyIdLength: 0 });
     expect(signed.length).toBe(module.length + sig.signature.length + 12 + 28);
     await writeFile(path('sig.der'), sig.signature);
     await writeFile(path('content.bin'), sig.module);
-    const verify = await execa('openssl', ['cms', '-verify', '-binary', '-noverify', '-inform', 'DER', '-in', path('sig.der'), '-content', path('content.bin'), '-certfile', path('a.pem'), '-out', '/dev/null'], { reject: false });
+    const verify = await execa(
+      'openssl',
+      [
+        'cms',
+        '-verify',
+        '-binary',
+        '-noverify',
+        '-inform',
+        'DER',
+        '-in',
+        path('sig.der'),
+        '-content',
+        path('content.bin'),
+        '-certfile',
+        path('a.pem'),
+        '-out',
+        '/dev/null',
+      ],
+      { reject: false },
+    );
     expect(verify.exitCode, verify.stderr).toBe(0);
     // Detached, no certificates, no signed attributes: what sign-file makes.
     const printed = await execa('openssl', ['cms', '-cmsout', '-print', '-inform', 'DER', '-in', path('sig.der')]);
@@ -86,7 +152,26 @@ describe('module signatures', () => {
     expect(printed.stdout).toMatch(/signedAttrs:\s*<ABSENT>/);
     expect(printed.stdout).toMatch(/algorithm: sha256/);
     // Against the wrong certificate it does not verify.
-    const wrong = await execa('openssl', ['cms', '-verify', '-binary', '-noverify', '-inform', 'DER', '-in', path('sig.der'), '-content', path('content.bin'), '-certfile', path('b.pem'), '-out', '/dev/null'], { reject: false });
+    const wrong = await execa(
+      'openssl',
+      [
+        'cms',
+        '-verify',
+        '-binary',
+        '-noverify',
+        '-inform',
+        'DER',
+        '-in',
+        path('sig.der'),
+        '-content',
+        path('content.bin'),
+        '-certfile',
+        path('b.pem'),
+        '-out',
+        '/dev/null',
+      ],
+      { reject: false },
+    );
     expect(wrong.exitCode).not.toBe(0);
     // RSA PKCS#1 v1.5 is deterministic: the same module signs to the same bytes.
     expect((await signModule(module, 'sha256', key, dir)).equals(signed)).toBe(true);

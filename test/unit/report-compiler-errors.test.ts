@@ -20,9 +20,16 @@ describe('compilerDiagnostics on real gcc 12 / gcc 14 make.logs', () => {
     it(`${gcc}: an undeclared identifier, relative to the source tree, without the "In function" and note lines`, () => {
       const log = fixture(`${gcc}-broken`);
       expect(compilerDiagnostics(log, dkms('kf_broken'))).toEqual([
-        { file: 'kf_broken.c', line: 7, column: 19, message: "'this_symbol_does_not_exist' undeclared (first use in this function)" },
+        {
+          file: 'kf_broken.c',
+          line: 7,
+          column: 19,
+          message: "'this_symbol_does_not_exist' undeclared (first use in this function)",
+        },
       ]);
-      expect(formatDiagnostic(firstCompilerError(log, dkms('kf_broken'))!)).toBe("kf_broken.c:7:19: 'this_symbol_does_not_exist' undeclared (first use in this function)");
+      expect(formatDiagnostic(firstCompilerError(log, dkms('kf_broken'))!)).toBe(
+        "kf_broken.c:7:19: 'this_symbol_does_not_exist' undeclared (first use in this function)",
+      );
     });
 
     it(`${gcc}: errors in the module's own header and -Werror errors, in order; warnings are not errors`, () => {
@@ -37,8 +44,16 @@ describe('compilerDiagnostics on real gcc 12 / gcc 14 make.logs', () => {
 
     it(`${gcc}: an error inside a kernel header keeps the absolute path as printed`, () => {
       const first = firstCompilerError(fixture(`${gcc}-kheader`), dkms('kf_kheader'));
-      const header = gcc === 'gcc12' ? '/usr/src/linux-headers-6.1.0-56-common/include/linux/types.h' : '/usr/src/linux-headers-6.12.117+deb13-common/include/linux/types.h';
-      expect(first).toEqual({ file: header, line: gcc === 'gcc12' ? 179 : 194, column: 8, message: "redefinition of 'struct list_head'" });
+      const header =
+        gcc === 'gcc12'
+          ? '/usr/src/linux-headers-6.1.0-56-common/include/linux/types.h'
+          : '/usr/src/linux-headers-6.12.117+deb13-common/include/linux/types.h';
+      expect(first).toEqual({
+        file: header,
+        line: gcc === 'gcc12' ? 179 : 194,
+        column: 8,
+        message: "redefinition of 'struct list_head'",
+      });
     });
 
     it(`${gcc}: fatal error (missing header)`, () => {
@@ -63,7 +78,12 @@ describe('compilerDiagnostics on real gcc 12 / gcc 14 make.logs', () => {
       const log = fixture(`${gcc}-color`);
       expect(log).toContain('\x1b[01;31m');
       expect(compilerDiagnostics(log, dkms('kf_broken'))).toEqual([
-        { file: 'kf_broken.c', line: 7, column: 19, message: "'this_symbol_does_not_exist' undeclared (first use in this function)" },
+        {
+          file: 'kf_broken.c',
+          line: 7,
+          column: 19,
+          message: "'this_symbol_does_not_exist' undeclared (first use in this function)",
+        },
       ]);
     });
   }
@@ -73,7 +93,9 @@ describe('compilerDiagnostics on real gcc 12 / gcc 14 make.logs', () => {
     const b = compilerDiagnostics(fixture('gcc14-hdr'), dkms('kf_hdr', '2.0'))[1]!;
     expect(a.message).not.toBe(b.message);
     expect(diagnosticKey(a)).toBe(diagnosticKey(b));
-    expect(normalizedMessage(a.message)).toBe("implicit declaration of function 'setup_timer'; did you mean 'del_timer'?");
+    expect(normalizedMessage(a.message)).toBe(
+      "implicit declaration of function 'setup_timer'; did you mean 'del_timer'?",
+    );
   });
 });
 
@@ -82,9 +104,9 @@ describe('compilerDiagnostics: other shapes', () => {
 
   it('clang errors, CRLF line ends, duplicates removed, paths normalized', () => {
     const log = [
-      '/var/lib/dkms/m/1/build/src/a.c:10:5: error: use of undeclared identifier \'x\'\r',
-      '/var/lib/dkms/m/1/build/./src/a.c:10:5: error: use of undeclared identifier \'x\'',
-      '/var/lib/dkms/m/1/build/src/a.c:12:1: warning: unused function \'f\' [-Wunused-function]',
+      "/var/lib/dkms/m/1/build/src/a.c:10:5: error: use of undeclared identifier 'x'\r",
+      "/var/lib/dkms/m/1/build/./src/a.c:10:5: error: use of undeclared identifier 'x'",
+      "/var/lib/dkms/m/1/build/src/a.c:12:1: warning: unused function 'f' [-Wunused-function]",
       '1 error generated.',
       '/var/lib/dkms/m/1/build/b.c:3: error: #error "no column"',
       '{standard input}: Assembler messages:',
@@ -100,7 +122,7 @@ describe('compilerDiagnostics: other shapes', () => {
   it('gcc source echo lines and "In file included from" are not diagnostics', () => {
     const log = [
       'In file included from /var/lib/dkms/m/1/build/a.c:6:',
-      '/var/lib/dkms/m/1/build/a.c: In function \'f\':',
+      "/var/lib/dkms/m/1/build/a.c: In function 'f':",
       '   12 |  pr_err("x.c:1:2: error: not real");',
       '      |  ^~~~~~',
     ].join('\n');
@@ -112,9 +134,9 @@ describe('compilerDiagnostics: other shapes', () => {
     const log = [
       "make[2]: *** No rule to make target 'x.o'.  Stop.",
       "gcc-12: error: unrecognized command-line option '-mfoo'",
-      'ld: /var/lib/dkms/m/1/build/b.o:(.bss+0x0): multiple definition of `shared\'; /var/lib/dkms/m/1/build/a.o:(.bss+0x0): first defined here',
+      "ld: /var/lib/dkms/m/1/build/b.o:(.bss+0x0): multiple definition of `shared'; /var/lib/dkms/m/1/build/a.o:(.bss+0x0): first defined here",
       'ld.lld: error: undefined symbol: bar',
-      'FATAL: modpost: GPL-incompatible module m.ko uses GPL-only symbol \'x\'',
+      "FATAL: modpost: GPL-incompatible module m.ko uses GPL-only symbol 'x'",
       'WARNING: modpost: "baz" [/var/lib/dkms/m/1/build/m.ko] undefined!',
       'make: *** [Makefile:236: __sub-make] Error 2',
     ].join('\n');

@@ -2,7 +2,12 @@ import type { TargetResult, TargetStatus } from '../../src/farm/types.js';
 import { countStatuses, REPORT_SCHEMA_VERSION, type FarmReport } from '../../src/report/json.js';
 
 /** A target result for report tests; `id` is `debian/<release>/<kernel>`. */
-export function result(release: string, kernel: string, status: TargetStatus, extra: Partial<TargetResult> = {}): TargetResult {
+export function result(
+  release: string,
+  kernel: string,
+  status: TargetStatus,
+  extra: Partial<TargetResult> = {},
+): TargetResult {
   return {
     id: `debian/${release}/${kernel}`,
     distro: 'debian',

@@ -88,17 +88,25 @@ const hostile = 'a "quoted" <tag> & \'apos\' ]]> \x00\x01\x08\x0b\x0c\x1b[31m \u
 
 const sample = report(
   [
-    result('bookworm', '6.1.0-56-amd64', 'built', { durationMs: 1300, log: 'dkms/kf/1.0/6.1.0-56-amd64/x86_64/log/make.log' }),
+    result('bookworm', '6.1.0-56-amd64', 'built', {
+      durationMs: 1300,
+      log: 'dkms/kf/1.0/6.1.0-56-amd64/x86_64/log/make.log',
+    }),
     result('trixie', '6.12.117+deb13-amd64', 'failed', {
       durationMs: 1832,
       log: 'dkms/kf/1.0/6.12.117+deb13-amd64/x86_64/log/make.log',
       error: 'make exited 2 (bad return status for module build on kernel 6.12.117+deb13-amd64 (x86_64))',
-      firstError: { file: 'kf.c', line: 7, column: 19, message: "'x' undeclared <first use> & \"more\"" },
+      firstError: { file: 'kf.c', line: 7, column: 19, message: '\'x\' undeclared <first use> & "more"' },
     }),
     result('trixie', '6.12.94+deb13-amd64', 'timeout', { durationMs: 1_800_000, error: 'build exceeded 1800 s' }),
     result('trixie', '6.12.95+deb13-amd64', 'oom', { error: hostile }),
-    result('bookworm', '6.1.0-55-amd64', 'skipped', { error: 'BUILD_EXCLUSIVE_KERNEL="^6\\.12" does not match 6.1.0-55-amd64' }),
-    result('sid', '6.16.1-amd64', 'expected-failure', { expected: 'upstream API change (#12)', error: 'make exited 2' }),
+    result('bookworm', '6.1.0-55-amd64', 'skipped', {
+      error: 'BUILD_EXCLUSIVE_KERNEL="^6\\.12" does not match 6.1.0-55-amd64',
+    }),
+    result('sid', '6.16.1-amd64', 'expected-failure', {
+      expected: 'upstream API change (#12)',
+      error: 'make exited 2',
+    }),
     result('bookworm', '6.1.0-54-amd64', 'cached', { durationMs: 40 }),
   ],
   { notRun: ['debian/forky/6.17.1-amd64'] },
@@ -107,7 +115,8 @@ const sample = report(
 const tails: Record<string, string> = {
   'dkms/kf/1.0/6.1.0-56-amd64/x86_64/log/make.log': 'built fine\n',
   'dkms/kf/1.0/6.12.117+deb13-amd64/x86_64/log/make.log':
-    Array.from({ length: 150 }, (_, i) => `line ${i + 1}`).join('\n') + `\n\x1b[01;31merror:\x1b[m </system-out> ${hostile}\n`,
+    Array.from({ length: 150 }, (_, i) => `line ${i + 1}`).join('\n') +
+    `\n\x1b[01;31merror:\x1b[m </system-out> ${hostile}\n`,
 };
 const logs = { tail: async (path: string) => tails[path] ?? '' };
 
@@ -125,7 +134,15 @@ describe('renderJunit', () => {
     expect(root.children).toHaveLength(1);
     const suite = root.children[0]!;
     expect(suite.name).toBe('testsuite');
-    expect(suite.attrs).toEqual({ name: 'kf 1.0', tests: '8', failures: '3', errors: '0', skipped: '3', time: '61.000', timestamp: '2026-11-22T02:53:20.609Z' });
+    expect(suite.attrs).toEqual({
+      name: 'kf 1.0',
+      tests: '8',
+      failures: '3',
+      errors: '0',
+      skipped: '3',
+      time: '61.000',
+      timestamp: '2026-11-22T02:53:20.609Z',
+    });
     expect(root.attrs).toMatchObject({ tests: '8', failures: '3', skipped: '3' });
     expect(suite.children.map((c) => [c.name, c.attrs.classname, c.attrs.name, c.attrs.time])).toEqual([
       ['testcase', 'debian.bookworm', 'debian/bookworm/6.1.0-56-amd64', '1.300'],
@@ -137,15 +154,21 @@ describe('renderJunit', () => {
       ['testcase', 'debian.bookworm', 'debian/bookworm/6.1.0-54-amd64', '0.040'],
       ['testcase', 'debian.forky', 'debian/forky/6.17.1-amd64', '0.000'],
     ]);
-    const [built, failed, timeout, oom, skipped, expected, cached, notRun] = suite.children as [XmlElement, XmlElement, ...XmlElement[]];
+    const [built, failed, timeout, oom, skipped, expected, cached, notRun] = suite.children as [
+      XmlElement,
+      XmlElement,
+      ...XmlElement[],
+    ];
 
     expect(built.children.map((c) => c.name)).toEqual(['system-out']);
     expect(built.children[0]!.text).toBe('built fine');
 
     expect(failed.children.map((c) => c.name)).toEqual(['failure', 'system-out']);
     const failure = failed.children[0]!;
-    expect(failure.attrs).toEqual({ message: "kf.c:7:19: 'x' undeclared <first use> & \"more\"", type: 'failed' });
-    expect(failure.text).toBe(`kf.c:7:19: error: 'x' undeclared <first use> & "more"\nmake exited 2 (bad return status for module build on kernel 6.12.117+deb13-amd64 (x86_64))`);
+    expect(failure.attrs).toEqual({ message: 'kf.c:7:19: \'x\' undeclared <first use> & "more"', type: 'failed' });
+    expect(failure.text).toBe(
+      `kf.c:7:19: error: 'x' undeclared <first use> & "more"\nmake exited 2 (bad return status for module build on kernel 6.12.117+deb13-amd64 (x86_64))`,
+    );
     const out = failed.children[1]!.text.split('\n');
     expect(out).toHaveLength(100);
     // The hostile text ends in CRLF + 'next': that makes the last two of the 100 lines.
@@ -153,13 +176,25 @@ describe('renderJunit', () => {
     expect(out[98]).toBe('error: </system-out> a "quoted" <tag> & \'apos\' ]]>    tab\there\r');
     expect(out[99]).toBe('next');
 
-    expect(timeout!.children.map((c) => [c.name, c.attrs.type, c.attrs.message])).toEqual([['failure', 'timeout', 'build exceeded 1800 s']]);
+    expect(timeout!.children.map((c) => [c.name, c.attrs.type, c.attrs.message])).toEqual([
+      ['failure', 'timeout', 'build exceeded 1800 s'],
+    ]);
     const oomFailure = oom!.children[0]!;
     expect(oomFailure.attrs.type).toBe('oom');
     // Invalid XML characters are gone; tab, CR and LF survive in attributes as character references.
     expect(oomFailure.attrs.message).toBe('a "quoted" <tag> & \'apos\' ]]>    tab\there\r\nnext');
-    expect(skipped!.children).toEqual([{ name: 'skipped', attrs: { message: 'BUILD_EXCLUSIVE_KERNEL="^6\\.12" does not match 6.1.0-55-amd64' }, children: [], text: '' }]);
-    expect(expected!.children[0]).toMatchObject({ name: 'skipped', attrs: { message: 'expected failure: upstream API change (#12)' } });
+    expect(skipped!.children).toEqual([
+      {
+        name: 'skipped',
+        attrs: { message: 'BUILD_EXCLUSIVE_KERNEL="^6\\.12" does not match 6.1.0-55-amd64' },
+        children: [],
+        text: '',
+      },
+    ]);
+    expect(expected!.children[0]).toMatchObject({
+      name: 'skipped',
+      attrs: { message: 'expected failure: upstream API change (#12)' },
+    });
     expect(cached!.children).toEqual([]);
     expect(xml).toContain('<testcase classname="debian.bookworm" name="debian/bookworm/6.1.0-54-amd64" time="0.040"/>');
     expect(notRun!.children[0]).toMatchObject({ name: 'skipped' });

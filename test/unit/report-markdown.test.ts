@@ -3,17 +3,36 @@ import { cell, codeSpan, compactList, duration, failureGroups, renderSummary } f
 import { kernels, report, result } from './report-fixtures.js';
 
 const undeclared = { file: 'kf.c', line: 7, column: 19, message: "'x' undeclared (first use in this function)" };
-const implicitGcc12 = { file: 'kf.c', line: 14, column: 9, message: "implicit declaration of function 'setup_timer' [-Werror=implicit-function-declaration]" };
-const implicitGcc14 = { ...implicitGcc12, message: "implicit declaration of function 'setup_timer' [-Wimplicit-function-declaration]" };
+const implicitGcc12 = {
+  file: 'kf.c',
+  line: 14,
+  column: 9,
+  message: "implicit declaration of function 'setup_timer' [-Werror=implicit-function-declaration]",
+};
+const implicitGcc14 = {
+  ...implicitGcc12,
+  message: "implicit declaration of function 'setup_timer' [-Wimplicit-function-declaration]",
+};
 
 describe('renderSummary', () => {
   it('twelve kernels failing with two distinct errors make two failure lines', () => {
     const ks = kernels(12);
     const targets = [
       result('bookworm', '6.1.0-56-amd64', 'built'),
-      ...ks.slice(0, 9).map((k) => result('trixie', k, 'failed', { firstError: undeclared, error: `make exited 2 (bad return status for module build on kernel ${k} (x86_64))` })),
+      ...ks
+        .slice(0, 9)
+        .map((k) =>
+          result('trixie', k, 'failed', {
+            firstError: undeclared,
+            error: `make exited 2 (bad return status for module build on kernel ${k} (x86_64))`,
+          }),
+        ),
       // The same error tagged differently by gcc 12 and gcc 14 is still one group.
-      ...ks.slice(9).map((k, i) => result(i === 0 ? 'bookworm' : 'trixie', k, 'failed', { firstError: i === 0 ? implicitGcc12 : implicitGcc14 })),
+      ...ks
+        .slice(9)
+        .map((k, i) =>
+          result(i === 0 ? 'bookworm' : 'trixie', k, 'failed', { firstError: i === 0 ? implicitGcc12 : implicitGcc14 }),
+        ),
     ];
     const md = renderSummary(report(targets));
     const lines = md.split('\n');
@@ -29,7 +48,10 @@ describe('renderSummary', () => {
     const targets = [
       result('bookworm', '6.1.0-56-amd64', 'built', { durationMs: 1300 }),
       result('bookworm', '6.1.0-55-amd64', 'cached', { durationMs: 40 }),
-      result('trixie', '6.12.117+deb13-amd64', 'failed', { durationMs: 65_000, firstError: { file: 'a|b.c', line: 1, message: 'use of `x` | y' } }),
+      result('trixie', '6.12.117+deb13-amd64', 'failed', {
+        durationMs: 65_000,
+        firstError: { file: 'a|b.c', line: 1, message: 'use of `x` | y' },
+      }),
       result('trixie', '6.12.94+deb13-amd64', 'timeout', { durationMs: 1_800_000, error: 'build exceeded 1800 s' }),
       result('trixie', '6.12.95+deb13-amd64', 'oom', { error: 'out of memory (limit 4 GiB)' }),
       result('bookworm', '6.1.0-54-amd64', 'skipped', { error: 'BUILD_EXCLUSIVE_KERNEL="^6\\.12" does not match' }),
@@ -37,7 +59,9 @@ describe('renderSummary', () => {
     ];
     const md = renderSummary(report(targets, { notRun: ['debian/forky/6.17.1-amd64'], partial: true }));
     const lines = md.split('\n');
-    expect(lines[0]).toBe('## kf 1.0: 8 kernels — 1 built, 1 cached, 1 skipped, 1 expected-failure, 1 failed, 1 timeout, 1 oom, 1 not run (interrupted: partial)');
+    expect(lines[0]).toBe(
+      '## kf 1.0: 8 kernels — 1 built, 1 cached, 1 skipped, 1 expected-failure, 1 failed, 1 timeout, 1 oom, 1 not run (interrupted: partial)',
+    );
     expect(lines.slice(2, 12)).toEqual([
       '| Kernel | Release | Status | Duration | Note |',
       '| --- | --- | --- | --- | --- |',
@@ -46,7 +70,10 @@ describe('renderSummary', () => {
       '| debian/trixie/6.12.117+deb13-amd64 | trixie | ❌ failed | 1m 05s | a\\|b.c:1: use of \\`x\\` \\| y |',
       '| debian/trixie/6.12.94+deb13-amd64 | trixie | ⏱️ timeout | 30m 00s | build exceeded 1800 s |',
       '| debian/trixie/6.12.95+deb13-amd64 | trixie | 💥 oom | 1.5 s | out of memory (limit 4 GiB) |',
-      '| debian/bookworm/6.1.0-54-amd64 | bookworm | ⏭️ skipped | 1.5 s | BUILD\\_EXCLUSIVE\\_KERNEL="^6.12" does not match |'.replace('^6.12', '^6\\\\.12'),
+      '| debian/bookworm/6.1.0-54-amd64 | bookworm | ⏭️ skipped | 1.5 s | BUILD\\_EXCLUSIVE\\_KERNEL="^6.12" does not match |'.replace(
+        '^6.12',
+        '^6\\\\.12',
+      ),
       '| debian/sid/6.16.1-amd64 | sid | ⚠️ expected-failure | 1.5 s | expected: upstream API change |',
       '| debian/forky/6.17.1-amd64 | forky | not run |  | the run stopped before this target |',
     ]);
@@ -61,11 +88,17 @@ describe('renderSummary', () => {
 
   it('failures without a compiler error group by reason with the kernel release taken out', () => {
     const ks = kernels(5);
-    const targets = ks.map((k) => result('trixie', k, 'failed', { error: `make exited 2 (bad return status for module build on kernel ${k} (x86_64))` }));
+    const targets = ks.map((k) =>
+      result('trixie', k, 'failed', {
+        error: `make exited 2 (bad return status for module build on kernel ${k} (x86_64))`,
+      }),
+    );
     const groups = failureGroups(targets);
     expect(groups).toHaveLength(1);
     expect(groups[0]!.label).toBe('make exited 2 (bad return status for module build on kernel <kernel> (x86_64))');
-    expect(renderSummary(report(targets))).toContain('- make exited 2 (bad return status for module build on kernel \\<kernel\\> (x86\\_64)) on debian/trixie/6.12.90+deb13-amd64, debian/trixie/6.12.91+deb13-amd64, debian/trixie/6.12.92+deb13-amd64 and 2 more');
+    expect(renderSummary(report(targets))).toContain(
+      '- make exited 2 (bad return status for module build on kernel \\<kernel\\> (x86\\_64)) on debian/trixie/6.12.90+deb13-amd64, debian/trixie/6.12.91+deb13-amd64, debian/trixie/6.12.92+deb13-amd64 and 2 more',
+    );
   });
 
   it('no failures section when nothing failed; deterministic', () => {

@@ -24,7 +24,14 @@ function fakeClock(start = 1_000_000) {
 }
 
 const target = (kernel: string, release = 'trixie'): Target =>
-  ({ id: `debian/${release}/${kernel}`, distro: 'debian', release, kernel, arch: 'x86_64', flavour: 'amd64' }) as unknown as Target;
+  ({
+    id: `debian/${release}/${kernel}`,
+    distro: 'debian',
+    release,
+    kernel,
+    arch: 'x86_64',
+    flavour: 'amd64',
+  }) as unknown as Target;
 
 describe('TtyProgress', () => {
   let view: TtyProgress | undefined;
@@ -49,7 +56,12 @@ describe('TtyProgress', () => {
     view.onTargetPhase(ts[0]!, 'build');
     clock.advance(8_000);
     view.onTargetDone(result('trixie', kernels(5)[0]!, 'built', { durationMs: 20_000 }));
-    view.onTargetDone(result('trixie', kernels(5)[1]!, 'failed', { durationMs: 10_000, firstError: { file: 'kf.c', line: 7, column: 19, message: "'x' undeclared" } }));
+    view.onTargetDone(
+      result('trixie', kernels(5)[1]!, 'failed', {
+        durationMs: 10_000,
+        firstError: { file: 'kf.c', line: 7, column: 19, message: "'x' undeclared" },
+      }),
+    );
     view.onTargetPhase(ts[2]!, 'start');
     clock.advance(1_500);
     view.onTargetPhase(ts[2]!, 'evaluate');
@@ -83,7 +95,11 @@ describe('TtyProgress', () => {
     const ks = kernels(100);
     for (const k of ks) view.onTargetStart(target(k));
     for (const k of ks.slice(0, 40)) view.onTargetPhase(target(k), 'build');
-    view.onTargetDone(result('trixie', ks[50]!, 'skipped', { error: 'BUILD_EXCLUSIVE_KERNEL does not match this very long kernel release string' }));
+    view.onTargetDone(
+      result('trixie', ks[50]!, 'skipped', {
+        error: 'BUILD_EXCLUSIVE_KERNEL does not match this very long kernel release string',
+      }),
+    );
     const frame = view.frame();
     expect(frame).toHaveLength(7); // rows - 1: the terminal never scrolls
     const plain = frame.map(stripAnsi);
@@ -113,7 +129,9 @@ describe('TtyProgress', () => {
     expect(writes).toHaveLength(0); // events never draw synchronously
     vi.advanceTimersByTime(100);
     expect(writes).toHaveLength(1);
-    expect(writes[0]).toBe('  ▸ debian/trixie/6.12.94+deb13-amd64  build 0s\x1b[K\n[0/1] 0 built, 0 failed, 0 skipped · 00:00 · ETA --:-- · 1 running\x1b[K\n');
+    expect(writes[0]).toBe(
+      '  ▸ debian/trixie/6.12.94+deb13-amd64  build 0s\x1b[K\n[0/1] 0 built, 0 failed, 0 skipped · 00:00 · ETA --:-- · 1 running\x1b[K\n',
+    );
     vi.advanceTimersByTime(500);
     expect(writes).toHaveLength(1); // nothing changed
     clock.advance(1_000);
@@ -123,7 +141,9 @@ describe('TtyProgress', () => {
     view.onTargetDone(result('trixie', '6.12.94+deb13-amd64', 'built', { durationMs: 1000 }));
     view.stop();
     expect(writes).toHaveLength(3);
-    expect(writes[2]).toBe('\x1b[2A\r\x1b[J  ✓ debian/trixie/6.12.94+deb13-amd64  built 1s\x1b[K\n[1/1] 1 built, 0 failed, 0 skipped · 00:01\x1b[K\n');
+    expect(writes[2]).toBe(
+      '\x1b[2A\r\x1b[J  ✓ debian/trixie/6.12.94+deb13-amd64  built 1s\x1b[K\n[1/1] 1 built, 0 failed, 0 skipped · 00:01\x1b[K\n',
+    );
     view.stop();
     vi.advanceTimersByTime(1000);
     expect(writes).toHaveLength(3);
@@ -157,7 +177,10 @@ describe('TtyProgress.log', () => {
     view.redraw();
     expect(writes).toEqual(['[0/1] 0 built, 0 failed, 0 skipped · 00:00 · ETA --:-- · 1 waiting\x1b[K\n']);
     view.log('kfarm: warning: something');
-    expect(writes.slice(1)).toEqual(['\x1b[1A\r\x1b[Jkfarm: warning: something\n', '[0/1] 0 built, 0 failed, 0 skipped · 00:00 · ETA --:-- · 1 waiting\x1b[K\n']);
+    expect(writes.slice(1)).toEqual([
+      '\x1b[1A\r\x1b[Jkfarm: warning: something\n',
+      '[0/1] 0 built, 0 failed, 0 skipped · 00:00 · ETA --:-- · 1 waiting\x1b[K\n',
+    ]);
     view.stop();
     view.log('after');
     expect(writes.at(-1)).toBe('after\n');

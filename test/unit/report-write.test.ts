@@ -19,8 +19,16 @@ function brokenRun(): { out: string; report: FarmReport } {
     copyFileSync(new URL(`${gcc}-broken.make.log`, fixtures), join(out, target.log!));
   }
   report.targets.push({
-    id: 'debian/bookworm/6.1.0-55-amd64', distro: 'debian', release: 'bookworm', kernel: '6.1.0-55-amd64', arch: 'x86_64',
-    status: 'failed', durationMs: 5, artifacts: [], error: 'hostile log path', log: '../../etc/passwd',
+    id: 'debian/bookworm/6.1.0-55-amd64',
+    distro: 'debian',
+    release: 'bookworm',
+    kernel: '6.1.0-55-amd64',
+    arch: 'x86_64',
+    status: 'failed',
+    durationMs: 5,
+    artifacts: [],
+    error: 'hostile log path',
+    log: '../../etc/passwd',
   });
   report.counts.failed++;
   return { out, report };
@@ -34,7 +42,12 @@ describe('writeReports', () => {
     const { out, report } = brokenRun();
     const before = JSON.stringify(report);
     const printed: string[] = [];
-    const written = await writeReports(out, report, { sourceDir: '/ws/repo/test/fixtures/broken', env: { GITHUB_WORKSPACE: '/ws/repo' }, buildDirOf, stdout: (t) => printed.push(t) });
+    const written = await writeReports(out, report, {
+      sourceDir: '/ws/repo/test/fixtures/broken',
+      env: { GITHUB_WORKSPACE: '/ws/repo' },
+      buildDirOf,
+      stdout: (t) => printed.push(t),
+    });
     expect(written.junit).toBe(join(out, 'junit.xml'));
     expect(written.summary).toBe(join(out, 'summary.md'));
     expect(readdirSync(out).sort()).toEqual(['dkms', 'junit.xml', 'summary.md']); // no temp files left
@@ -43,16 +56,27 @@ describe('writeReports', () => {
     const junit = readFileSync(written.junit, 'utf8');
     const lint = spawnSync('xmllint', ['--noout', written.junit], { encoding: 'utf8' });
     if (!lint.error) expect(lint.status, lint.stderr).toBe(0);
-    expect(junit).toContain(`<testsuite name="kf_broken 1.0" tests="3" failures="3" errors="0" skipped="0" time="1.976"`);
-    expect(junit).toContain(`<failure message="kf_broken.c:7:19: &apos;this_symbol_does_not_exist&apos; undeclared (first use in this function)" type="failed">`);
+    expect(junit).toContain(
+      `<testsuite name="kf_broken 1.0" tests="3" failures="3" errors="0" skipped="0" time="1.976"`,
+    );
+    expect(junit).toContain(
+      `<failure message="kf_broken.c:7:19: &apos;this_symbol_does_not_exist&apos; undeclared (first use in this function)" type="failed">`,
+    );
     expect(junit).toContain('<system-out>DKMS make.log for kf_broken-1.0 for kernel 6.12.117+deb13-amd64 (x86_64)');
     expect(junit).toContain('<failure message="hostile log path" type="failed">hostile log path</failure>');
 
     const summary = readFileSync(written.summary, 'utf8');
-    expect(summary).toContain("- `kf_broken.c:7:19: 'this_symbol_does_not_exist' undeclared (first use in this function)` on debian/bookworm/6.1.0-56-amd64, debian/trixie/6.12.117+deb13-amd64\n");
+    expect(summary).toContain(
+      "- `kf_broken.c:7:19: 'this_symbol_does_not_exist' undeclared (first use in this function)` on debian/bookworm/6.1.0-56-amd64, debian/trixie/6.12.117+deb13-amd64\n",
+    );
 
     expect(written.diagnostics.get('debian/bookworm/6.1.0-56-amd64')).toEqual([
-      { file: 'kf_broken.c', line: 7, column: 19, message: "'this_symbol_does_not_exist' undeclared (first use in this function)" },
+      {
+        file: 'kf_broken.c',
+        line: 7,
+        column: 19,
+        message: "'this_symbol_does_not_exist' undeclared (first use in this function)",
+      },
     ]);
     expect(written.diagnostics.has('debian/bookworm/6.1.0-55-amd64')).toBe(false);
     expect(written.annotations[0]).toBe(
@@ -67,7 +91,12 @@ describe('writeReports', () => {
     writeFileSync(stepSummary, '# earlier step\n');
     const printed: string[] = [];
     const env = { GITHUB_ACTIONS: 'true', GITHUB_STEP_SUMMARY: stepSummary, GITHUB_WORKSPACE: '/ws/repo' };
-    const written = await writeReports(out, report, { sourceDir: '/ws/repo/test/fixtures/broken', env, buildDirOf, stdout: (t) => printed.push(t) });
+    const written = await writeReports(out, report, {
+      sourceDir: '/ws/repo/test/fixtures/broken',
+      env,
+      buildDirOf,
+      stdout: (t) => printed.push(t),
+    });
     const summary = readFileSync(written.summary, 'utf8');
     expect(readFileSync(stepSummary, 'utf8')).toBe(`# earlier step\n${summary}\n`);
     expect(printed.join('')).toBe(written.annotations.map((a) => `${a}\n`).join(''));

@@ -37,7 +37,15 @@ describe('writeCpio (newc)', () => {
     const archive = await saved(writeCpio(sample));
     const { stdout } = await execa('cpio', ['-itv', '--quiet', '-F', archive]);
     const lines = stdout.split('\n');
-    expect(lines.map((l) => l.replace(/^.*? 19(69|70) /, ''))).toEqual(['bin', 'bin/tool', 'bin/sh -> tool', 'dev', 'dev/console', 'odd', 'empty']);
+    expect(lines.map((l) => l.replace(/^.*? 19(69|70) /, ''))).toEqual([
+      'bin',
+      'bin/tool',
+      'bin/sh -> tool',
+      'dev',
+      'dev/console',
+      'odd',
+      'empty',
+    ]);
     expect(lines[0]).toMatch(/^drwxr-xr-x /);
     expect(lines[1]).toMatch(/^-rwxr-xr-x .* 18 /);
     expect(lines[2]).toMatch(/^lrwxrwxrwx /);
@@ -77,7 +85,12 @@ describe('writeCpio (newc)', () => {
     for (const path of ['/abs', '../up', 'a/../b', '', 'a//b', 'a/./b']) {
       expect(() => writeCpio([{ type: 'dir', path }])).toThrow('cpio: bad path');
     }
-    expect(() => writeCpio([{ type: 'dir', path: 'a' }, { type: 'dir', path: 'a' }])).toThrow('cpio: duplicate entry a');
+    expect(() =>
+      writeCpio([
+        { type: 'dir', path: 'a' },
+        { type: 'dir', path: 'a' },
+      ]),
+    ).toThrow('cpio: duplicate entry a');
   });
 });
 
@@ -94,26 +107,42 @@ describe('initramfs', () => {
     const { stdout } = await execa('cpio', ['-itv', '--quiet', '-F', archive]);
     const names = stdout.split('\n').map((l) => l.replace(/^.*? 19(69|70) /, ''));
     expect(names).toEqual(
-      expect.arrayContaining(['init', 'bin/busybox', 'bin/sh -> busybox', 'dev/console', 'dev/null', 'lib/modules/kfarm/kernel/mc.ko', 'lib/modules/kfarm/package/kf_beta.ko']),
+      expect.arrayContaining([
+        'init',
+        'bin/busybox',
+        'bin/sh -> busybox',
+        'dev/console',
+        'dev/null',
+        'lib/modules/kfarm/kernel/mc.ko',
+        'lib/modules/kfarm/package/kf_beta.ko',
+      ]),
     );
     expect(stdout).toMatch(/crw------- .* 5,\s+1 .* dev\/console/);
     expect(stdout).toMatch(/-rwxr-xr-x .* init/);
     const busybox = (await execa('bsdtar', ['-xOf', archive, 'bin/busybox'], { encoding: 'buffer' })).stdout;
     expect(Buffer.from(busybox).equals(await readFile('/bin/busybox'))).toBe(true);
     const init = (await execa('bsdtar', ['-xOf', archive, 'init'])).stdout;
-    expect(init).toContain(`load mc kernel /lib/modules/kfarm/kernel/mc.ko || return 1\n  load kf_beta package /lib/modules/kfarm/package/kf_beta.ko level=3 'whom="a b"' || return 1`);
+    expect(init).toContain(
+      `load mc kernel /lib/modules/kfarm/kernel/mc.ko || return 1\n  load kf_beta package /lib/modules/kfarm/package/kf_beta.ko level=3 'whom="a b"' || return 1`,
+    );
     expect(init).toContain('say "KFARM: plan mc kf_beta"');
     expect(init).toContain('say "KFARM: missing-dependency kf_beta nowhere"');
   });
 
   it('writes an /init that busybox sh parses', async () => {
-    const script = initScript({ modules: [{ name: 'hello', source: 'package', path: '/lib/modules/kfarm/package/hello.ko', args: [`it's`, 'x=1'] }] });
+    const script = initScript({
+      modules: [
+        { name: 'hello', source: 'package', path: '/lib/modules/kfarm/package/hello.ko', args: [`it's`, 'x=1'] },
+      ],
+    });
     const path = join(dir, 'init.sh');
     await writeFile(path, script);
     await execa('/bin/busybox', ['sh', '-n', path]);
     expect(script.startsWith('#!/bin/busybox sh\n')).toBe(true);
     expect(script).toContain(`'it'\\''s' x=1`);
-    expect(() => initScript({ modules: [{ name: 'bad name', source: 'package', path: '/x', args: [] }] })).toThrow('bad module name');
+    expect(() => initScript({ modules: [{ name: 'bad name', source: 'package', path: '/x', args: [] }] })).toThrow(
+      'bad module name',
+    );
   });
 
   it('quotes shell words only when needed', () => {
@@ -126,7 +155,11 @@ describe('initramfs', () => {
     expect(isStaticElf(await readFile('/bin/busybox'))).toBe(true);
     expect(isStaticElf(await readFile('/bin/ls'))).toBe(false);
     expect(isStaticElf(Buffer.from('#!/bin/sh\n'))).toBe(false);
-    await expect(buildInitramfs({ modules: [], busybox: '/bin/ls' })).rejects.toThrow('/bin/ls: not a statically linked busybox');
-    await expect(buildInitramfs({ modules: [], busybox: join(dir, 'none') })).rejects.toMatchObject({ code: 'KFARM_USAGE' });
+    await expect(buildInitramfs({ modules: [], busybox: '/bin/ls' })).rejects.toThrow(
+      '/bin/ls: not a statically linked busybox',
+    );
+    await expect(buildInitramfs({ modules: [], busybox: join(dir, 'none') })).rejects.toMatchObject({
+      code: 'KFARM_USAGE',
+    });
   });
 });

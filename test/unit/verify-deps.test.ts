@@ -34,7 +34,13 @@ describe('loadOrder', () => {
 
   it('loads a shared dependency once and keeps the package order otherwise', () => {
     const plan = loadOrder([mod('a', ['videodev']), mod('b', ['mc', 'videodev']), mod('c')], lookup);
-    expect(plan.order.map((s) => `${s.source}:${s.name}`)).toEqual(['kernel:mc', 'kernel:videodev', 'package:a', 'package:b', 'package:c']);
+    expect(plan.order.map((s) => `${s.source}:${s.name}`)).toEqual([
+      'kernel:mc',
+      'kernel:videodev',
+      'package:a',
+      'package:b',
+      'package:c',
+    ]);
   });
 
   it('lets a package module shadow the kernel module of the same name (DKMS /updates)', () => {
@@ -47,7 +53,12 @@ describe('loadOrder', () => {
   });
 
   it('treats - and _ alike, as the kernel does', () => {
-    expect(loadOrder([mod('kf-x', ['v4l2-async'])], lookup).order.map((s) => s.name)).toEqual(['mc', 'videodev', 'v4l2_async', 'kf_x']);
+    expect(loadOrder([mod('kf-x', ['v4l2-async'])], lookup).order.map((s) => s.name)).toEqual([
+      'mc',
+      'videodev',
+      'v4l2_async',
+      'kf_x',
+    ]);
   });
 
   it('reports dependencies nobody provides and still plans the rest', () => {
@@ -60,7 +71,9 @@ describe('loadOrder', () => {
   });
 
   it('rejects a dependency cycle, naming it', () => {
-    expect(() => loadOrder([mod('a', ['b']), mod('b', ['c']), mod('c', ['a'])], lookup)).toThrow('module dependency cycle: a -> b -> c -> a');
+    expect(() => loadOrder([mod('a', ['b']), mod('b', ['c']), mod('c', ['a'])], lookup)).toThrow(
+      'module dependency cycle: a -> b -> c -> a',
+    );
   });
 
   it('splits modinfo depends= values', () => {

@@ -6,7 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { kernelsFromPackages, parsePackages, type KernelImage, type ReleaseIndex } from '../../src/plan/debian-index.js';
+import {
+  kernelsFromPackages,
+  parsePackages,
+  type KernelImage,
+  type ReleaseIndex,
+} from '../../src/plan/debian-index.js';
 import { downloadVerified } from '../../src/verify/download.js';
 import { findKernelImage, pickImage } from '../../src/verify/kernel-image.js';
 import { KernelStore, type KernelEvent } from '../../src/verify/kernel-store.js';
@@ -50,7 +55,10 @@ afterAll(async () => {
 
 describe('kernel image packages in the archive indexes', () => {
   it('keeps linux-image-<kver> and -unsigned, not -dbg, metapackages or templates', async () => {
-    const index = await kernelsFromPackages(parsePackages(await text('verify-index/bookworm-security.Packages')), 'bookworm-security');
+    const index = await kernelsFromPackages(
+      parsePackages(await text('verify-index/bookworm-security.Packages')),
+      'bookworm-security',
+    );
     expect(index.kernels.map((k) => k.kernel)).toEqual(['6.1.0-56-amd64']);
     expect(index.images?.map((i) => [i.package, i.kernel, i.unsigned])).toEqual([
       ['linux-image-6.1.0-56-amd64', '6.1.0-56-amd64', false],
@@ -77,7 +85,15 @@ describe('kernel image packages in the archive indexes', () => {
 
   it('prefers the signed package, then the newest version', () => {
     const image = (pkg: string, version: string, unsigned: boolean): KernelImage => ({
-      kernel: '6.1.0-56-amd64', package: pkg, version, unsigned, url: `http://x/${pkg}_${version}.deb`, sha256: '0', size: 1, suite: 's', backports: false,
+      kernel: '6.1.0-56-amd64',
+      package: pkg,
+      version,
+      unsigned,
+      url: `http://x/${pkg}_${version}.deb`,
+      sha256: '0',
+      size: 1,
+      suite: 's',
+      backports: false,
     });
     const unsigned = image('linux-image-6.1.0-56-amd64-unsigned', '6.1.192-3', true);
     const signed = image('linux-image-6.1.0-56-amd64', '6.1.192-2', false);
@@ -91,13 +107,17 @@ describe('findKernelImage against a local archive', () => {
   let archive: Files;
   let cacheDir: string;
   const suites = ['bookworm', 'bookworm-updates', 'bookworm-security', 'bookworm-backports'];
-  const indexPath = (suite: string) => `${suite.endsWith('-security') ? '/debian-security' : '/debian'}/dists/${suite}/main/binary-amd64/Packages.xz`;
+  const indexPath = (suite: string) =>
+    `${suite.endsWith('-security') ? '/debian-security' : '/debian'}/dists/${suite}/main/binary-amd64/Packages.xz`;
 
   beforeEach(async () => {
     archive = await new Files().start();
     cacheDir = await mkdtemp(join(scratch, 'cache-'));
     for (const suite of suites) {
-      const packages = suite === 'bookworm-security' ? await text('verify-index/bookworm-security.Packages') : await text(`index/${suite}.Packages`);
+      const packages =
+        suite === 'bookworm-security'
+          ? await text('verify-index/bookworm-security.Packages')
+          : await text(`index/${suite}.Packages`);
       const xz = Buffer.from((await execa('xz', ['-c'], { input: packages, encoding: 'buffer' })).stdout);
       archive.routes.set(indexPath(suite), xz);
       archive.routes.set(
@@ -110,7 +130,12 @@ describe('findKernelImage against a local archive', () => {
     await archive.close();
   });
 
-  const options = () => ({ mirror: `${archive.url}/debian`, securityMirror: `${archive.url}/debian-security`, cacheDir, verifySignature: false });
+  const options = () => ({
+    mirror: `${archive.url}/debian`,
+    securityMirror: `${archive.url}/debian-security`,
+    cacheDir,
+    verifySignature: false,
+  });
 
   it('finds the signed image with its full URL, else the unsigned one', async () => {
     const signed = await findKernelImage('bookworm', '6.1.0-56-amd64', options());
@@ -121,7 +146,11 @@ describe('findKernelImage against a local archive', () => {
       backports: false,
     });
     const unsigned = await findKernelImage('bookworm', '6.1.0-55-amd64', options());
-    expect(unsigned).toMatchObject({ package: 'linux-image-6.1.0-55-amd64-unsigned', unsigned: true, version: '6.1.192-1' });
+    expect(unsigned).toMatchObject({
+      package: 'linux-image-6.1.0-55-amd64-unsigned',
+      unsigned: true,
+      version: '6.1.192-1',
+    });
   });
 
   it('an unknown kernel is an error naming both packages and the suites searched', async () => {
@@ -153,18 +182,22 @@ describe('downloadVerified', () => {
     const dir = await mkdtemp(join(scratch, 'dl-'));
     const url = `${server.url}/pool/a.deb`;
     await expect(downloadVerified(url, join(dir, 'a.deb'), { sha256: sha256('other'), size: 13 })).rejects.toThrow(
-      new RegExp(`^cannot fetch ${url.replace(/[.]/g, '\\.')}: checksum mismatch \\(got 13 bytes, sha256 ${sha256('package bytes')}; the index says 13 bytes, sha256 ${sha256('other')}\\)$`),
+      new RegExp(
+        `^cannot fetch ${url.replace(/[.]/g, '\\.')}: checksum mismatch \\(got 13 bytes, sha256 ${sha256('package bytes')}; the index says 13 bytes, sha256 ${sha256('other')}\\)$`,
+      ),
     );
-    await expect(downloadVerified(`${server.url}/pool/missing.deb`, join(dir, 'b.deb'), { sha256: '0', size: 1 })).rejects.toThrow(
-      `cannot fetch ${server.url}/pool/missing.deb: HTTP 404`,
-    );
+    await expect(
+      downloadVerified(`${server.url}/pool/missing.deb`, join(dir, 'b.deb'), { sha256: '0', size: 1 }),
+    ).rejects.toThrow(`cannot fetch ${server.url}/pool/missing.deb: HTTP 404`);
     expect(await readdir(dir)).toEqual([]);
   });
 });
 
 /** A relocatable ELF64 object whose .modinfo says `name` and `depends`: all the index reads of a module. */
 async function fakeModule(path: string, name: string, depends: string): Promise<void> {
-  await execa('as', ['-o', path, '-'], { input: `.section .modinfo,"a"\n.asciz "license=GPL"\n.asciz "depends=${depends}"\n.asciz "name=${name}"\n` });
+  await execa('as', ['-o', path, '-'], {
+    input: `.section .modinfo,"a"\n.asciz "license=GPL"\n.asciz "depends=${depends}"\n.asciz "name=${name}"\n`,
+  });
 }
 
 /** A kernel image .deb like Debian's: /boot/vmlinuz-<kver> and modules, compressed (trixie) or not. */
@@ -174,12 +207,20 @@ async function fakeImageDeb(kernel: string, layout: 'lib' | 'usr/lib', compress:
   await mkdir(join(root, 'DEBIAN'), { recursive: true });
   await mkdir(join(root, 'boot'), { recursive: true });
   await mkdir(join(modules, 'drivers/media'), { recursive: true });
-  await writeFile(join(root, 'DEBIAN/control'), `Package: linux-image-${kernel}\nVersion: 1.0-1\nArchitecture: amd64\nMaintainer: kfarm tests <t@example.org>\nDescription: test kernel\n`);
+  await writeFile(
+    join(root, 'DEBIAN/control'),
+    `Package: linux-image-${kernel}\nVersion: 1.0-1\nArchitecture: amd64\nMaintainer: kfarm tests <t@example.org>\nDescription: test kernel\n`,
+  );
   await writeFile(join(root, 'boot', `vmlinuz-${kernel}`), 'not really a kernel');
   await fakeModule(join(modules, 'drivers/media/mc.ko'), 'mc', '');
   await fakeModule(join(modules, 'drivers/media/videodev.ko'), 'videodev', 'mc');
   await fakeModule(join(modules, 'drivers/media/v4l2-async.ko'), 'v4l2_async', 'videodev,mc');
-  if (compress) await execa('xz', [join(modules, 'drivers/media/mc.ko'), join(modules, 'drivers/media/videodev.ko'), join(modules, 'drivers/media/v4l2-async.ko')]);
+  if (compress)
+    await execa('xz', [
+      join(modules, 'drivers/media/mc.ko'),
+      join(modules, 'drivers/media/videodev.ko'),
+      join(modules, 'drivers/media/v4l2-async.ko'),
+    ]);
   const deb = join(root, '..', `${kernel}.deb`);
   await execa('dpkg-deb', ['--root-owner-group', '-Zgzip', '--build', root, deb]);
   return readFile(deb);
@@ -195,8 +236,15 @@ describe('KernelStore', () => {
   });
 
   const image = (kernel: string, bytes: Buffer, sha = sha256(bytes)): KernelImage => ({
-    kernel, package: `linux-image-${kernel}`, version: '1.0-1', unsigned: false,
-    url: `${server.url}/pool/linux-image-${kernel}_1.0-1_amd64.deb`, sha256: sha, size: bytes.length, suite: 'trixie', backports: false,
+    kernel,
+    package: `linux-image-${kernel}`,
+    version: '1.0-1',
+    unsigned: false,
+    url: `${server.url}/pool/linux-image-${kernel}_1.0-1_amd64.deb`,
+    sha256: sha,
+    size: bytes.length,
+    suite: 'trixie',
+    backports: false,
   });
 
   it('downloads and unpacks a kernel once, even when asked concurrently, and indexes its modules by name', async () => {
@@ -205,7 +253,11 @@ describe('KernelStore', () => {
     server.routes.set(`/pool/linux-image-${kernel}_1.0-1_amd64.deb`, deb);
     const cacheDir = await mkdtemp(join(scratch, 'store-'));
     const events: KernelEvent['kind'][] = [];
-    const store = new KernelStore({ cacheDir, lookup: async () => image(kernel, deb), onEvent: (e) => events.push(e.kind) });
+    const store = new KernelStore({
+      cacheDir,
+      lookup: async () => image(kernel, deb),
+      onEvent: (e) => events.push(e.kind),
+    });
     const [a, b] = await Promise.all([store.get('trixie', kernel), store.get('trixie', kernel)]);
     expect(a).toBe(b);
     expect(server.hits.get(`/pool/linux-image-${kernel}_1.0-1_amd64.deb`)).toBe(1);
@@ -224,7 +276,11 @@ describe('KernelStore', () => {
 
     // A later run reuses the unpacked tree without downloading.
     const again: KernelEvent[] = [];
-    const later = await new KernelStore({ cacheDir, lookup: async () => image(kernel, deb), onEvent: (e) => again.push(e) }).get('trixie', kernel);
+    const later = await new KernelStore({
+      cacheDir,
+      lookup: async () => image(kernel, deb),
+      onEvent: (e) => again.push(e),
+    }).get('trixie', kernel);
     expect(later.index).toEqual(a.index);
     expect(again).toMatchObject([{ kind: 'ready', cached: true }]);
     expect(server.hits.get(`/pool/linux-image-${kernel}_1.0-1_amd64.deb`)).toBe(1);
@@ -234,7 +290,10 @@ describe('KernelStore', () => {
     const kernel = '6.1.0-9-amd64';
     const deb = await fakeImageDeb(kernel, 'lib', false);
     server.routes.set(`/pool/linux-image-${kernel}_1.0-1_amd64.deb`, deb);
-    const files = await new KernelStore({ cacheDir: await mkdtemp(join(scratch, 'store-')), lookup: async () => image(kernel, deb) }).get('bookworm', kernel);
+    const files = await new KernelStore({
+      cacheDir: await mkdtemp(join(scratch, 'store-')),
+      lookup: async () => image(kernel, deb),
+    }).get('bookworm', kernel);
     expect(files.modulesDir.endsWith(`/root/lib/modules/${kernel}`)).toBe(true);
     expect(files.index.modules['videodev']).toEqual({ path: 'kernel/drivers/media/videodev.ko', depends: ['mc'] });
   });
@@ -245,7 +304,9 @@ describe('KernelStore', () => {
     server.routes.set(`/pool/linux-image-${kernel}_1.0-1_amd64.deb`, deb);
     const cacheDir = await mkdtemp(join(scratch, 'store-'));
     const bad = image(kernel, deb, sha256('something else'));
-    await expect(new KernelStore({ cacheDir, lookup: async () => bad }).get('bookworm', kernel)).rejects.toThrow(`cannot fetch ${bad.url}: checksum mismatch`);
+    await expect(new KernelStore({ cacheDir, lookup: async () => bad }).get('bookworm', kernel)).rejects.toThrow(
+      `cannot fetch ${bad.url}: checksum mismatch`,
+    );
     expect(await readdir(join(cacheDir, 'kernels'))).toEqual(['debs']);
     expect(await readdir(join(cacheDir, 'kernels/debs'))).toEqual([]);
   });
@@ -256,7 +317,9 @@ describe('buildModuleIndex', () => {
     const dir = await mkdtemp(join(scratch, 'mods-'));
     await mkdir(join(dir, 'kernel'));
     const names = Array.from({ length: 450 }, (_, i) => `m${i}`);
-    await Promise.all(names.map((n, i) => fakeModule(join(dir, 'kernel', `file-${n}.ko`), n, i > 0 ? `m${i - 1}` : '')));
+    await Promise.all(
+      names.map((n, i) => fakeModule(join(dir, 'kernel', `file-${n}.ko`), n, i > 0 ? `m${i - 1}` : '')),
+    );
     await execa('sh', ['-c', 'xz kernel/file-m1*.ko'], { cwd: dir });
     const index = await buildModuleIndex(dir, 'k');
     expect(Object.keys(index.modules)).toHaveLength(450);
@@ -270,13 +333,25 @@ describe('readJsonReport', () => {
   it('names the file for a missing, unreadable or foreign report.json', async () => {
     const dir = await mkdtemp(join(scratch, 'out-'));
     const path = join(dir, 'report.json');
-    await expect(readJsonReport(dir)).rejects.toMatchObject({ code: 'KFARM_USAGE', message: `${path}: not found (run \`kfarm build --out\` into this directory first)` });
+    await expect(readJsonReport(dir)).rejects.toMatchObject({
+      code: 'KFARM_USAGE',
+      message: `${path}: not found (run \`kfarm build --out\` into this directory first)`,
+    });
     await writeFile(path, '{');
     await expect(readJsonReport(dir)).rejects.toThrow(`${path}: not valid JSON`);
     await writeFile(path, '{"schemaVersion": 2}');
     await expect(readJsonReport(dir)).rejects.toThrow(`${path}: not a kfarm report with schemaVersion 1`);
-    const target = { id: 'debian/bookworm/6.1.0-56-amd64', release: 'bookworm', kernel: '6.1.0-56-amd64', arch: 'x86_64', status: 'built', artifacts: ['../../etc/passwd'] };
+    const target = {
+      id: 'debian/bookworm/6.1.0-56-amd64',
+      release: 'bookworm',
+      kernel: '6.1.0-56-amd64',
+      arch: 'x86_64',
+      status: 'built',
+      artifacts: ['../../etc/passwd'],
+    };
     await writeFile(path, JSON.stringify({ schemaVersion: 1, module: 'm', version: '1', targets: [target] }));
-    await expect(readJsonReport(dir)).rejects.toThrow(`${path}: debian/bookworm/6.1.0-56-amd64: artifact path "../../etc/passwd" leaves the output directory`);
+    await expect(readJsonReport(dir)).rejects.toThrow(
+      `${path}: debian/bookworm/6.1.0-56-amd64: artifact path "../../etc/passwd" leaves the output directory`,
+    );
   });
 });

@@ -7,7 +7,11 @@ const recorded = (name: string) => readFile(new URL(`../fixtures/verify-console/
 const exited: BootFacts = { timedOut: false, exitCode: 0 };
 
 /** The boot part of a real console, for synthetic logs. */
-const bootLines = ['[    0.000000] Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org)', '[    1.362363] Freeing unused kernel image memory: 2800K', '[    1.370000] Run /init as init process'];
+const bootLines = [
+  '[    0.000000] Linux version 6.1.0-56-amd64 (debian-kernel@lists.debian.org)',
+  '[    1.362363] Freeing unused kernel image memory: 2800K',
+  '[    1.370000] Run /init as init process',
+];
 
 const log = (...lines: string[]) => [...bootLines, ...lines].join('\n');
 
@@ -27,14 +31,22 @@ describe('parseConsole on recorded consoles', () => {
     ]);
   });
 
-  it('an unknown symbol: load-failed with the kernel\'s own line', async () => {
+  it("an unknown symbol: load-failed with the kernel's own line", async () => {
     const verdict = parseConsole(await recorded('unknown-symbol-trixie'), exited);
-    expect(verdict).toEqual({ status: 'load-failed', reason: 'kf_unksym: Unknown symbol kfarm_missing_symbol (err -2)', loaded: [] });
+    expect(verdict).toEqual({
+      status: 'load-failed',
+      reason: 'kf_unksym: Unknown symbol kfarm_missing_symbol (err -2)',
+      loaded: [],
+    });
   });
 
   it('a kernel panic before /init: boot-failed with the panic line', async () => {
     const verdict = parseConsole(await recorded('panic-no-root'), exited);
-    expect(verdict).toEqual({ status: 'boot-failed', reason: 'Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)', loaded: [] });
+    expect(verdict).toEqual({
+      status: 'boot-failed',
+      reason: 'Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)',
+      loaded: [],
+    });
   });
 
   it('a recorded boot cut short by the time limit: timeout', async () => {
@@ -72,7 +84,11 @@ describe('parseConsole on synthetic consoles', () => {
       'KFARM: dmesg',
       'KFARM: done',
     );
-    expect(parseConsole(text, exited)).toEqual({ status: 'load-failed', reason: 'kf_x: disagrees about version of symbol module_layout', loaded: [] });
+    expect(parseConsole(text, exited)).toEqual({
+      status: 'load-failed',
+      reason: 'kf_x: disagrees about version of symbol module_layout',
+      loaded: [],
+    });
   });
 
   it('a signature rejection (lockdown / enforced signatures)', () => {
@@ -87,13 +103,27 @@ describe('parseConsole on synthetic consoles', () => {
       'KFARM: load-failed kf_x 1',
       'KFARM: done',
     );
-    expect(parseConsole(text, exited).reason).toBe('Lockdown: insmod: unsigned module loading is restricted; see man kernel_lockdown.7');
-    expect(kernelReason('kf_x', ["insmod: can't insert 'kf_x.ko': Key was rejected by service"])).toBe("insmod: can't insert 'kf_x.ko': Key was rejected by service");
+    expect(parseConsole(text, exited).reason).toBe(
+      'Lockdown: insmod: unsigned module loading is restricted; see man kernel_lockdown.7',
+    );
+    expect(kernelReason('kf_x', ["insmod: can't insert 'kf_x.ko': Key was rejected by service"])).toBe(
+      "insmod: can't insert 'kf_x.ko': Key was rejected by service",
+    );
   });
 
   it("a module whose init fails: its own message, else insmod's", () => {
     const text = (kmsg: string[]) =>
-      log('KFARM: init x', 'KFARM: plan kf_x', 'KFARM: insmod kf_x package', "insmod: can't insert 'kf_x.ko': No such device", 'KFARM: kmsg kf_x', ...kmsg, 'KFARM: kmsg-end kf_x', 'KFARM: load-failed kf_x 1', 'KFARM: done');
+      log(
+        'KFARM: init x',
+        'KFARM: plan kf_x',
+        'KFARM: insmod kf_x package',
+        "insmod: can't insert 'kf_x.ko': No such device",
+        'KFARM: kmsg kf_x',
+        ...kmsg,
+        'KFARM: kmsg-end kf_x',
+        'KFARM: load-failed kf_x 1',
+        'KFARM: done',
+      );
     expect(parseConsole(text(['[    2.2] kf_x: no hardware found']), exited).reason).toBe('kf_x: no hardware found');
     expect(parseConsole(text([]), exited).reason).toBe("insmod: can't insert 'kf_x.ko': No such device");
   });
@@ -164,18 +194,32 @@ describe('parseConsole on synthetic consoles', () => {
       '[    3.0] general protection fault, probably for non-canonical address 0xdead000000000100: 0000 [#1] PREEMPT SMP NOPTI',
       '[    3.1] Kernel panic - not syncing: Fatal exception',
     );
-    expect(parseConsole(text, exited)).toMatchObject({ status: 'load-failed', reason: 'Kernel panic - not syncing: Fatal exception (while unloading kf_x)' });
+    expect(parseConsole(text, exited)).toMatchObject({
+      status: 'load-failed',
+      reason: 'Kernel panic - not syncing: Fatal exception (while unloading kf_x)',
+    });
   });
 
   it('all planned modules loaded but the tail of the console was lost: still loaded', () => {
-    const text = log('KFARM: init x', 'KFARM: plan a b', 'KFARM: insmod a package', 'KFARM: loaded a package (OE)', 'KFARM: insmod b package', 'KFARM: loaded b package (OE)', 'KFARM: rmmod b', 'KFARM: unloaded b');
+    const text = log(
+      'KFARM: init x',
+      'KFARM: plan a b',
+      'KFARM: insmod a package',
+      'KFARM: loaded a package (OE)',
+      'KFARM: insmod b package',
+      'KFARM: loaded b package (OE)',
+      'KFARM: rmmod b',
+      'KFARM: unloaded b',
+    );
     expect(parseConsole(text, exited).status).toBe('loaded');
     // …unless QEMU did not exit cleanly.
     expect(parseConsole(text, { timedOut: false, exitCode: 1 }).status).toBe('boot-failed');
   });
 
   it('QEMU that could not start the guest: its own message', () => {
-    expect(parseConsole('', { timedOut: false, exitCode: 1, stderr: 'qemu-system-x86_64: could not load kernel \'/x\'' })).toEqual({
+    expect(
+      parseConsole('', { timedOut: false, exitCode: 1, stderr: "qemu-system-x86_64: could not load kernel '/x'" }),
+    ).toEqual({
       status: 'boot-failed',
       reason: "QEMU: qemu-system-x86_64: could not load kernel '/x'",
       loaded: [],
@@ -186,7 +230,13 @@ describe('parseConsole on synthetic consoles', () => {
   });
 
   it('finds markers even after other text on the line', () => {
-    const text = log('[    2.0] random: crng init done KFARM: init x', 'KFARM: plan a', 'KFARM: insmod a package', 'KFARM: loaded a package (OE)', 'KFARM: done');
+    const text = log(
+      '[    2.0] random: crng init done KFARM: init x',
+      'KFARM: plan a',
+      'KFARM: insmod a package',
+      'KFARM: loaded a package (OE)',
+      'KFARM: done',
+    );
     expect(parseConsole(text, exited).status).toBe('loaded');
   });
 });
@@ -194,7 +244,9 @@ describe('parseConsole on synthetic consoles', () => {
 describe('console clean-up', () => {
   it('drops carriage returns and terminal escapes, and kernel timestamps for reasons', () => {
     expect(cleanConsole('\x1bc\x1b[?7l\x1b[2JSeaBIOS\r\nKFARM: init\r\n')).toBe('SeaBIOS\nKFARM: init\n');
-    expect(stripTimestamp('[    2.584704] kf_unksym: Unknown symbol kfarm_missing_symbol (err -2)')).toBe('kf_unksym: Unknown symbol kfarm_missing_symbol (err -2)');
+    expect(stripTimestamp('[    2.584704] kf_unksym: Unknown symbol kfarm_missing_symbol (err -2)')).toBe(
+      'kf_unksym: Unknown symbol kfarm_missing_symbol (err -2)',
+    );
     expect(stripTimestamp('<4>[12345.000001] x: y')).toBe('x: y');
   });
 });

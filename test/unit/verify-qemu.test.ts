@@ -29,7 +29,9 @@ describe('accelerator', () => {
   it('honours KFARM_QEMU_ACCEL and rejects other values', async () => {
     expect(await detectAccelerator({ KFARM_QEMU_ACCEL: 'kvm' })).toBe('kvm');
     expect(await detectAccelerator({ KFARM_QEMU_ACCEL: 'tcg' })).toBe('tcg');
-    await expect(detectAccelerator({ KFARM_QEMU_ACCEL: 'hvf' })).rejects.toThrow('KFARM_QEMU_ACCEL=hvf: expected kvm or tcg');
+    await expect(detectAccelerator({ KFARM_QEMU_ACCEL: 'hvf' })).rejects.toThrow(
+      'KFARM_QEMU_ACCEL=hvf: expected kvm or tcg',
+    );
   });
 
   it('picks kvm or tcg from /dev/kvm and the CPU flags', async () => {
@@ -47,14 +49,22 @@ describe('accelerator', () => {
 
 describe('bootKernel', () => {
   it('captures the console until QEMU exits', async () => {
-    const qemu = await fakeQemu(`printf 'SeaBIOS\\r\\n\\033[2JKFARM: init 6.1.0-56-amd64\\r\\nKFARM: plan a\\r\\nKFARM: loaded a package (OE)\\r\\nKFARM: done\\r\\n'`);
+    const qemu = await fakeQemu(
+      `printf 'SeaBIOS\\r\\n\\033[2JKFARM: init 6.1.0-56-amd64\\r\\nKFARM: plan a\\r\\nKFARM: loaded a package (OE)\\r\\nKFARM: done\\r\\n'`,
+    );
     const outcome = await bootKernel({ ...base, qemu });
-    expect(outcome).toMatchObject({ exitCode: 0, timedOut: false, console: 'SeaBIOS\nKFARM: init 6.1.0-56-amd64\nKFARM: plan a\nKFARM: loaded a package (OE)\nKFARM: done\n' });
+    expect(outcome).toMatchObject({
+      exitCode: 0,
+      timedOut: false,
+      console: 'SeaBIOS\nKFARM: init 6.1.0-56-amd64\nKFARM: plan a\nKFARM: loaded a package (OE)\nKFARM: done\n',
+    });
     expect(parseConsole(outcome.console, outcome).status).toBe('loaded');
   });
 
   it('kills a guest that outlives the time limit: timeout, with the console so far', async () => {
-    const qemu = await fakeQemu(`echo '[    0.000000] Linux version 6.1.0-56-amd64'; echo 'KFARM: init 6.1.0-56-amd64'; echo 'KFARM: insmod kf_hang package'; exec sleep 30`);
+    const qemu = await fakeQemu(
+      `echo '[    0.000000] Linux version 6.1.0-56-amd64'; echo 'KFARM: init 6.1.0-56-amd64'; echo 'KFARM: insmod kf_hang package'; exec sleep 30`,
+    );
     const started = Date.now();
     const outcome = await bootKernel({ ...base, qemu, timeoutMs: 500 });
     expect(Date.now() - started).toBeLessThan(5000);
@@ -70,13 +80,20 @@ describe('bootKernel', () => {
     const qemu = await fakeQemu('exec sleep 30');
     const controller = new AbortController();
     setTimeout(() => controller.abort(), 200);
-    await expect(bootKernel({ ...base, qemu, signal: controller.signal })).rejects.toMatchObject({ code: 'KFARM_INTERRUPTED' });
+    await expect(bootKernel({ ...base, qemu, signal: controller.signal })).rejects.toMatchObject({
+      code: 'KFARM_INTERRUPTED',
+    });
   });
 
-  it('keeps QEMU\'s own complaint, and names a missing QEMU', async () => {
+  it("keeps QEMU's own complaint, and names a missing QEMU", async () => {
     const qemu = await fakeQemu(`echo "qemu-system-x86_64: could not load kernel '/boot/vmlinuz'" >&2; exit 1`);
     const outcome = await bootKernel({ ...base, qemu });
-    expect(parseConsole(outcome.console, outcome)).toMatchObject({ status: 'boot-failed', reason: "QEMU: qemu-system-x86_64: could not load kernel '/boot/vmlinuz'" });
-    await expect(bootKernel({ ...base, qemu: join(dir, 'missing') })).rejects.toThrow(`${join(dir, 'missing')}: not installed (install qemu-system-x86: scripts/setup-host.sh)`);
+    expect(parseConsole(outcome.console, outcome)).toMatchObject({
+      status: 'boot-failed',
+      reason: "QEMU: qemu-system-x86_64: could not load kernel '/boot/vmlinuz'",
+    });
+    await expect(bootKernel({ ...base, qemu: join(dir, 'missing') })).rejects.toThrow(
+      `${join(dir, 'missing')}: not installed (install qemu-system-x86: scripts/setup-host.sh)`,
+    );
   });
 });
