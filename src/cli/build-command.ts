@@ -1,29 +1,20 @@
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
-import { ExitCode, KfarmError, isKfarmError } from '../errors.js';
-import { checkPackageOptions, packageOutput } from '../package/package.js';
-import { resolveSourceDateEpoch } from '../package/epoch.js';
-import { packageFormats, type PackageFormat } from '../package/types.js';
-import { parseFormats } from './package-command.js';
-import { buildDirOf, farmConcurrency, runFarm } from '../farm/run.js';
-import { readJsonReport, type FarmReport } from '../report/json.js';
-import { writeReports } from '../report/write-reports.js';
-import {
-  DEFAULT_VERIFY_TIMEOUT_MS,
-  describeVerify,
-  parseVerifyParams,
-  verifyProgress,
-  verifyReport,
-} from '../verify/index.js';
-import { badStatuses } from '../farm/types.js';
-import { releaseSources, resolvePlan } from '../plan/resolve.js';
+import { KfarmError } from '../model/errors.js';
+import type { FarmReport } from '../model/report.js';
+import { packageFormats, type PackageFormat } from '../package/index.js';
+import { farmConcurrency } from '../farm/run.js';
+import { checkPipelineInputs, pipelineExitCode, runPipeline, type PipelineOptions } from '../pipeline/index.js';
+import { resolvePlan } from '../plan/resolve.js';
 import { describeResult } from '../report/plain.js';
 import { createProgress } from '../report/tty.js';
 import { cacheRoot } from '../util/cache-dir.js';
+import { packageDir } from '../util/paths.js';
+import { DEFAULT_VERIFY_TIMEOUT_MS, describeVerify, verifyProgress } from '../verify/index.js';
 import { byteSize, collect, positiveInt } from './options.js';
+import { parseFormats } from './package-command.js';
 
-export const defaultMatrix = fileURLToPath(new URL('../../matrix/debian-supported.yaml', import.meta.url));
+export const defaultMatrix = join(packageDir, 'matrix/debian-supported.yaml');
 
 export function buildCommand(signal: AbortSignal, setExit: (code: number) => void): Command {
   return new Command('build')
@@ -60,100 +51,105 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
     )
     .option('--json', 'print report.json to stdout instead of a summary')
     .action(async (src: string, opts: BuildOpts) => {
-      const matrix = opts.matrix ?? (opts.target.length === 0 ? defaultMatrix : undefined);
-      // Reproducible builds and packages: every archive and make.log is dated by the source, not the clock.
-      const sourceDateEpoch = await resolveSourceDateEpoch(src);
-      const packaging = opts.package
-        ? {
-            formats: opts.package,
-            source: src,
-            ...(opts.packageWithSource ? { withSource: src } : {}),
-            ...(opts.signKey !== undefined ? { signKey: opts.signKey } : {}),
-            ...(opts.signCert !== undefined ? { signCert: opts.signCert } : {}),
-            ...(sourceDateEpoch === undefined ? {} : { sourceDateEpoch }),
-            signal,
-          }
-        : undefined;
-      if (!packaging && (opts.signKey !== undefined || opts.signCert !== undefined)) {
+      if (!opts.package && (opts.signKey !== undefined || opts.signCert !== undefined)) {
         throw new KfarmError('KFARM_USAGE', '--sign-key/--sign-cert sign packaged modules: add --package');
       }
-      // A bad key, format or parameter must fail before any build starts, not after an hour of them.
-      if (packaging) await checkPackageOptions(packaging);
-      if (opts.verifyParams !== undefined) parseVerifyParams(opts.verifyParams);
-      const { targets, knownFailing } = await resolvePlan({
+      const log = (line: string) => process.stderr.write(`${line}\n`);
+      // Local inputs first: a typo in dkms.conf or a bad key costs a second, not an index download.
+      await checkPipelineInputs({
+        source: src,
+        ...(opts.package ? { package: packageOptions(src, opts.package, opts, log) } : {}),
+        ...(opts.verify || opts.verifyParams !== undefined
+          ? { verify: verifyOptions(opts, cacheRoot(opts.cacheDir), log) }
+          : {}),
+      });
+      const matrix = opts.matrix ?? (opts.target.length === 0 ? defaultMatrix : undefined);
+      const plan = await resolvePlan({
         ids: opts.target,
         ...(matrix ? { matrix } : {}),
         ...(opts.refresh ? { refresh: true } : {}),
         signal,
       });
-      const options = { jobs: opts.jobs, targets };
-      const progress = createProgress(process.stderr, { total: targets.length, concurrency: farmConcurrency(options) });
-      const run = runFarm({
-        source: src,
-        out: opts.out,
-        targets,
-        sources: releaseSources,
-        ...(opts.jobs ? { jobs: opts.jobs } : {}),
-        timeoutMs: opts.timeout * 1000,
-        knownFailing,
-        ...(sourceDateEpoch === undefined ? {} : { sourceDateEpoch }),
-        ...(opts.memory ? { memoryBytes: opts.memory } : {}),
-        ...(opts.failFast ? { failFast: true } : {}),
-        cache: opts.cache ? { dir: cacheRoot(opts.cacheDir) } : false,
-        signal,
-        events: progress.events,
+      const progress = createProgress(process.stderr, {
+        total: plan.targets.length,
+        concurrency: farmConcurrency({ jobs: opts.jobs, targets: plan.targets }),
       });
-      const log = (line: string) => process.stderr.write(`${line}\n`);
-      // Reports for people and CI are written last, once verify and package have added to report.json —
-      // and also for an interrupted run, from the partial report.json runFarm wrote.
-      const reports = async (final: FarmReport) =>
-        writeReports(opts.out, final, {
-          sourceDir: src,
-          buildDirOf: () => buildDirOf({ packageName: final.module, packageVersion: final.version }),
-          // Under GitHub Actions, annotations are workflow commands on stdout, unless stdout carries JSON.
-          stdout: (text) => (opts.json ? process.stderr : process.stdout).write(text),
-        });
-      const built = await run
-        .catch(async (error: unknown) => {
-          if (isKfarmError(error, 'KFARM_INTERRUPTED'))
-            await reports(await readJsonReport(opts.out)).catch(() => undefined);
-          throw error;
-        })
-        .finally(() => progress.stop());
-      const reportPath = built.reportPath;
-      let report = built.report;
-      if (opts.verify) {
-        const verified = await verifyReport(opts.out, report, {
-          ...(opts.jobs ? { jobs: opts.jobs } : {}),
-          timeoutMs: opts.verifyTimeout * 1000,
-          ...(opts.verifyParams !== undefined ? { params: opts.verifyParams } : {}),
-          cacheDir: cacheRoot(opts.cacheDir),
-          signal,
-          onEvent: verifyProgress(log),
-        });
-        report = verified.report;
-      }
-      if (packaging) report = await packageOutput(opts.out, report, { ...packaging, log });
-      await reports(report);
-      if (opts.json) {
-        process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
-      } else {
-        const lines = [`${report.module} ${report.version}: ${targets.length} target(s)`];
-        for (const target of report.targets) {
-          lines.push(
-            `  ${target.id}: ${describeResult(target)}${target.verify ? `; ${describeVerify(target.verify)}` : ''}`,
-          );
-          for (const artifact of [...target.artifacts, ...(target.packages ?? [])])
-            lines.push(`    ${join(opts.out, artifact)}`);
-        }
-        lines.push(`reports: ${reportPath}, junit.xml, summary.md`);
-        process.stdout.write(`${lines.join('\n')}\n`);
-      }
-      const bad = report.targets.some(
-        (t) => badStatuses.includes(t.status) || (t.verify !== undefined && t.verify.status !== 'loaded'),
+      const options = pipelineOptions(src, opts, { ...plan, events: progress.events }, signal);
+      const run = await runPipeline(options).finally(() => progress.stop());
+      process.stdout.write(
+        opts.json ? `${JSON.stringify(run.report, null, 2)}\n` : buildSummary(run.report, opts.out, run.reportPath),
       );
-      setExit(bad ? ExitCode.targetFailed : ExitCode.ok);
+      setExit(pipelineExitCode(run.report));
     });
+}
+
+/** The command line as pipeline options: build, then verify and package when asked, then the reports. */
+function pipelineOptions(
+  src: string,
+  opts: BuildOpts,
+  plan: Pick<NonNullable<PipelineOptions['build']>, 'targets' | 'knownFailing' | 'events'>,
+  signal: AbortSignal,
+): PipelineOptions {
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const cacheDir = cacheRoot(opts.cacheDir);
+  return {
+    out: opts.out,
+    signal,
+    build: {
+      source: src,
+      ...plan,
+      ...(opts.jobs ? { jobs: opts.jobs } : {}),
+      timeoutMs: opts.timeout * 1000,
+      ...(opts.memory ? { memoryBytes: opts.memory } : {}),
+      ...(opts.failFast ? { failFast: true } : {}),
+      cache: opts.cache ? { dir: cacheDir } : false,
+    },
+    ...(opts.verify ? { verify: verifyOptions(opts, cacheDir, log) } : {}),
+    ...(opts.package ? { package: packageOptions(src, opts.package, opts, log) } : {}),
+    // Under GitHub Actions, annotations are workflow commands on stdout, unless stdout carries JSON.
+    reports: { stdout: (text: string) => void (opts.json ? process.stderr : process.stdout).write(text) },
+  };
+}
+
+function verifyOptions(
+  opts: BuildOpts,
+  cacheDir: string,
+  log: (line: string) => void,
+): NonNullable<PipelineOptions['verify']> {
+  return {
+    ...(opts.jobs ? { jobs: opts.jobs } : {}),
+    timeoutMs: opts.verifyTimeout * 1000,
+    ...(opts.verifyParams !== undefined ? { params: opts.verifyParams } : {}),
+    cacheDir,
+    onEvent: verifyProgress(log),
+  };
+}
+
+function packageOptions(
+  src: string,
+  formats: PackageFormat[],
+  opts: BuildOpts,
+  log: (line: string) => void,
+): NonNullable<PipelineOptions['package']> {
+  return {
+    formats,
+    source: src,
+    ...(opts.packageWithSource ? { withSource: src } : {}),
+    ...(opts.signKey !== undefined ? { signKey: opts.signKey } : {}),
+    ...(opts.signCert !== undefined ? { signCert: opts.signCert } : {}),
+    log,
+  };
+}
+
+/** The human summary: one line per target (and its load result), then where each file is. */
+function buildSummary(report: FarmReport, out: string, reportPath: string): string {
+  const lines = [`${report.module} ${report.version}: ${report.targets.length} target(s)`];
+  for (const target of report.targets) {
+    lines.push(`  ${target.id}: ${describeResult(target)}${target.verify ? `; ${describeVerify(target.verify)}` : ''}`);
+    for (const artifact of [...target.artifacts, ...(target.packages ?? [])]) lines.push(`    ${join(out, artifact)}`);
+  }
+  lines.push(`reports: ${reportPath}, junit.xml, summary.md`);
+  return `${lines.join('\n')}\n`;
 }
 
 interface BuildOpts {

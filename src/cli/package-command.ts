@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { ExitCode } from '../errors.js';
-import { packageOutput } from '../package/package.js';
-import { packageFormats, type PackageFormat, type PackagedTarget } from '../package/types.js';
-import { readJsonReport } from '../report/json.js';
+import { ExitCode } from '../model/errors.js';
+import { runPipeline } from '../pipeline/index.js';
+import { packageFormats, type PackageFormat } from '../package/index.js';
+import type { FarmReport } from '../model/report.js';
 
 export function parseFormats(value: string): PackageFormat[] {
   const formats = value
@@ -51,35 +51,36 @@ SOURCE_DATE_EPOCH (seconds) dates every archive member; default: the --source/--
 commit time, else its newest file, else the build's start time. Two runs with the same value give identical bytes.`,
     )
     .action(async (out: string, opts: PackageOpts) => {
-      const report = await readJsonReport(out);
       const log = (line: string) => process.stderr.write(`${line}\n`);
-      const result = await packageOutput(out, report, {
-        formats: opts.format,
-        ...(opts.withSource ? { withSource: opts.withSource } : {}),
-        ...(opts.source ? { source: opts.source } : {}),
-        ...(opts.signKey !== undefined ? { signKey: opts.signKey } : {}),
-        ...(opts.signCert !== undefined ? { signCert: opts.signCert } : {}),
-        ...(opts.maintainer ? { maintainer: opts.maintainer } : {}),
+      const { report } = await runPipeline({
+        out,
         signal,
-        log,
+        reports: false,
+        package: {
+          formats: opts.format,
+          ...(opts.withSource ? { withSource: opts.withSource } : {}),
+          ...(opts.source ? { source: opts.source } : {}),
+          ...(opts.signKey !== undefined ? { signKey: opts.signKey } : {}),
+          ...(opts.signCert !== undefined ? { signCert: opts.signCert } : {}),
+          ...(opts.maintainer ? { maintainer: opts.maintainer } : {}),
+          log,
+        },
       });
-      if (opts.json) {
-        process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-      } else {
-        const lines: string[] = [];
-        for (const target of result.targets as PackagedTarget[]) {
-          if (!target.packages?.length) continue;
-          lines.push(`  ${target.id}:`);
-          for (const file of target.packages) lines.push(`    ${join(out, file)}`);
-        }
-        process.stdout.write(
-          lines.length
-            ? `${result.module} ${result.version}: packages\n${lines.join('\n')}\n`
-            : 'no built target to package\n',
-        );
-      }
+      process.stdout.write(opts.json ? `${JSON.stringify(report, null, 2)}\n` : packageSummary(report, out));
       setExit(ExitCode.ok);
     });
+}
+
+function packageSummary(report: FarmReport, out: string): string {
+  const lines: string[] = [];
+  for (const target of report.targets) {
+    if (!target.packages?.length) continue;
+    lines.push(`  ${target.id}:`);
+    for (const file of target.packages) lines.push(`    ${join(out, file)}`);
+  }
+  return lines.length
+    ? `${report.module} ${report.version}: packages\n${lines.join('\n')}\n`
+    : 'no built target to package\n';
 }
 
 interface PackageOpts {

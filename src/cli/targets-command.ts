@@ -1,5 +1,5 @@
 import { Command } from 'commander';
-import { KfarmError } from '../errors.js';
+import { KfarmError } from '../model/errors.js';
 import { discoverKernels, FLAVOURS } from '../plan/debian-index.js';
 import { DEBIAN_RELEASES } from '../plan/debian-releases.js';
 import { collect } from './options.js';

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { ExitCode } from '../errors.js';
-import { badStatuses } from '../farm/types.js';
+import { ExitCode } from '../model/errors.js';
+import { badStatuses, type TargetResult, type VerifyResult } from '../model/result.js';
+import { runPipeline, type PipelineRun } from '../pipeline/index.js';
 import { cacheRoot } from '../util/cache-dir.js';
-import { readJsonReport } from '../report/json.js';
 import {
   DEFAULT_VERIFY_TIMEOUT_MS,
   describeVerify,
@@ -39,43 +39,44 @@ export function verifyCommand(signal: AbortSignal, setExit: (code: number) => vo
     .option('--cache-dir <dir>', 'cache directory for kernel packages (default: $KFARM_CACHE_DIR or ~/.cache/kfarm)')
     .option('--json', 'print the updated report.json to stdout instead of a summary')
     .action(async (out: string, opts: VerifyOpts) => {
-      const report = await readJsonReport(out);
       const log = (line: string) => process.stderr.write(`${line}\n`);
-      const {
-        report: updated,
-        results,
-        reportPath,
-      } = await verifyReport(out, report, {
-        ...(opts.target.length ? { targets: opts.target } : {}),
-        ...(opts.jobs ? { jobs: opts.jobs } : {}),
-        timeoutMs: opts.timeout * 1000,
-        ...(opts.verifyParams !== undefined ? { params: opts.verifyParams } : {}),
-        cacheDir: cacheRoot(opts.cacheDir),
+      const run = await runPipeline({
+        out,
         signal,
-        onEvent: verifyProgress(log),
+        reports: false,
+        verify: {
+          ...(opts.target.length ? { targets: opts.target } : {}),
+          ...(opts.jobs ? { jobs: opts.jobs } : {}),
+          timeoutMs: opts.timeout * 1000,
+          ...(opts.verifyParams !== undefined ? { params: opts.verifyParams } : {}),
+          cacheDir: cacheRoot(opts.cacheDir),
+          onEvent: verifyProgress(log),
+        },
       });
-      const selected = updated.targets.filter((t) => opts.target.length === 0 || opts.target.includes(t.id));
-      if (opts.json) {
-        process.stdout.write(`${JSON.stringify(updated, null, 2)}\n`);
-      } else {
-        const lines = [`${updated.module} ${updated.version}: ${results.size} target(s) verified`];
-        for (const target of selected) {
-          const result = results.get(target.id);
-          if (!result) {
-            lines.push(`  ${target.id}: not verified (build ${target.status})`);
-            continue;
-          }
-          lines.push(`  ${target.id}: ${describeVerify(result)}`);
-          if (result.log) lines.push(`    ${join(out, result.log)}`);
-        }
-        lines.push(`report: ${reportPath}`);
-        process.stdout.write(`${lines.join('\n')}\n`);
-      }
+      const results = run.verified ?? new Map<string, VerifyResult>();
+      const selected = run.report.targets.filter((t) => opts.target.length === 0 || opts.target.includes(t.id));
+      process.stdout.write(opts.json ? `${JSON.stringify(run.report, null, 2)}\n` : verifySummary(run, selected, out));
       const notLoaded = [...results.values()].some((r) => r.status !== 'loaded');
       // A target whose build failed has nothing that loads; one the build skipped (BUILD_EXCLUSIVE_*) is fine.
       const unbuilt = selected.some((t) => badStatuses.includes(t.status));
       setExit(notLoaded || unbuilt ? ExitCode.targetFailed : ExitCode.ok);
     });
+}
+
+function verifySummary(run: PipelineRun, selected: TargetResult[], out: string): string {
+  const results = run.verified ?? new Map<string, VerifyResult>();
+  const lines = [`${run.report.module} ${run.report.version}: ${results.size} target(s) verified`];
+  for (const target of selected) {
+    const result = results.get(target.id);
+    if (!result) {
+      lines.push(`  ${target.id}: not verified (build ${target.status})`);
+      continue;
+    }
+    lines.push(`  ${target.id}: ${describeVerify(result)}`);
+    if (result.log) lines.push(`    ${join(out, result.log)}`);
+  }
+  lines.push(`report: ${run.reportPath}`);
+  return `${lines.join('\n')}\n`;
 }
 
 /** Parsed once here so a bad value is a usage error before anything boots. */

@@ -1,9 +1,5 @@
+import { shellQuote } from '../util/shell.js';
 import type { DkmsPlan } from './plan.js';
-
-/** Single-quotes a string for bash: the only quoting with no special characters inside. */
-export function shellQuote(value: string): string {
-  return `'${value.replaceAll("'", `'\\''`)}'`;
-}
 
 const array = (values: string[]) => `(${values.map(shellQuote).join(' ')})`;
 

@@ -1,4 +1,4 @@
-import { KfarmError } from '../errors.js';
+import { KfarmError } from '../model/errors.js';
 import type { ConfRecords } from './conf-records.js';
 
 export interface ModuleRecord {

@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { execa } from 'execa';
-import { KfarmError } from '../errors.js';
+import { KfarmError } from '../model/errors.js';
 
 /**
  * Checks what can be checked of a DKMS source tree without running any of its code: the tree and its

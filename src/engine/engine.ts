@@ -1,8 +1,78 @@
-import type Docker from 'dockerode';
-import type { Readable } from 'node:stream';
-import { connectEngine, engineEndpoint } from './connect.js';
-import { EngineContainer, isNotFound } from './container.js';
-import { Label, type Session } from './labels.js';
+import type { Readable, Writable } from 'node:stream';
+import type { Session } from './labels.js';
+
+/**
+ * What kfarm does with a container engine, and nothing more. The Docker-API implementation
+ * (docker-engine.ts) is the only code that knows dockerode; a second engine kind (Podman's own API, a
+ * remote farm) implements these two interfaces again.
+ *
+ * Failure model, the same for every implementation: an engine that cannot be reached or does not answer in
+ * time raises KfarmError `KFARM_ENGINE_UNAVAILABLE` (exit 3) from any call, not just the first one; an
+ * abort by the caller's signal rethrows the signal's reason; anything else is the engine's own answer
+ * (a missing image, a conflict) as a KfarmError with the engine's message.
+ */
+export interface Engine {
+  /** Where the engine is, as a user would type it (`unix:///var/run/docker.sock`, `tcp://host:2376`). */
+  readonly endpoint: string;
+  /** The run this connection belongs to: every container it creates carries the session's labels. */
+  readonly session: Session;
+
+  /** Resolves when the engine answers within `timeoutMs`; KFARM_ENGINE_UNAVAILABLE otherwise. */
+  ping(timeoutMs?: number): Promise<void>;
+
+  /** An image's id and labels, or undefined when there is no image of that name. */
+  image(ref: string): Promise<ImageInfo | undefined>;
+  /** `docker import`: a root filesystem tarball becomes an image with these labels. */
+  importImage(rootfs: Readable, ref: string, labels: Record<string, string>, signal?: AbortSignal): Promise<void>;
+  /** `docker commit` of a container kfarm started, with labels; resolves with the new image id. */
+  commit(container: EngineContainer, ref: string, labels: Record<string, string>): Promise<string>;
+  tagImage(source: string, ref: string): Promise<void>;
+  /** Removes an image; a missing one is not an error. `force` also removes it while containers use it. */
+  removeImage(ref: string, options?: { force?: boolean }): Promise<void>;
+
+  /** Creates and starts a labelled container; one that fails to start is removed before the error propagates. */
+  start(spec: ContainerSpec, signal?: AbortSignal): Promise<EngineContainer>;
+  /** Removes containers of kfarm runs that are gone (this host, dead pid); resolves with how many. */
+  sweep(): Promise<number>;
+  /** Removes a finished container in the background; `settle` waits for all such removals. */
+  removeLater(container: EngineContainer): void;
+  /** Waits for background removals, at most `timeoutMs`; resolves with how many did not finish in time. */
+  settle(timeoutMs?: number): Promise<number>;
+  /**
+   * Removes every container of this session (on exit, Ctrl-C included), giving up after `timeoutMs`.
+   * Resolves with how many could not be removed (the next run's sweep removes them).
+   */
+  removeSessionContainers(timeoutMs?: number): Promise<number>;
+}
+
+export interface ImageInfo {
+  id: string;
+  labels: Record<string, string>;
+}
+
+/** A container kfarm created and owns. */
+export interface EngineContainer {
+  readonly id: string;
+  /** Runs a command; resolves with its exit code (from the engine's exec record, not the stream). */
+  exec(cmd: string[], options?: ExecOptions): Promise<number>;
+  /** Unpacks a tar stream at `path` inside the container. */
+  putArchive(tar: Readable | Buffer, path: string, signal?: AbortSignal): Promise<void>;
+  /** A tar stream of `path` inside the container. Its contents are untrusted. */
+  getArchive(path: string, signal?: AbortSignal): Promise<Readable>;
+  /** How many processes the kernel OOM-killed in the container's memory cgroup (exec'd ones included). */
+  oomKills(): Promise<number>;
+  /** Idempotent, bounded in time, and never uses the caller's (possibly aborted) signal. */
+  remove(): Promise<void>;
+}
+
+export interface ExecOptions {
+  env?: Record<string, string>;
+  workdir?: string;
+  user?: string;
+  stdout?: Writable;
+  stderr?: Writable;
+  signal?: AbortSignal;
+}
 
 export interface ContainerSpec {
   image: string;
@@ -21,177 +91,19 @@ export interface ContainerSpec {
 }
 
 /**
- * The only door to the container engine. Everything else in kfarm talks to this class, so a remote engine
- * (DOCKER_HOST) or a Docker-compatible one (Podman's socket) works wherever dockerode does.
+ * Time limits on engine calls (ms). A call past its limit means the engine is frozen or overloaded beyond
+ * use: it raises KFARM_ENGINE_UNAVAILABLE. Streams (exec output, archives, image imports) have no limit of
+ * their own; a run watches the engine with a ping (`heartbeat`) instead.
  */
-export class Engine {
-  readonly #removals = new Set<Promise<void>>();
-
-  constructor(
-    readonly docker: Docker,
-    readonly session: Session,
-    readonly endpoint: string,
-  ) {}
-
-  static async connect(session: Session, options: { signal?: AbortSignal } = {}): Promise<Engine> {
-    const docker = await connectEngine(options);
-    return new Engine(docker, session, engineEndpoint());
-  }
-
-  async imageLabels(ref: string): Promise<Record<string, string> | undefined> {
-    try {
-      const info = await this.docker.getImage(ref).inspect();
-      return info.Config?.Labels ?? {};
-    } catch (error) {
-      if (isNotFound(error)) return undefined;
-      throw error;
-    }
-  }
-
-  async imageId(ref: string): Promise<string | undefined> {
-    try {
-      return (await this.docker.getImage(ref).inspect()).Id;
-    } catch (error) {
-      if (isNotFound(error)) return undefined;
-      throw error;
-    }
-  }
-
-  /** `docker import`: a root filesystem tarball becomes an image with the given labels. */
-  async importImage(
-    rootfs: Readable,
-    ref: string,
-    labels: Record<string, string>,
-    signal?: AbortSignal,
-  ): Promise<void> {
-    const [repo, tag] = splitRef(ref);
-    const changes = Object.entries(labels).map(([k, v]) => `LABEL ${k}=${JSON.stringify(v)}`);
-    changes.push('CMD ["/bin/bash"]');
-    const stream = (await this.docker.importImage(rootfs, {
-      repo,
-      tag,
-      changes,
-      abortSignal: signal,
-    } as never)) as unknown as NodeJS.ReadableStream;
-    await followEngineProgress(this.docker, stream);
-  }
-
-  /**
-   * `docker commit` with labels. dockerode sends commit options as query parameters, so labels go in as
-   * Dockerfile `LABEL` changes; the preparing container's own session labels are blanked so the image does
-   * not pass them on to every container later created from it.
-   */
-  async commit(container: EngineContainer, ref: string, labels: Record<string, string>): Promise<string> {
-    const [repo, tag] = splitRef(ref);
-    const blank = Object.fromEntries(
-      Object.keys(this.session.labels)
-        .concat(Label.target)
-        .map((k) => [k, '']),
-    );
-    const changes = Object.entries({ ...blank, ...labels }).map(([k, v]) => `LABEL ${k}=${JSON.stringify(v)}`);
-    changes.push('CMD ["/bin/bash"]');
-    const result = (await container.handle.commit({ repo, tag, changes } as never)) as unknown as { Id: string };
-    return result.Id;
-  }
-
-  /** Creates and starts a labelled container; one that fails to start is removed before the error propagates. */
-  async start(spec: ContainerSpec, signal?: AbortSignal): Promise<EngineContainer> {
-    const hostConfig: Docker.HostConfig = { NetworkMode: spec.network, Init: true };
-    if (spec.hardened) {
-      hostConfig.CapDrop = ['ALL'];
-      hostConfig.SecurityOpt = ['no-new-privileges'];
-    }
-    if (spec.limits?.memoryBytes) {
-      hostConfig.Memory = spec.limits.memoryBytes;
-      hostConfig.MemorySwap = spec.limits.memoryBytes;
-    }
-    if (spec.limits?.pids) hostConfig.PidsLimit = spec.limits.pids;
-    if (spec.limits?.cpus) hostConfig.NanoCpus = Math.round(spec.limits.cpus * 1e9);
-    if (spec.tmpfs) hostConfig.Tmpfs = spec.tmpfs;
-    const handle = await this.docker.createContainer({
-      Image: spec.image,
-      Cmd: spec.cmd,
-      Env: Object.entries(spec.env ?? {}).map(([k, v]) => `${k}=${v}`),
-      WorkingDir: spec.workdir,
-      Labels: { ...this.session.labels, ...spec.labels },
-      HostConfig: hostConfig,
-      abortSignal: signal,
-    } as Docker.ContainerCreateOptions);
-    const container = new EngineContainer(this.docker, handle);
-    try {
-      await handle.start();
-    } catch (error) {
-      await container.remove();
-      throw error;
-    }
-    return container;
-  }
-
-  /**
-   * Removes containers left by kfarm runs that are gone (killed with SIGKILL, machine rebooted): those of
-   * this host whose pid no longer runs. Live runs, this one included, are left alone.
-   */
-  async sweep(): Promise<number> {
-    const list = await this.docker.listContainers({ all: true, filters: { label: [Label.session] } });
-    let removed = 0;
-    for (const info of list) {
-      const labels = info.Labels ?? {};
-      if (labels[Label.host] !== this.session.labels[Label.host] || labels[Label.session] === this.session.id) continue;
-      const pid = Number(labels[Label.pid]);
-      if (Number.isInteger(pid) && pid > 0 && pidAlive(pid)) continue;
-      await new EngineContainer(this.docker, this.docker.getContainer(info.Id)).remove();
-      removed++;
-    }
-    return removed;
-  }
-
-  /**
-   * Removes a finished container in the background: removal (kill, unmount, delete the writable layer)
-   * takes a fraction of a second that the next build need not wait for. `settle()` waits for all of them.
-   */
-  removeLater(container: EngineContainer): void {
-    const removal = container.remove().catch(() => undefined);
-    this.#removals.add(removal);
-    void removal.finally(() => this.#removals.delete(removal));
-  }
-
-  async settle(): Promise<void> {
-    await Promise.all([...this.#removals]);
-  }
-
-  /** Removes every container of this session (on exit, including Ctrl-C). */
-  async removeSessionContainers(): Promise<void> {
-    const list = await this.docker.listContainers({
-      all: true,
-      filters: { label: [`${Label.session}=${this.session.id}`] },
-    });
-    await Promise.all(list.map((info) => new EngineContainer(this.docker, this.docker.getContainer(info.Id)).remove()));
-  }
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-function splitRef(ref: string): [string, string] {
-  const colon = ref.lastIndexOf(':');
-  return colon > ref.lastIndexOf('/') ? [ref.slice(0, colon), ref.slice(colon + 1)] : [ref, 'latest'];
-}
-
-/** Engine progress streams report failure as an `error` event inside a 200 response: check every event. */
-async function followEngineProgress(docker: Docker, stream: NodeJS.ReadableStream): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    docker.modem.followProgress(
-      stream,
-      (error: Error | null) => (error ? reject(error) : resolve()),
-      (event: { error?: string; errorDetail?: { message?: string } }) => {
-        if (event.error || event.errorDetail) reject(new Error(event.errorDetail?.message ?? event.error));
-      },
-    );
-  });
-}
+export const EngineTimeouts = {
+  /** Inspect, create, start, exec setup, tag, list. */
+  call: 60_000,
+  /** A commit writes a layer of a few hundred MB. */
+  commit: 10 * 60_000,
+  /** Removing containers at the end of a run, or after the engine was lost: then kfarm gives up and says so. */
+  cleanup: 10_000,
+  /** A run pings its engine this often… */
+  heartbeatEvery: 10_000,
+  /** …and stops (exit 3) when a ping is not answered within this. */
+  heartbeat: 30_000,
+} as const;

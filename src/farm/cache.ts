@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { copyFile, lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { TargetResult } from './types.js';
+import type { TargetResult } from '../model/result.js';
 
 /** Bumped whenever what an entry holds or how keys are made changes: older entries are then never hit. */
 export const CACHE_FORMAT = 1;

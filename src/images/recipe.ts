@@ -1,9 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFile, readdir } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
-
-/** Top-level `images/` of the kfarm package: image recipes and the scripts kfarm runs inside builders. */
-export const imagesDir = fileURLToPath(new URL('../../images/', import.meta.url));
+import { imagesDir } from '../util/paths.js';
 
 /** Bumped when the way images are assembled changes in code rather than in the recipe files. */
 const IMAGE_FORMAT = '1';

@@ -1,17 +1,13 @@
 import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { KfarmError } from '../errors.js';
-import type { Engine } from '../engine/engine.js';
-import { Label } from '../engine/labels.js';
+import type { ImageEvents } from '../model/events.js';
+import { Label, type Engine } from '../engine/index.js';
 import type { ImageStore } from './image-store.js';
+import { commitLayer, prepareLogPath } from './prepare.js';
 
 /**
  * Tool images: a release's base image plus one Debian tool, for packaging and for testing packages with the
- * release's own tools (its dkms, its rpm, its lintian). Prepared like headers images: a container of
- * `kfarm/debian:<release>` with network, apt-get, commit with labels; once per process, reused across runs
- * when the labels say the image holds what is asked.
+ * release's own tools (its dkms, its rpm, its lintian). Prepared like headers images (a layer committed
+ * with labels), once per process, reused across runs when the labels say the image holds what is asked.
  */
 export type ToolKind = 'dkms' | 'rpm' | 'lintian';
 
@@ -42,18 +38,13 @@ export function toolRef(release: string, kind: ToolKind): string {
   return `kfarm/tools-${release}:${kind}`;
 }
 
-export interface ToolImageEvents {
-  onPrepare?: (ref: string, what: string) => void;
-  onReady?: (ref: string, ms: number, reused: boolean) => void;
-}
-
 export class ToolImages {
   readonly #inflight = new Map<string, Promise<string>>();
 
   constructor(
     readonly engine: Engine,
     readonly images: ImageStore,
-    readonly options: { logDir: string; events?: ToolImageEvents } = { logDir: join(images.options.logDir, 'tools') },
+    readonly options: { logDir?: string; events?: ImageEvents } = {},
   ) {}
 
   /** Resolves with the ref of `kfarm/tools-<release>:<kind>`, preparing it when missing or stale. */
@@ -68,6 +59,29 @@ export class ToolImages {
   }
 
   async #ensure(ref: string, release: string, kind: ToolKind, signal?: AbortSignal): Promise<string> {
+    const labels = await this.#labels(release, kind);
+    if (await this.images.holds(ref, labels)) {
+      this.options.events?.onReady?.(ref, 0, true);
+      return ref;
+    }
+    const base = await this.images.base(release, signal);
+    const started = Date.now();
+    this.options.events?.onPrepare?.(ref, `${kind} tools for debian/${release}`);
+    await commitLayer(this.engine, {
+      base,
+      ref,
+      script: installScript,
+      args: [...toolPackages[kind]],
+      labels,
+      logPath: prepareLogPath(this.options.logDir ?? this.images.options.logDir, ref),
+      what: `apt-get install ${toolPackages[kind].join(' ')}`,
+      ...(signal ? { signal } : {}),
+    });
+    this.options.events?.onReady?.(ref, Date.now() - started, false);
+    return ref;
+  }
+
+  async #labels(release: string, kind: ToolKind): Promise<Record<string, string>> {
     const recipe = await this.images.recipe();
     const hash = createHash('sha256')
       .update(TOOL_FORMAT)
@@ -75,61 +89,14 @@ export class ToolImages {
       .update(recipe.hash)
       .update('\0')
       .update(installScript)
-      .update('\0');
-    hash.update(toolPackages[kind].join(' '));
-    const want = {
+      .update('\0')
+      .update(toolPackages[kind].join(' '));
+    return {
       [Label.role]: 'tool',
       [Label.distro]: 'debian',
       [Label.release]: release,
       [toolLabel]: kind,
       [Label.recipe]: hash.digest('hex').slice(0, 16),
     };
-    const labels = await this.engine.imageLabels(ref);
-    if (labels !== undefined && Object.entries(want).every(([k, v]) => labels[k] === v)) {
-      this.options.events?.onReady?.(ref, 0, true);
-      return ref;
-    }
-    const base = await this.images.base(release, signal);
-    const started = Date.now();
-    this.options.events?.onPrepare?.(ref, `${kind} tools for debian/${release}`);
-    await mkdir(this.options.logDir, { recursive: true });
-    const logPath = join(this.options.logDir, `${ref.replace(/[^A-Za-z0-9_.-]/g, '_')}.log`);
-    const log = createWriteStream(logPath);
-    const container = await this.engine.start(
-      {
-        image: base,
-        cmd: ['sleep', '3600'],
-        network: 'bridge',
-        hardened: false,
-        labels: { [Label.role]: 'prepare', [Label.target]: ref },
-      },
-      signal,
-    );
-    try {
-      const code = await container.exec(['bash', '-c', installScript, 'install-tools', ...toolPackages[kind]], {
-        stdout: log,
-        stderr: log,
-        ...(signal ? { signal } : {}),
-      });
-      if (code !== 0) {
-        await new Promise<void>((resolve) => log.end(resolve));
-        const text = await readFile(logPath, 'utf8').catch(() => '');
-        const why = text
-          .split('\n')
-          .map((l) => l.trim())
-          .filter((l) => /^E:/.test(l))
-          .pop();
-        throw new KfarmError(
-          'KFARM_IMAGE_FAILED',
-          `preparing ${ref} failed: apt-get install ${toolPackages[kind].join(' ')} exited ${code} (log: ${logPath})${why ? `: ${why}` : ''}`,
-        );
-      }
-      await this.engine.commit(container, ref, want);
-    } finally {
-      log.end();
-      await container.remove();
-    }
-    this.options.events?.onReady?.(ref, Date.now() - started, false);
-    return ref;
   }
 }

@@ -1,6 +1,7 @@
+import { shellQuote } from '../util/shell.js';
 import { lstat, readFile, readdir, readlink } from 'node:fs/promises';
 import { join, posix } from 'node:path';
-import { KfarmError } from '../errors.js';
+import { KfarmError } from '../model/errors.js';
 import { gzip, tarArchive, withParents, type TarEntry } from './archive.js';
 import type { KernelBuild } from './types.js';
 
@@ -54,10 +55,6 @@ export function binariesOnlyDkmsConf(module: string, version: string, koNames: s
     );
   });
   return `${lines.join('\n')}\n`;
-}
-
-export function shellQuote(value: string): string {
-  return /^[A-Za-z0-9_.+:,/@%=-]+$/.test(value) ? `"${value}"` : `'${value.replace(/'/g, `'\\''`)}'`;
 }
 
 export function dkmsTarball(build: KernelBuild, options: { epoch: number; source?: TarEntry[] }): Buffer {

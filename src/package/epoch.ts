@@ -1,7 +1,7 @@
 import { lstat, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { KfarmError } from '../errors.js';
+import { KfarmError } from '../model/errors.js';
 
 /**
  * The timestamp every archive writer stamps on its members (https://reproducible-builds.org/specs/source-date-epoch/):

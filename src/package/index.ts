@@ -2,10 +2,4 @@
 export { checkPackageOptions, packageOutput, type PackageOptions } from './package.js';
 export { parseSourceDateEpoch, resolveSourceDateEpoch } from './epoch.js';
 export { loadSigningKey, parseModuleSignature, signModule, type ModuleSignature, type SigningKey } from './sign.js';
-export {
-  packageFormats,
-  type KernelBuild,
-  type PackageFormat,
-  type PackagedReport,
-  type PackagedTarget,
-} from './types.js';
+export { packageFormats, type KernelBuild, type PackageFormat } from './types.js';

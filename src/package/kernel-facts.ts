@@ -1,7 +1,7 @@
 import { Writable } from 'node:stream';
 import type { Engine } from '../engine/engine.js';
 import { Label } from '../engine/labels.js';
-import { KfarmError } from '../errors.js';
+import { KfarmError } from '../model/errors.js';
 import { headersRef } from '../images/image-store.js';
 
 /** What packaging needs to know about a target kernel, asked of the target release itself. */
@@ -79,7 +79,7 @@ export class KernelFactsCache {
   }
 
   async #ask(image: string, release: string, kernel: string, signal?: AbortSignal): Promise<KernelFacts> {
-    if ((await this.engine.imageId(image)) === undefined) {
+    if ((await this.engine.image(image)) === undefined) {
       const fallback = releaseModuleDir[release] ?? '/usr/lib/modules';
       return { moduleDir: fallback, imageMissing: image };
     }

@@ -1,32 +1,27 @@
-import { constants } from 'node:fs';
-import { mkdir, mkdtemp, open, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import PQueue from 'p-queue';
-import { Engine } from '../engine/engine.js';
-import { Label, newSession } from '../engine/labels.js';
-import { KfarmError, errorText } from '../errors.js';
-import { collectLimits } from '../farm/collect.js';
-import { parseModinfo } from '../dkms/modinfo.js';
+import { connectEngine, Label, newSession, type Engine } from '../engine/index.js';
 import { ImageStore } from '../images/image-store.js';
 import { ToolImages } from '../images/tool-images.js';
-import { releaseSources } from '../plan/resolve.js';
-import { writeJsonReport, type FarmReport } from '../report/json.js';
+import { KfarmError, errorText } from '../model/errors.js';
+import { writeJsonReport, type FarmReport } from '../model/report.js';
+import { releaseSources } from '../plan/debian-releases.js';
 import { cacheRoot } from '../util/cache-dir.js';
-import { dkmsTarball, dkmsTarballName, sourceTreeEntries } from './dkms-tarball.js';
+import { checkPackageOptions } from './check.js';
 import { buildDeb, debFileName, maintainerFromEnv } from './deb.js';
-import { parseSourceDateEpoch, resolveSourceDateEpoch } from './epoch.js';
+import type { TarEntry } from './archive.js';
+import { dkmsTarball, dkmsTarballName, sourceTreeEntries } from './dkms-tarball.js';
+import { resolveSourceDateEpoch } from './epoch.js';
+import { readKernelBuild } from './kernel-build.js';
 import { KernelFactsCache, type KernelFacts } from './kernel-facts.js';
 import { buildRpms } from './rpm.js';
-import { loadSigningKey, signModule, type SigningKey } from './sign.js';
-import {
-  packageFormats,
-  type KernelBuild,
-  type PackageFormat,
-  type PackagedReport,
-  type PackagedTarget,
-} from './types.js';
+import { signModule, type SigningKey } from './sign.js';
+import type { KernelBuild, PackageFormat } from './types.js';
+
+export { checkPackageOptions } from './check.js';
 
 export interface PackageOptions {
   formats: PackageFormat[];
@@ -54,8 +49,6 @@ export interface PackageOptions {
 }
 
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.+~-]*$/;
-const SAFE_KERNEL = /^[0-9][A-Za-z0-9.+~_-]*$/;
-const KO_NAME = /^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*\.ko$/;
 
 /**
  * Packages a build's output (`<out>/dkms/...` + the report `runFarm` returned or `report.json` holds) for every
@@ -67,33 +60,15 @@ const KO_NAME = /^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*\.ko$/;
  * Key, certificate, formats, source tree and SOURCE_DATE_EPOCH are checked before anything else happens.
  */
 export async function packageOutput(out: string, report: FarmReport, options: PackageOptions): Promise<FarmReport> {
-  const log = options.log ?? (() => undefined);
-  const env = options.env ?? process.env;
   const { formats, key } = await checkPackageOptions(options);
-  const epoch =
-    options.sourceDateEpoch ??
-    (await resolveSourceDateEpoch(options.withSource ?? options.source, env)) ??
-    Math.floor(Date.parse(report.startedAt) / 1000);
-  if (!Number.isSafeInteger(epoch) || epoch < 0)
-    throw new KfarmError('KFARM_USAGE', 'cannot tell SOURCE_DATE_EPOCH: set it, or give --source');
-  if (!SAFE_NAME.test(report.module) || !SAFE_NAME.test(report.version)) {
-    throw new KfarmError(
-      'KFARM_USAGE',
-      `report.json: module ${JSON.stringify(report.module)} version ${JSON.stringify(report.version)} cannot name packages`,
-    );
-  }
-
+  const epoch = await packageEpoch(report, options);
+  checkPackageNames(report);
   const packable = report.targets.filter(
     (t) => (t.status === 'built' || t.status === 'cached') && t.artifacts.some((a) => a.endsWith('.ko')),
   );
-  const result: PackagedReport = {
-    ...report,
-    targets: report.targets.map((t): PackagedTarget => ({ ...t, packages: [] })),
-  };
   if (packable.length === 0) {
-    log('package: no built target to package');
-    await writeJsonReport(out, result as FarmReport);
-    return result as FarmReport;
+    options.log?.('package: no built target to package');
+    return withPackages(out, report, new Map());
   }
   const source =
     options.withSource !== undefined && formats.includes('dkms')
@@ -101,278 +76,236 @@ export async function packageOutput(out: string, report: FarmReport, options: Pa
       : undefined;
   const builds = await Promise.all(packable.map((t) => readKernelBuild(out, report, t)));
   options.signal?.throwIfAborted();
+  const run = new PackageRun(out, options, {
+    formats,
+    epoch,
+    builds,
+    images: packable.map((t) => t.image),
+    ...(key ? { key } : {}),
+    ...(source ? { source } : {}),
+  });
+  return withPackages(out, report, await run.run());
+}
 
-  const needEngine = key !== undefined || formats.includes('deb') || formats.includes('rpm');
-  const ownEngine = needEngine && !options.engine;
-  const engine = needEngine
-    ? (options.engine ??
-      (await Engine.connect(
-        newSession(randomBytes(6).toString('hex')),
-        options.signal ? { signal: options.signal } : {},
-      )))
-    : undefined;
-  const packagesDir = join(out, 'packages');
-  const packagesExisted = await stat(packagesDir).then(
+async function packageEpoch(report: FarmReport, options: PackageOptions): Promise<number> {
+  const epoch =
+    options.sourceDateEpoch ??
+    (await resolveSourceDateEpoch(options.withSource ?? options.source, options.env ?? process.env)) ??
+    Math.floor(Date.parse(report.startedAt) / 1000);
+  if (!Number.isSafeInteger(epoch) || epoch < 0)
+    throw new KfarmError('KFARM_USAGE', 'cannot tell SOURCE_DATE_EPOCH: set it, or give --source');
+  return epoch;
+}
+
+function checkPackageNames(report: FarmReport): void {
+  if (!SAFE_NAME.test(report.module) || !SAFE_NAME.test(report.version)) {
+    const what = `module ${JSON.stringify(report.module)} version ${JSON.stringify(report.version)}`;
+    throw new KfarmError('KFARM_USAGE', `report.json: ${what} cannot name packages`);
+  }
+}
+
+/** The report with each target's `packages` (paths relative to `out`), written to report.json. */
+async function withPackages(out: string, report: FarmReport, made: ReadonlyMap<string, string[]>): Promise<FarmReport> {
+  const result: FarmReport = {
+    ...report,
+    targets: report.targets.map((t) => ({
+      ...t,
+      packages: (made.get(t.id) ?? []).map((name) => join('packages', name)),
+    })),
+  };
+  await writeJsonReport(out, result);
+  return result;
+}
+
+interface RunInput {
+  formats: PackageFormat[];
+  epoch: number;
+  builds: KernelBuild[];
+  /** Each build's builder image (report.json's `image`), where its kernel's facts are read. */
+  images: (string | undefined)[];
+  key?: SigningKey;
+  source?: TarEntry[];
+}
+
+/** One packaging run: kernel facts → signing → DKMS tarballs and .debs → .rpms → all renamed into place. */
+class PackageRun {
+  readonly #made = new Map<string, string[]>();
+  readonly #facts = new Map<string, KernelFacts>();
+  readonly #packagesDir: string;
+  readonly #staging: string;
+  #engine: Engine | undefined;
+  #ownEngine = false;
+
+  constructor(
+    readonly out: string,
+    readonly options: PackageOptions,
+    readonly input: RunInput,
+  ) {
+    this.#packagesDir = join(out, 'packages');
+    this.#staging = join(this.#packagesDir, `.kfarm-tmp-${randomBytes(6).toString('hex')}`);
+  }
+
+  /** Resolves with the file names made, by target id. */
+  async run(): Promise<Map<string, string[]>> {
+    const packagesExisted = await exists(this.#packagesDir);
+    try {
+      await mkdir(this.#staging, { recursive: true });
+      await this.#connect();
+      await this.#readFacts();
+      if (this.input.key) await this.#sign(this.input.key);
+      await this.#archives();
+      if (this.input.formats.includes('rpm')) await this.#rpms();
+      this.options.signal?.throwIfAborted();
+      await this.#commit();
+      return this.#made;
+    } catch (error) {
+      await rm(this.#staging, { recursive: true, force: true });
+      if (!packagesExisted) await rmdir(this.#packagesDir).catch(() => undefined);
+      throw error;
+    } finally {
+      await rm(this.#staging, { recursive: true, force: true });
+      if (this.#ownEngine) await this.#engine?.removeSessionContainers();
+    }
+  }
+
+  /** Signing (a kernel's hash), .deb and .rpm (its module directory) need the kernel's builder image. */
+  async #connect(): Promise<void> {
+    const { formats, key } = this.input;
+    if (key === undefined && !formats.includes('deb') && !formats.includes('rpm')) return;
+    this.#ownEngine = !this.options.engine;
+    const { signal } = this.options;
+    this.#engine =
+      this.options.engine ??
+      (await connectEngine(newSession(randomBytes(6).toString('hex')), signal ? { signal } : {}));
+  }
+
+  async #readFacts(): Promise<void> {
+    if (!this.#engine) return;
+    const cache = new KernelFactsCache(this.#engine);
+    // One short container per kernel (its builder image); two at a time.
+    const queue = new PQueue({ concurrency: 2 });
+    const { signal } = this.options;
+    const ask = async (build: KernelBuild, image: string | undefined) => {
+      const options = {
+        ...(image ? { image } : {}),
+        needSigHash: this.input.key !== undefined,
+        ...(signal ? { signal } : {}),
+      };
+      this.#facts.set(build.targetId, await cache.get(build.release, build.kernel, options));
+    };
+    await Promise.all(this.input.builds.map((build, i) => queue.add(() => ask(build, this.input.images[i]))));
+  }
+
+  /** Every packaged copy is signed on the host (keys never enter a container), after strip, before packaging. */
+  async #sign(key: SigningKey): Promise<void> {
+    const workDir = await mkdtemp(join(tmpdir(), 'kfarm-sign-'));
+    try {
+      for (const build of this.input.builds) {
+        this.options.signal?.throwIfAborted();
+        const hash = this.#facts.get(build.targetId)?.sigHash ?? '';
+        this.options.log?.(
+          `package: signing ${build.modules.map((m) => m.name).join(', ')} for ${build.kernel} (${hash})`,
+        );
+        for (const m of build.modules) m.data = await signOne(m, build, hash, key, workDir, this.options.signal);
+      }
+    } finally {
+      await rm(workDir, { recursive: true, force: true });
+    }
+  }
+
+  get #note(): string | undefined {
+    return this.input.key ? `Modules signed with the key of ${JSON.stringify(this.input.key.subject)}.` : undefined;
+  }
+
+  #moduleDir(build: KernelBuild): string {
+    return this.#facts.get(build.targetId)?.moduleDir ?? '/lib/modules';
+  }
+
+  async #archives(): Promise<void> {
+    const { formats, epoch, source } = this.input;
+    const note = this.#note;
+    const maintainer = this.options.maintainer ?? maintainerFromEnv(this.options.env ?? process.env);
+    for (const build of this.input.builds) {
+      this.options.signal?.throwIfAborted();
+      if (formats.includes('dkms'))
+        await this.#add(build, dkmsTarballName(build), dkmsTarball(build, { epoch, ...(source ? { source } : {}) }));
+      if (formats.includes('deb')) {
+        const deb = buildDeb(build, {
+          epoch,
+          moduleDir: this.#moduleDir(build),
+          maintainer,
+          ...(note ? { note } : {}),
+        });
+        await this.#add(build, debFileName(build), deb);
+      }
+    }
+  }
+
+  /** rpmbuild (Debian's `rpm`) in a container of the rpm tool image, with no network. */
+  async #rpms(): Promise<void> {
+    const engine = this.#engine as Engine;
+    const { signal } = this.options;
+    signal?.throwIfAborted();
+    const logDir = join(cacheRoot(undefined, this.options.env ?? process.env), 'logs');
+    const tools = new ToolImages(engine, new ImageStore(engine, { logDir, sources: releaseSources }));
+    const image = await tools.get(this.options.rpmRelease ?? 'bookworm', 'rpm', signal);
+    const spec = {
+      image,
+      cmd: ['sleep', '3600'],
+      network: 'none' as const,
+      hardened: true,
+      labels: { [Label.role]: 'package' },
+    };
+    const container = await engine.start({ ...spec, limits: { memoryBytes: 2 * 1024 ** 3, pids: 1024 } }, signal);
+    const note = this.#note;
+    try {
+      const builds = this.input.builds.map((build) => ({
+        build,
+        moduleDir: this.#moduleDir(build),
+        ...(note ? { note } : {}),
+      }));
+      const accept = (build: KernelBuild, fileName: string, data: Buffer) => this.#add(build, fileName, data);
+      await buildRpms(container, builds, { epoch: this.input.epoch, ...(signal ? { signal } : {}), accept });
+    } finally {
+      await container.remove().catch(() => undefined);
+    }
+  }
+
+  async #add(build: KernelBuild, fileName: string, data: Buffer): Promise<void> {
+    if ([...this.#made.values()].some((names) => names.includes(fileName))) {
+      throw new KfarmError('KFARM_PACKAGE_FAILED', `two targets would make the same package ${fileName}`);
+    }
+    this.options.log?.(`package: ${fileName}`);
+    await writeFile(join(this.#staging, fileName), data, { flag: 'wx', mode: 0o644 });
+    this.#made.set(build.targetId, [...(this.#made.get(build.targetId) ?? []), fileName]);
+  }
+
+  /** Everything is made: move the files into place (each rename atomic, replacing an older file of that name). */
+  async #commit(): Promise<void> {
+    for (const names of this.#made.values()) {
+      for (const name of names) await rename(join(this.#staging, name), join(this.#packagesDir, name));
+    }
+  }
+}
+
+async function signOne(
+  m: { name: string; data: Buffer },
+  build: KernelBuild,
+  hash: string,
+  key: SigningKey,
+  workDir: string,
+  signal?: AbortSignal,
+): Promise<Buffer> {
+  try {
+    return await signModule(m.data, hash, key, workDir, signal);
+  } catch (error) {
+    throw new KfarmError('KFARM_USAGE', `${build.targetId}: ${m.name}: ${errorText(error)}`, { cause: error });
+  }
+}
+
+function exists(path: string): Promise<boolean> {
+  return stat(path).then(
     () => true,
     () => false,
   );
-  const staging = join(packagesDir, `.kfarm-tmp-${randomBytes(6).toString('hex')}`);
-  const workDir = await mkdtemp(join(tmpdir(), 'kfarm-sign-'));
-  const made = new Map<string, string[]>();
-  const add = async (build: KernelBuild, fileName: string, data: Buffer) => {
-    const list = made.get(build.targetId) ?? [];
-    if ([...made.values()].some((names) => names.includes(fileName)))
-      throw new KfarmError('KFARM_INTERNAL', `two targets would make the same package ${fileName}`);
-    await writeFile(join(staging, fileName), data, { flag: 'wx', mode: 0o644 });
-    list.push(fileName);
-    made.set(build.targetId, list);
-  };
-  try {
-    await mkdir(staging, { recursive: true });
-    const factsCache = engine ? new KernelFactsCache(engine) : undefined;
-    const facts = new Map<string, KernelFacts>();
-    if (factsCache) {
-      // One short container per kernel (its builder image); two at a time.
-      const queue = new PQueue({ concurrency: 2 });
-      await Promise.all(
-        builds.map((build, i) =>
-          queue.add(async () => {
-            const image = packable[i]?.image;
-            facts.set(
-              build.targetId,
-              await factsCache.get(build.release, build.kernel, {
-                ...(image ? { image } : {}),
-                needSigHash: key !== undefined,
-                ...(options.signal ? { signal: options.signal } : {}),
-              }),
-            );
-          }),
-        ),
-      );
-    }
-    let note: string | undefined;
-    if (key) {
-      note = `Modules signed with the key of ${JSON.stringify(key.subject)}.`;
-      for (const build of builds) {
-        options.signal?.throwIfAborted();
-        const hash = facts.get(build.targetId)?.sigHash ?? '';
-        log(`package: signing ${build.modules.map((m) => m.name).join(', ')} for ${build.kernel} (${hash})`);
-        for (const m of build.modules) {
-          try {
-            m.data = await signModule(m.data, hash, key, workDir, options.signal);
-          } catch (error) {
-            throw new KfarmError('KFARM_USAGE', `${build.targetId}: ${m.name}: ${errorText(error)}`, { cause: error });
-          }
-        }
-      }
-    }
-    for (const build of builds) {
-      options.signal?.throwIfAborted();
-      if (formats.includes('dkms')) {
-        log(`package: ${dkmsTarballName(build)}`);
-        await add(build, dkmsTarballName(build), dkmsTarball(build, { epoch, ...(source ? { source } : {}) }));
-      }
-      if (formats.includes('deb')) {
-        const moduleDir = facts.get(build.targetId)?.moduleDir ?? '/lib/modules';
-        log(`package: ${debFileName(build)}`);
-        await add(
-          build,
-          debFileName(build),
-          buildDeb(build, {
-            epoch,
-            moduleDir,
-            maintainer: options.maintainer ?? maintainerFromEnv(env),
-            ...(note ? { note } : {}),
-          }),
-        );
-      }
-    }
-    if (formats.includes('rpm') && engine) {
-      options.signal?.throwIfAborted();
-      const logDir = join(cacheRoot(undefined, env), 'logs');
-      const images = new ImageStore(engine, { logDir, sources: releaseSources });
-      const tools = new ToolImages(engine, images, { logDir });
-      const image = await tools.get(options.rpmRelease ?? 'bookworm', 'rpm', options.signal);
-      const container = await engine.start(
-        {
-          image,
-          cmd: ['sleep', '3600'],
-          network: 'none',
-          hardened: true,
-          limits: { memoryBytes: 2 * 1024 ** 3, pids: 1024 },
-          labels: { [Label.role]: 'package' },
-        },
-        options.signal,
-      );
-      try {
-        await buildRpms(
-          container,
-          builds.map((build) => ({
-            build,
-            moduleDir: facts.get(build.targetId)?.moduleDir ?? '/lib/modules',
-            ...(note ? { note } : {}),
-          })),
-          {
-            epoch,
-            ...(options.signal ? { signal: options.signal } : {}),
-            accept: async (build, fileName, data) => {
-              log(`package: ${fileName}`);
-              await add(build, fileName, data);
-            },
-          },
-        );
-      } finally {
-        await container.remove();
-      }
-    }
-    options.signal?.throwIfAborted();
-    // Everything is made: move the files into place (each rename atomic, replacing an older file of that name).
-    for (const names of made.values())
-      for (const name of names) await rename(join(staging, name), join(packagesDir, name));
-  } catch (error) {
-    await rm(staging, { recursive: true, force: true });
-    if (!packagesExisted) await rmdir(packagesDir).catch(() => undefined);
-    throw error;
-  } finally {
-    await rm(workDir, { recursive: true, force: true });
-    if (ownEngine) await engine?.removeSessionContainers().catch(() => undefined);
-  }
-  await rm(staging, { recursive: true, force: true });
-  for (const target of result.targets)
-    target.packages = (made.get(target.id) ?? []).map((name) => join('packages', name));
-  await writeJsonReport(out, result as FarmReport);
-  return result as FarmReport;
-}
-
-/**
- * Every check `packageOutput` makes before it touches anything, without side effects: formats, the key/cert
- * pair (readable, a private key, a certificate of that key), the `--with-source` tree, `--maintainer`, and a
- * `SOURCE_DATE_EPOCH` in the environment. `kfarm build --package` calls it before the first build starts, so a bad
- * key fails in a second rather than after the builds.
- */
-export async function checkPackageOptions(
-  options: PackageOptions,
-): Promise<{ formats: PackageFormat[]; key?: SigningKey }> {
-  const formats = [...new Set(options.formats)];
-  if (formats.length === 0)
-    throw new KfarmError('KFARM_USAGE', `--format: give one or more of ${packageFormats.join(', ')}`);
-  for (const format of formats) {
-    if (!packageFormats.includes(format))
-      throw new KfarmError(
-        'KFARM_USAGE',
-        `--format ${JSON.stringify(format)}: expected one or more of ${packageFormats.join(', ')}`,
-      );
-  }
-  const key =
-    options.signKey !== undefined || options.signCert !== undefined
-      ? await loadSigningKey(options.signKey, options.signCert)
-      : undefined;
-  if (options.withSource !== undefined) await checkSourceTree(options.withSource);
-  if (options.maintainer !== undefined && !/^[^<>\n]+ <[^<>\s]+@[^<>\s]+>$/.test(options.maintainer)) {
-    throw new KfarmError('KFARM_USAGE', `--maintainer ${JSON.stringify(options.maintainer)}: expected "Name <email>"`);
-  }
-  if (
-    options.sourceDateEpoch !== undefined &&
-    (!Number.isSafeInteger(options.sourceDateEpoch) || options.sourceDateEpoch < 0)
-  ) {
-    throw new KfarmError(
-      'KFARM_USAGE',
-      `sourceDateEpoch ${options.sourceDateEpoch}: expected a whole number of seconds`,
-    );
-  }
-  const raw = (options.env ?? process.env)['SOURCE_DATE_EPOCH'];
-  if (options.sourceDateEpoch === undefined && raw !== undefined) parseSourceDateEpoch(raw);
-  return { formats, ...(key ? { key } : {}) };
-}
-
-async function checkSourceTree(dir: string): Promise<void> {
-  const info = await stat(dir).catch(() => undefined);
-  if (!info?.isDirectory()) throw new KfarmError('KFARM_USAGE', `--with-source ${dir}: not a directory`);
-  const conf = await stat(join(dir, 'dkms.conf')).catch(() => undefined);
-  if (!conf?.isFile()) throw new KfarmError('KFARM_USAGE', `--with-source ${dir}: no dkms.conf in it`);
-}
-
-/**
- * Reads one target's kernel directory of the DKMS tree without following links: regular `.ko` files and
- * `Module.symvers` in `module/`, within kfarm's collect limits (make.log is not packaged). The `.ko` set must be the
- * one report.json lists.
- */
-async function readKernelBuild(out: string, report: FarmReport, target: PackagedTarget): Promise<KernelBuild> {
-  if (!SAFE_KERNEL.test(target.kernel) || target.arch !== 'x86_64' || !/^[a-z][a-z0-9-]*$/.test(target.release)) {
-    throw new KfarmError(
-      'KFARM_USAGE',
-      `report.json: target ${JSON.stringify(target.id)} has a kernel, arch or release kfarm cannot package`,
-    );
-  }
-  const dir = join(out, 'dkms', report.module, report.version, target.kernel, target.arch);
-  const moduleDir = join(dir, 'module');
-  const names = (
-    await readdir(moduleDir).catch((error: unknown) => {
-      throw new KfarmError('KFARM_USAGE', `${moduleDir}: ${errorText(error)} (was the build output moved?)`, {
-        cause: error,
-      });
-    })
-  ).sort();
-  const build: KernelBuild = {
-    targetId: target.id,
-    module: report.module,
-    version: report.version,
-    release: target.release,
-    kernel: target.kernel,
-    arch: target.arch,
-    modules: [],
-    licenses: [],
-    descriptions: [],
-    authors: [],
-  };
-  for (const name of names) {
-    const path = join(moduleDir, name);
-    if (name === 'Module.symvers') build.symvers = await readRegular(path, collectLimits.symversBytes);
-    else if (KO_NAME.test(name)) build.modules.push({ name, data: await readRegular(path, collectLimits.moduleBytes) });
-    else throw new KfarmError('KFARM_OUTPUT_UNSAFE', `${path}: not a file kfarm puts in the DKMS tree`);
-  }
-  const listed = target.artifacts
-    .filter((a) => a.endsWith('.ko'))
-    .map((a) => a.slice(a.lastIndexOf('/') + 1))
-    .sort();
-  const found = build.modules.map((m) => m.name);
-  if (listed.join('\0') !== found.join('\0')) {
-    throw new KfarmError(
-      'KFARM_USAGE',
-      `${moduleDir}: holds ${found.join(', ') || 'no module'} but report.json lists ${listed.join(', ')}`,
-    );
-  }
-  for (const m of build.modules) {
-    try {
-      const info = parseModinfo(m.data);
-      for (const l of info.get('license') ?? []) if (!build.licenses.includes(l)) build.licenses.push(l);
-      for (const d of info.get('description') ?? []) if (!build.descriptions.includes(d)) build.descriptions.push(d);
-      for (const a of info.get('author') ?? []) if (!build.authors.includes(a)) build.authors.push(a);
-    } catch {
-      // Not an ELF module we can read: packaged as is, without license/description.
-    }
-  }
-  return build;
-}
-
-async function readRegular(path: string, limit: number): Promise<Buffer> {
-  let handle;
-  try {
-    handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (error) {
-    throw new KfarmError(
-      'KFARM_OUTPUT_UNSAFE',
-      `${path}: cannot open it as a regular file (${(error as NodeJS.ErrnoException).code ?? errorText(error)})`,
-      { cause: error },
-    );
-  }
-  try {
-    const info = await handle.stat();
-    if (!info.isFile()) throw new KfarmError('KFARM_OUTPUT_UNSAFE', `${path}: not a regular file`);
-    if (info.size > limit)
-      throw new KfarmError('KFARM_OUTPUT_UNSAFE', `${path}: ${info.size} bytes, over the ${limit}-byte limit`);
-    return await handle.readFile();
-  } finally {
-    await handle.close();
-  }
 }

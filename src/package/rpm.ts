@@ -1,9 +1,8 @@
 import type { Readable } from 'node:stream';
 import { TextTail } from '../util/text-tail.js';
-import { pipeline } from 'node:stream/promises';
-import { Parser, type ReadEntry } from 'tar';
-import type { EngineContainer } from '../engine/container.js';
-import { KfarmError } from '../errors.js';
+import type { EngineContainer } from '../engine/index.js';
+import { describeEntry, isRegularFile, readUntrustedTar, type EntryVerdict } from '../util/untrusted-tar.js';
+import { KfarmError } from '../model/errors.js';
 import { tarArchive, withParents, type TarEntry } from './archive.js';
 import type { KernelBuild } from './types.js';
 
@@ -49,7 +48,8 @@ export function rpmSpec(build: KernelBuild, options: { moduleDir: string; note?:
   const name = rpmName(build.module, build.kernel);
   const version = rpmVersion(build.version);
   const kver = build.kernel;
-  if (!/^[0-9][A-Za-z0-9.+~_-]*$/.test(kver)) throw new Error(`unsafe kernel release ${JSON.stringify(kver)}`);
+  if (!/^[0-9][A-Za-z0-9.+~_-]*$/.test(kver))
+    throw new KfarmError('KFARM_USAGE', `unsafe kernel release ${JSON.stringify(kver)}`);
   const dir = `${options.moduleDir}/${kver}/extra/${build.module}`;
   const depmod = `if [ -e /boot/System.map-${kver} ]; then\n  depmod -a -F /boot/System.map-${kver} ${kver} || :\nfi`;
   const license = build.licenses.length ? build.licenses.join(' and ') : 'Unknown';
@@ -166,43 +166,22 @@ export async function buildRpms(
  */
 export async function readSingleFile(archive: Readable, name: string, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  let size = 0;
   let entries = 0;
-  let rejection: KfarmError | undefined;
-  const parser = new Parser({ strict: true });
-  const reject = (reason: string) => {
-    rejection ??= new KfarmError('KFARM_OUTPUT_UNSAFE', `package output rejected: ${reason}`);
-    archive.destroy(rejection);
-    parser.abort(rejection);
-  };
-  parser.on('entry', (entry: ReadEntry) => {
-    entries++;
-    if (rejection) return entry.resume();
-    if (entries > 1) return (reject(`more than one entry (${JSON.stringify(entry.path)})`), entry.resume());
-    if (entry.path !== name) return (reject(`unexpected entry ${JSON.stringify(entry.path)}`), entry.resume());
-    if (entry.type !== 'File' && entry.type !== 'OldFile')
-      return (reject(`${JSON.stringify(entry.path)} is a ${entry.type}, not a regular file`), entry.resume());
-    if ((entry.size ?? 0) > limit)
-      return (
-        reject(`${JSON.stringify(entry.path)} is ${entry.size} bytes, over the ${limit}-byte limit`),
-        entry.resume()
-      );
-    entry.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) reject(`${JSON.stringify(entry.path)} is over the ${limit}-byte limit`);
-      else chunks.push(chunk);
-    });
+  await readUntrustedTar(archive, {
+    what: 'package output',
+    maxEntries: Number.MAX_SAFE_INTEGER,
+    judge: (entry, path): EntryVerdict => {
+      if (++entries > 1) return { reject: `more than one entry (${JSON.stringify(path)})` };
+      if (path !== name) return { reject: `unexpected entry ${JSON.stringify(path)}` };
+      if (!isRegularFile(entry))
+        return { reject: `${JSON.stringify(path)} is a ${describeEntry(entry)}, not a regular file` };
+      if ((entry.size ?? 0) > limit)
+        return { reject: `${JSON.stringify(path)} is ${entry.size} bytes, over the ${limit}-byte limit` };
+      return async (file) => {
+        for await (const chunk of file) chunks.push(chunk as Buffer);
+      };
+    },
   });
-  parser.on('warn', (code: string, message: string) => reject(`malformed archive (${code}: ${message})`));
-  try {
-    await pipeline(archive, parser);
-  } catch (error) {
-    if (rejection) throw rejection;
-    throw new KfarmError('KFARM_OUTPUT_UNSAFE', `package output could not be read: ${(error as Error).message}`, {
-      cause: error,
-    });
-  }
-  if (rejection) throw rejection;
   if (entries === 0) throw new KfarmError('KFARM_OUTPUT_UNSAFE', `package output rejected: ${name} is missing`);
   return Buffer.concat(chunks);
 }

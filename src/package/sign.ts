@@ -2,7 +2,7 @@ import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { KfarmError } from '../errors.js';
+import { KfarmError } from '../model/errors.js';
 
 /**
  * Module signing on the host, byte for byte what the kernel's `scripts/sign-file <hash> <key> <cert> <ko>` appends:

@@ -1,6 +1,3 @@
-import type { TargetResult } from '../farm/types.js';
-import type { FarmReport } from '../report/json.js';
-
 export type PackageFormat = 'dkms' | 'deb' | 'rpm';
 export const packageFormats: readonly PackageFormat[] = ['dkms', 'deb', 'rpm'];
 
@@ -20,14 +17,3 @@ export interface KernelBuild {
   descriptions: string[];
   authors: string[];
 }
-
-/**
- * `TargetResult` plus the field packaging adds. Until `packages` joins TargetResult in src/farm/types.ts, this
- * is the shape report.json has after `kfarm package`.
- */
-export type PackagedTarget = TargetResult & {
-  /** Package files made for this target, relative to the output directory (`packages/<file>`). */
-  packages?: string[];
-};
-
-export type PackagedReport = Omit<FarmReport, 'targets'> & { targets: PackagedTarget[] };

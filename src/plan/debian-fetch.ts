@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { execa } from 'execa';
-import { KfarmError, errorText } from '../errors.js';
+import { KfarmError, errorText } from '../model/errors.js';
 import { fetchError, fetchOk } from './debian-http.js';
 import { kernelsFromPackages, parsePackages, type SuiteIndex } from './debian-packages.js';
 import { fetchRelease, releaseEntry } from './debian-release-file.js';

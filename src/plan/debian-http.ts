@@ -1,4 +1,4 @@
-import { KfarmError, errorText } from '../errors.js';
+import { KfarmError, errorText } from '../model/errors.js';
 
 /** GET `url`, failing with an error that names it unless the server answers 2xx with a body. */
 export async function fetchOk(url: string, signal?: AbortSignal): Promise<Response & { body: ReadableStream }> {

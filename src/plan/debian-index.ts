@@ -1,4 +1,4 @@
-import { KfarmError } from '../errors.js';
+import { KfarmError } from '../model/errors.js';
 import { DEFAULT_INDEX_TTL_MS, indexCacheDir, readCachedIndex, writeCachedIndex } from './debian-index-cache.js';
 import { fetchSuiteIndex, suiteUrl } from './debian-fetch.js';
 import { FLAVOURS, flavourOf, type Flavour, type SuiteIndex } from './debian-packages.js';

@@ -1,3 +1,5 @@
+import { FLAVOURS, type Flavour } from '../model/target.js';
+export { FLAVOURS, type Flavour } from '../model/target.js';
 import { compareDebianVersions } from './debian-version.js';
 
 /** The fields of a Packages stanza that kernel discovery needs; the rest are dropped while parsing. */
@@ -93,9 +95,6 @@ class StanzaParser {
     return stanza;
   }
 }
-
-export const FLAVOURS = ['amd64', 'cloud-amd64', 'rt-amd64'] as const;
-export type Flavour = (typeof FLAVOURS)[number];
 
 /** One `linux-headers-<kver>` binary package of one suite. */
 export interface SuiteKernel {

@@ -1,6 +1,6 @@
 import { access } from 'node:fs/promises';
 import { execa } from 'execa';
-import { KfarmError, errorText } from '../errors.js';
+import { KfarmError, errorText } from '../model/errors.js';
 import { fetchText } from './debian-http.js';
 
 const ARCHIVE_KEYRING = '/usr/share/keyrings/debian-archive-keyring.gpg';

@@ -1,4 +1,4 @@
-import { KfarmError } from '../errors.js';
+import { KfarmError } from '../model/errors.js';
 
 export const DEFAULT_DEBIAN_MIRROR = 'http://deb.debian.org/debian';
 export const DEFAULT_DEBIAN_SECURITY_MIRROR = 'http://deb.debian.org/debian-security';
@@ -84,4 +84,16 @@ function envOr(name: string, fallback: string): string {
 
 function trimSlash(url: string): string {
   return url.replace(/\/+$/, '');
+}
+
+/** One line of a builder image's sources.list: where a release's packages come from. */
+export interface SuiteSource {
+  suite: string;
+  archive: string;
+  backports: boolean;
+}
+
+/** Where a release's packages come from: the base image's sources.list. */
+export function releaseSources(release: string): SuiteSource[] {
+  return debianSuites(release).map((s) => ({ suite: s.name, archive: s.archiveUrl, backports: s.backports }));
 }

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type YAMLMap } from 'yaml';
-import { KfarmError } from '../errors.js';
+import { KfarmError } from '../model/errors.js';
 import { displayPath } from '../dkms/preflight.js';
-import type { KnownFailing } from '../farm/known-failing.js';
+import type { KnownFailing } from '../model/known-failing.js';
 
 export type KernelSelector =
   { kind: 'latest'; count: number } | { kind: 'all' } | { kind: 'list'; kernels: { name: string; line: number }[] };

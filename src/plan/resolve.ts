@@ -1,8 +1,8 @@
-import { KfarmError, isKfarmError } from '../errors.js';
-import type { KnownFailing } from '../farm/known-failing.js';
-import type { SuiteSource } from '../images/image-store.js';
+import { KfarmError, isKfarmError } from '../model/errors.js';
+import type { KnownFailing } from '../model/known-failing.js';
 import { discoverReleaseIndex, type ReleaseIndex } from './debian-index.js';
 import { debianSuites } from './debian-releases.js';
+export { releaseSources, type SuiteSource } from './debian-releases.js';
 import { compareDebianVersions } from './debian-version.js';
 import { loadMatrix, type MatrixRelease } from './matrix.js';
 import { parseTargetId, type KernelTarget } from './targets.js';
@@ -130,9 +130,4 @@ export function selectKernels(index: ReleaseIndex, spec: MatrixRelease, file: st
 
 function seriesOf(kernel: string): string {
   return /^(\d+\.\d+)/.exec(kernel)?.[1] ?? kernel;
-}
-
-/** Where a release's packages come from: the base image's sources.list. */
-export function releaseSources(release: string): SuiteSource[] {
-  return debianSuites(release).map((s) => ({ suite: s.name, archive: s.archiveUrl, backports: s.backports }));
 }

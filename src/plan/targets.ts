@@ -1,24 +1,5 @@
-import { KfarmError } from '../errors.js';
-import type { Flavour } from './debian-packages.js';
-
-/** A kernel kfarm can build for: one headers package of one release, as discovery found it in the archive. */
-export interface KernelTarget {
-  /** `debian/<release>/<kernel>`, e.g. `debian/bookworm/6.1.0-47-amd64`. */
-  id: string;
-  distro: 'debian';
-  release: string;
-  /** The kernel release (`uname -r`) the headers are for. */
-  kernel: string;
-  flavour: Flavour;
-  arch: 'x86_64';
-  headersPackage: string;
-  headersVersion: string;
-  commonPackage: string;
-  compiler?: string;
-  /** The suite that publishes this headers version, e.g. `bookworm-security`. */
-  suite: string;
-  backports: boolean;
-}
+import { KfarmError } from '../model/errors.js';
+export type { KernelTarget } from '../model/target.js';
 
 export interface TargetId {
   distro: string;

@@ -1,8 +1,8 @@
 import { posix, relative, resolve, sep } from 'node:path';
-import type { FirstError } from '../farm/types.js';
-import { badStatuses } from '../farm/types.js';
-import { diagnosticKey, formatDiagnostic, normalizedMessage } from './compiler-errors.js';
-import type { FarmReport } from './json.js';
+import type { FirstError } from '../model/result.js';
+import { badStatuses } from '../model/result.js';
+import { diagnosticKey, formatDiagnostic, normalizedMessage } from '../dkms/compiler-errors.js';
+import type { FarmReport } from '../model/report.js';
 import { compactList } from './markdown.js';
 
 /** GitHub keeps more, but shows only the first 10 error annotations of a step. */

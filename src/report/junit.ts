@@ -1,7 +1,8 @@
-import type { TargetResult } from '../farm/types.js';
-import { badStatuses } from '../farm/types.js';
-import { formatDiagnostic, formatDiagnosticLine, stripAnsi } from './compiler-errors.js';
-import type { FarmReport } from './json.js';
+import { lastLines } from '../util/read-file.js';
+import type { TargetResult, VerifyResult } from '../model/result.js';
+import { badStatuses } from '../model/result.js';
+import { formatDiagnostic, formatDiagnosticLine, stripAnsi } from '../dkms/compiler-errors.js';
+import type { FarmReport } from '../model/report.js';
 
 /** Lines of make.log kept in each test case's `<system-out>`. */
 export const JUNIT_TAIL_LINES = 100;
@@ -17,59 +18,79 @@ export interface JunitLogs {
  */
 export async function renderJunit(report: FarmReport, logs: JunitLogs): Promise<string> {
   const cases: string[] = [];
-  let failures = 0;
-  let skipped = 0;
-  let tests = 0;
+  const counts = { tests: 0, failures: 0, skipped: 0 };
   for (const target of report.targets) {
-    tests++;
-    const body: string[] = [];
-    if (badStatuses.includes(target.status)) {
-      failures++;
-      body.push(
-        `      <failure message="${attr(failureMessage(target))}" type="${attr(target.status)}">${text(failureBody(target))}</failure>`,
-      );
-    } else if (target.status === 'skipped') {
-      skipped++;
-      body.push(`      <skipped message="${attr(target.error ?? 'excluded by dkms.conf')}"/>`);
-    } else if (target.status === 'expected-failure') {
-      skipped++;
-      body.push(
-        `      <skipped message="${attr(`expected failure: ${target.expected ?? target.error ?? ''}`.trimEnd())}"/>`,
-      );
-    } else if (target.verify && target.verify.status !== 'loaded') {
-      // Built, but the module did not load on its kernel: as much a failure as a compile error.
-      failures++;
-      const why = `${target.verify.status}${target.verify.reason ? `: ${target.verify.reason}` : ''}`;
-      body.push(`      <failure message="${attr(why)}" type="${attr(target.verify.status)}">${text(why)}</failure>`);
-    }
-    if (target.log) {
-      const tail = lastLines(await logs.tail(target.log), JUNIT_TAIL_LINES);
-      if (tail !== '') body.push(`      <system-out>${text(tail)}</system-out>`);
-    }
+    const { body, verdict } = caseVerdict(target);
+    counts.tests++;
+    if (verdict === 'failure') counts.failures++;
+    if (verdict === 'skipped') counts.skipped++;
+    body.push(...(await systemOut(target, logs)));
     cases.push(testcase(target.id, classname(target.distro, target.release), target.durationMs, body));
   }
   for (const id of report.notRun ?? []) {
-    tests++;
-    skipped++;
+    counts.tests++;
+    counts.skipped++;
     const [distro = '', release = ''] = id.split('/');
-    cases.push(
-      testcase(id, classname(distro, release), 0, [
-        `      <skipped message="not run: the run stopped before this target"/>`,
-      ]),
-    );
+    const body = [`      <skipped message="not run: the run stopped before this target"/>`];
+    cases.push(testcase(id, classname(distro, release), 0, body));
   }
   const time = seconds(report.durationMs);
-  const counts = `tests="${tests}" failures="${failures}" errors="0" skipped="${skipped}" time="${time}"`;
+  const attrs = `tests="${counts.tests}" failures="${counts.failures}" errors="0" skipped="${counts.skipped}" time="${time}"`;
   const suiteName = attr(`${report.module} ${report.version}`.trim());
   return [
     '<?xml version="1.0" encoding="UTF-8"?>',
-    `<testsuites name="kfarm" ${counts}>`,
-    `  <testsuite name="${suiteName}" ${counts} timestamp="${attr(report.startedAt)}">`,
+    `<testsuites name="kfarm" ${attrs}>`,
+    `  <testsuite name="${suiteName}" ${attrs} timestamp="${attr(report.startedAt)}">`,
     ...cases,
     '  </testsuite>',
     '</testsuites>',
     '',
   ].join('\n');
+}
+
+/** A test case's verdict element: failed/timeout/oom and load failures fail, skipped and expected ones skip. */
+function caseVerdict(target: TargetResult): { body: string[]; verdict?: 'failure' | 'skipped' } {
+  if (badStatuses.includes(target.status)) {
+    const failure = `<failure message="${attr(failureMessage(target))}" type="${attr(target.status)}">${text(failureBody(target))}</failure>`;
+    return { body: [`      ${failure}`], verdict: 'failure' };
+  }
+  if (target.status === 'skipped') {
+    return {
+      body: [`      <skipped message="${attr(target.error ?? 'excluded by dkms.conf')}"/>`],
+      verdict: 'skipped',
+    };
+  }
+  if (target.status === 'expected-failure') {
+    const why = `expected failure: ${target.expected ?? target.error ?? ''}`.trimEnd();
+    return { body: [`      <skipped message="${attr(why)}"/>`], verdict: 'skipped' };
+  }
+  if (target.verify && target.verify.status !== 'loaded') {
+    // Built, but the module did not load on its kernel: as much a failure as a compile error.
+    const why = describeLoad(target.verify);
+    return {
+      body: [`      <failure message="${attr(why)}" type="${attr(target.verify.status)}">${text(why)}</failure>`],
+      verdict: 'failure',
+    };
+  }
+  return { body: [] };
+}
+
+/** The load test's outcome (when there was one) and the end of make.log. */
+async function systemOut(target: TargetResult, logs: JunitLogs): Promise<string[]> {
+  const lines: string[] = [];
+  if (target.verify)
+    lines.push(
+      `kfarm verify: ${describeLoad(target.verify)}${target.verify.log ? ` (log: ${target.verify.log})` : ''}`,
+    );
+  if (target.log) {
+    const tail = lastLines(await logs.tail(target.log), JUNIT_TAIL_LINES);
+    if (tail !== '') lines.push(tail);
+  }
+  return lines.length === 0 ? [] : [`      <system-out>${text(lines.join('\n'))}</system-out>`];
+}
+
+function describeLoad(verify: VerifyResult): string {
+  return `${verify.status}${verify.reason ? `: ${verify.reason}` : ''}`;
 }
 
 function testcase(name: string, classname: string, durationMs: number, body: string[]): string {
@@ -97,17 +118,6 @@ function failureBody(target: TargetResult): string {
 
 function seconds(ms: number): string {
   return (Math.max(0, ms) / 1000).toFixed(3);
-}
-
-/** The last `count` lines of `text` (a trailing newline does not count as an empty line). */
-export function lastLines(text: string, count: number): string {
-  const body = text.endsWith('\n') ? text.slice(0, -1) : text;
-  let index = body.length;
-  for (let i = 0; i < count; i++) {
-    index = body.lastIndexOf('\n', index - 1);
-    if (index === -1) return body;
-  }
-  return body.slice(index + 1);
 }
 
 // XML 1.0 allows #x9 #xA #xD [#x20-#xD7FF] [#xE000-#xFFFD] [#x10000-#x10FFFF]; anything else (C0 controls,

@@ -1,7 +1,7 @@
-import type { FirstError, TargetResult, TargetStatus } from '../farm/types.js';
-import { badStatuses } from '../farm/types.js';
-import { formatDiagnostic, normalizedMessage } from './compiler-errors.js';
-import type { FarmReport } from './json.js';
+import type { FirstError, TargetResult, TargetStatus } from '../model/result.js';
+import { badStatuses } from '../model/result.js';
+import { formatDiagnostic, normalizedMessage } from '../dkms/compiler-errors.js';
+import type { FarmReport } from '../model/report.js';
 
 export const statusEmoji: Record<TargetStatus, string> = {
   built: '✅',

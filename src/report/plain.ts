@@ -1,5 +1,5 @@
-import type { FarmEvents } from '../farm/run.js';
-import type { TargetResult } from '../farm/types.js';
+import type { FarmEvents } from '../model/events.js';
+import type { TargetResult } from '../model/result.js';
 
 /** Timestamped progress lines for logs and CI (no TTY tricks). */
 export function plainProgress(write: (line: string) => void, started = Date.now()): FarmEvents {
@@ -15,6 +15,7 @@ export function plainProgress(write: (line: string) => void, started = Date.now(
       if (phase === 'build') write(`${stamp()} ${target.id}: building`);
     },
     onTargetDone: (result) => write(`${stamp()} ${result.id}: ${describeResult(result)}`),
+    onWarning: (message) => write(`${stamp()} warning: ${message}`),
   };
 }
 

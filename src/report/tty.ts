@@ -1,7 +1,6 @@
-import type { Phase } from '../farm/build-target.js';
-import type { FarmEvents } from '../farm/run.js';
-import type { Target, TargetResult, TargetStatus } from '../farm/types.js';
-import { formatDiagnostic, stripAnsi } from './compiler-errors.js';
+import type { FarmEvents, Phase } from '../model/events.js';
+import type { Target, TargetResult, TargetStatus } from '../model/result.js';
+import { formatDiagnostic, stripAnsi } from '../dkms/compiler-errors.js';
 import { plainProgress } from './plain.js';
 
 export interface TtyProgressOptions {
@@ -126,6 +125,8 @@ export class TtyProgress implements FarmEvents, Progress {
     this.#targets.set(result.id, state);
     this.#finished.push(result);
   };
+
+  readonly onWarning = (message: string): void => this.log(`warning: ${message}`);
 
   /** Prints `line` above the live frame (erasing and redrawing it), so it stays in the scrollback. */
   log(line: string): void {

@@ -1,26 +1,21 @@
-import { appendFile, mkdir, open } from 'node:fs/promises';
+import { appendFile, mkdir } from 'node:fs/promises';
 import { isAbsolute, join, relative, resolve } from 'node:path';
-import type { FirstError, TargetResult } from '../farm/types.js';
-import { badStatuses } from '../farm/types.js';
+import type { FirstError, TargetResult } from '../model/result.js';
+import { badStatuses } from '../model/result.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { compilerDiagnostics } from './compiler-errors.js';
+import { compilerDiagnostics } from '../dkms/compiler-errors.js';
+import { buildDirOf } from '../dkms/paths.js';
 import { githubAnnotations, sourcePrefixFor } from './github.js';
-import type { FarmReport } from './json.js';
-import { JUNIT_TAIL_LINES, lastLines, renderJunit } from './junit.js';
+import type { FarmReport } from '../model/report.js';
+import { JUNIT_TAIL_LINES, renderJunit } from './junit.js';
+import { MAX_LOG_BYTES, readCapped, tailFile } from '../util/read-file.js';
 import { renderSummary } from './markdown.js';
-
-/** make.log bytes read for diagnostics (the first errors are what matters; a runaway log is cut). */
-export const MAX_LOG_BYTES = 64 * 1024 ** 2;
-/** Bytes read from the end of a make.log for the JUnit tail. */
-const TAIL_BYTES = 256 * 1024;
 
 export interface WriteReportsOptions {
   /** The module source directory as given on the command line (for annotation paths). */
   sourceDir: string;
   /** Default process.env: GITHUB_STEP_SUMMARY, GITHUB_ACTIONS, GITHUB_WORKSPACE. */
   env?: NodeJS.ProcessEnv;
-  /** Where the target was built in its container, e.g. `/var/lib/dkms/<module>/<version>/build`. */
-  buildDirOf: (target: TargetResult) => string;
   /** Where annotations are printed under GitHub Actions (default: process.stdout). */
   stdout?: (text: string) => void;
 }
@@ -47,23 +42,7 @@ export async function writeReports(
   opts: WriteReportsOptions,
 ): Promise<WrittenReports> {
   const env = opts.env ?? process.env;
-  const diagnostics = new Map<string, FirstError[]>();
-  const targets: TargetResult[] = [];
-  for (const target of report.targets) {
-    let enriched = target;
-    if (badStatuses.includes(target.status) && target.log) {
-      const path = inside(out, target.log);
-      const log = path ? await readCapped(path, MAX_LOG_BYTES) : undefined;
-      if (log !== undefined) {
-        const found = compilerDiagnostics(log, { buildDir: opts.buildDirOf(target) });
-        diagnostics.set(target.id, found);
-        if (!target.firstError && found[0]) enriched = { ...target, firstError: found[0] };
-      }
-    }
-    targets.push(enriched);
-  }
-  const view: FarmReport = { ...report, targets };
-
+  const { view, diagnostics } = await withDiagnostics(out, report);
   const junit = await renderJunit(view, {
     tail: async (log) => {
       const path = inside(out, log);
@@ -86,57 +65,35 @@ export async function writeReports(
   return { junit: junitPath, summary: summaryPath, annotations, diagnostics };
 }
 
+/**
+ * The report as the reports show it: each failed target's make.log read for every compiler error, and
+ * `firstError` filled in where report.json lacks it (report.json itself is not touched).
+ */
+async function withDiagnostics(
+  out: string,
+  report: FarmReport,
+): Promise<{ view: FarmReport; diagnostics: Map<string, FirstError[]> }> {
+  const buildDir = buildDirOf({ packageName: report.module, packageVersion: report.version });
+  const diagnostics = new Map<string, FirstError[]>();
+  const targets: TargetResult[] = [];
+  for (const target of report.targets) {
+    const path = badStatuses.includes(target.status) && target.log ? inside(out, target.log) : undefined;
+    const log = path ? await readCapped(path, MAX_LOG_BYTES) : undefined;
+    if (log === undefined) {
+      targets.push(target);
+      continue;
+    }
+    const found = compilerDiagnostics(log, { buildDir });
+    diagnostics.set(target.id, found);
+    targets.push(!target.firstError && found[0] ? { ...target, firstError: found[0] } : target);
+  }
+  return { view: { ...report, targets }, diagnostics };
+}
+
 /** `<out>/<rel>` when `rel` stays inside `out` (report paths are relative to it). */
 function inside(out: string, rel: string): string | undefined {
   if (isAbsolute(rel)) return undefined;
   const path = resolve(out, rel);
   const back = relative(resolve(out), path);
   return back === '' || back.startsWith('..') || isAbsolute(back) ? undefined : path;
-}
-
-/** The first `max` bytes of a file as UTF-8, or undefined when it cannot be read. */
-export async function readCapped(path: string, max: number): Promise<string | undefined> {
-  let handle;
-  try {
-    handle = await open(path, 'r');
-    const { size } = await handle.stat();
-    const length = Math.min(size, max);
-    const buffer = Buffer.alloc(length);
-    let offset = 0;
-    while (offset < length) {
-      const { bytesRead } = await handle.read(buffer, offset, length - offset, offset);
-      if (bytesRead === 0) break;
-      offset += bytesRead;
-    }
-    return buffer.toString('utf8', 0, offset);
-  } catch {
-    return undefined;
-  } finally {
-    await handle?.close();
-  }
-}
-
-/** The last `lines` lines of a file, reading at most its last 256 KiB; '' when it cannot be read. */
-export async function tailFile(path: string, lines: number, maxBytes = TAIL_BYTES): Promise<string> {
-  let handle;
-  try {
-    handle = await open(path, 'r');
-    const { size } = await handle.stat();
-    const start = Math.max(0, size - maxBytes);
-    const buffer = Buffer.alloc(size - start);
-    let offset = 0;
-    while (offset < buffer.length) {
-      const { bytesRead } = await handle.read(buffer, offset, buffer.length - offset, start + offset);
-      if (bytesRead === 0) break;
-      offset += bytesRead;
-    }
-    let text = buffer.toString('utf8', 0, offset);
-    // Reading from the middle: the first line is partial (and may start mid-character).
-    if (start > 0) text = text.slice(text.indexOf('\n') + 1);
-    return lastLines(text, lines);
-  } catch {
-    return '';
-  } finally {
-    await handle?.close();
-  }
 }

@@ -4,7 +4,7 @@ import { rename, rm } from 'node:fs/promises';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
-import { KfarmError } from '../errors.js';
+import { KfarmError } from '../model/errors.js';
 import { fetchError, fetchOk } from '../plan/debian-http.js';
 
 export interface Expected {

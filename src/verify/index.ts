@@ -4,8 +4,8 @@
  *   verifyReport(out, report, options)    verify, record `verify` on each target, rewrite report.json
  *   verifyTargets(out, report, options)   the same without touching report.json: id → VerifyResult
  */
-import { writeJsonReport, type FarmReport } from '../report/json.js';
-import type { VerifyResult } from '../farm/types.js';
+import { writeJsonReport, type FarmReport } from '../model/report.js';
+import type { VerifyResult } from '../model/result.js';
 import { verifyTargets, withVerifyResults, type VerifyOptions } from './verify.js';
 
 export {
@@ -38,9 +38,4 @@ export async function verifyReport(
   const updated = withVerifyResults(report, results);
   const reportPath = await writeJsonReport(out, updated);
   return { report: updated, results, reportPath };
-}
-
-/** True when every verified target loaded (exit 0 for `kfarm verify`). */
-export function allLoaded(results: ReadonlyMap<string, VerifyResult>): boolean {
-  return [...results.values()].every((r) => r.status === 'loaded');
 }

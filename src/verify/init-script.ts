@@ -1,3 +1,4 @@
+import { shellQuote } from '../util/shell.js';
 /**
  * The initramfs's /init: a busybox shell script that loads the modules under test on the booted kernel and
  * reports on the serial console with machine-readable lines (parsed by markers.ts):
@@ -111,11 +112,6 @@ say "KFARM: done"
 sleep 0.2
 poweroff -f
 `;
-}
-
-/** A word for sh: single-quoted unless it is plainly safe. */
-export function shellQuote(word: string): string {
-  return /^[A-Za-z0-9_./=:,+-]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
 function safe(name: string): string {

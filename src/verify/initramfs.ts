@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { gzipSync } from 'node:zlib';
-import { KfarmError } from '../errors.js';
+import { KfarmError } from '../model/errors.js';
 import { writeCpio, type CpioEntry } from './cpio.js';
 import { initScript, type InitModule } from './init-script.js';
 

@@ -1,4 +1,4 @@
-import { KfarmError } from '../errors.js';
+import { KfarmError } from '../model/errors.js';
 import {
   discoverReleaseIndex,
   type KernelImage,

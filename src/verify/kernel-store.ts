@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { access, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { execa } from 'execa';
-import { KfarmError, errorText } from '../errors.js';
+import { KfarmError, errorText } from '../model/errors.js';
 import { cacheRoot } from '../util/cache-dir.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { downloadVerified } from './download.js';

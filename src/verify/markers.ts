@@ -1,4 +1,4 @@
-import type { VerifyResult } from '../farm/types.js';
+import type { VerifyResult } from '../model/result.js';
 
 /** What the console of one boot says (see init-script.ts for the markers). */
 export interface ConsoleVerdict {

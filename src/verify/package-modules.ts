@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { parseModinfo } from '../dkms/modinfo.js';
-import { KfarmError } from '../errors.js';
-import type { TargetResult } from '../farm/types.js';
+import { KfarmError } from '../model/errors.js';
+import type { TargetResult } from '../model/result.js';
 import { splitDepends, type PackageModule } from './deps.js';
 import { normaliseModuleName } from './params.js';
 

@@ -1,4 +1,4 @@
-import { KfarmError } from '../errors.js';
+import { KfarmError } from '../model/errors.js';
 
 /**
  * `--verify-params`: module parameters for the load test, as one string of whitespace-separated words.

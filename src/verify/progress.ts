@@ -1,4 +1,4 @@
-import type { VerifyResult } from '../farm/types.js';
+import type { VerifyResult } from '../model/result.js';
 import type { VerifyEvent } from './verify.js';
 
 /** Timestamped progress lines for `kfarm verify` (and `kfarm build --verify`), like the build's. */

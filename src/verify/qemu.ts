@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, readFile } from 'node:fs/promises';
-import { KfarmError } from '../errors.js';
+import { KfarmError } from '../model/errors.js';
 
 export type Accelerator = 'kvm' | 'tcg';
 

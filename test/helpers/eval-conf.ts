@@ -2,9 +2,8 @@ import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { parseConfRecords } from '../../src/dkms/conf-records.js';
-import { planFromConf, type DkmsPlan } from '../../src/dkms/plan.js';
-import { imagesDir } from '../../src/images/recipe.js';
+import { evaluateDkmsConf, type ScriptRunner } from '../../src/dkms/evaluate.js';
+import type { DkmsPlan } from '../../src/dkms/plan.js';
 
 export interface EvalInput {
   conf: string;
@@ -19,14 +18,14 @@ export interface EvalInput {
 }
 
 /**
- * Runs images/runtime/eval-conf.sh — the script kfarm runs in build containers — with real bash against a
- * dkms.conf written to a temp dir, then applies the same interpretation the build does.
+ * Evaluates a dkms.conf written to a temp dir with kfarm's own evaluation (evaluateDkmsConf, the code builds
+ * run), its script run by the host's real bash instead of a container's, against a fake kernel tree.
  */
 export async function evaluateConf(input: EvalInput): Promise<DkmsPlan> {
   const dir = await mkdtemp(join(tmpdir(), 'kfarm-conf-'));
   const src = join(dir, 'src');
-  const kernelver = input.kernelver ?? '6.1.0-47-amd64';
-  const ksrc = join(dir, 'lib/modules', kernelver, 'build');
+  const kernel = input.kernelver ?? '6.1.0-47-amd64';
+  const ksrc = join(dir, 'lib/modules', kernel, 'build');
   await mkdir(join(ksrc, 'include/config'), { recursive: true });
   await mkdir(src, { recursive: true });
   if (input.kconfig !== undefined) {
@@ -35,35 +34,31 @@ export async function evaluateConf(input: EvalInput): Promise<DkmsPlan> {
   }
   await writeFile(join(src, 'dkms.conf'), input.conf);
   for (const [name, text] of Object.entries(input.files ?? {})) await writeFile(join(src, name), text);
-  const env = {
-    kernelver,
+  // Without them the script learns them from a first reading, as kfarm's builds do.
+  const named: Record<string, string> =
+    input.module === undefined ? {} : { module: input.module, module_version: input.moduleVersion ?? '' };
+  return evaluateDkmsConf(hostBash(named), {
+    confLabel: 'dkms.conf',
+    sourceDir: src,
+    kernel,
     arch: input.arch ?? 'x86_64',
-    kernel_source_dir: ksrc,
-    dkms_tree: '/var/lib/dkms',
-    source_tree: '/usr/src',
-    install_tree: '/lib/modules',
-    parallel_jobs: '4',
-    // Without them the script learns them from a first reading, as kfarm's builds do.
-    ...(input.module === undefined ? {} : { module: input.module, module_version: input.moduleVersion ?? '' }),
-  };
-  const run = await execa('bash', [join(imagesDir, 'runtime/eval-conf.sh'), 'dkms.conf'], {
-    cwd: src,
-    env,
-    extendEnv: false,
-    encoding: 'buffer',
-    reject: false,
-  });
-  if (run.exitCode !== 0) {
-    throw new Error(`eval-conf exited ${run.exitCode}: ${Buffer.from(run.stderr).toString().trim()}`);
-  }
-  const records = parseConfRecords(Buffer.from(run.stdout));
-  const name = records.vars.get('PACKAGE_NAME')?.get(0) ?? '';
-  const version = records.vars.get('PACKAGE_VERSION')?.get(0) ?? '';
-  return planFromConf(records, {
-    file: 'dkms.conf',
-    kernelver,
-    kernelSourceDir: `/lib/modules/${kernelver}/build`,
-    buildDir: `/var/lib/dkms/${name}/${version}/build`,
     parallelJobs: 4,
+    kernelSourceDir: ksrc,
   });
+}
+
+/** Runs the script with the host's bash, in a clean environment (only what kfarm sets, plus `extra`). */
+function hostBash(extra: Record<string, string>): ScriptRunner {
+  return async (script, args, options) => {
+    const run = await execa('bash', ['-c', script, 'eval-conf', ...args], {
+      cwd: options.workdir,
+      env: { ...options.env, ...extra, PATH: process.env['PATH'] ?? '/usr/bin:/bin' },
+      extendEnv: false,
+      encoding: 'buffer',
+      reject: false,
+    });
+    options.stdout.write(Buffer.from(run.stdout));
+    options.stderr.write(Buffer.from(run.stderr));
+    return run.exitCode ?? -1;
+  };
 }

@@ -4,7 +4,7 @@ import type Docker from 'dockerode';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readModinfo, vermagicRelease } from '../../src/dkms/modinfo.js';
 import { runFarm } from '../../src/farm/run.js';
-import type { Target, TargetResult } from '../../src/farm/types.js';
+import type { Target, TargetResult } from '../../src/model/result.js';
 import { releaseSources, resolveTargets } from '../../src/plan/resolve.js';
 import { example, fixture, kfarmContainers, repoRoot, requireEngine, tempOut } from '../helpers/engine.js';
 

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runFarm, type FarmOptions } from '../../src/farm/run.js';
-import type { Target } from '../../src/farm/types.js';
+import type { Target } from '../../src/model/result.js';
 import { releaseSources, resolveTargets } from '../../src/plan/resolve.js';
 import { cli, example, repoRoot, requireEngine, tempOut } from '../helpers/engine.js';
 

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { Engine } from '../../src/engine/engine.js';
+import { connectEngine, type Engine } from '../../src/engine/index.js';
 import { newSession } from '../../src/engine/labels.js';
 import { headersRef, ImageStore } from '../../src/images/image-store.js';
 import { discoverReleaseIndex } from '../../src/plan/debian-index.js';
@@ -25,7 +25,7 @@ describe('builder images', () => {
       .catch(() => undefined);
 
     const prepared: string[] = [];
-    const engine = await Engine.connect(newSession('images-test'));
+    const engine = await connectEngine(newSession('images-test'));
     const logDir = await tempOut();
     const first = new ImageStore(engine, {
       logDir,

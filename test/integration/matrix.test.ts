@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { TargetResult } from '../../src/farm/types.js';
+import type { TargetResult } from '../../src/model/result.js';
 import { runFarm } from '../../src/farm/run.js';
 import { releaseSources, resolveTargets } from '../../src/plan/resolve.js';
 import type { KernelTarget } from '../../src/plan/targets.js';

@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { collectLimits } from '../../src/farm/collect.js';
+import { outputLimits } from '../../src/model/limits.js';
 import { runFarm } from '../../src/farm/run.js';
-import type { Target } from '../../src/farm/types.js';
-import { Engine } from '../../src/engine/engine.js';
+import type { Target } from '../../src/model/result.js';
+import { connectEngine, type Engine } from '../../src/engine/index.js';
 import { newSession } from '../../src/engine/labels.js';
 import { packageOutput } from '../../src/package/package.js';
 import { releaseSources, resolveTargets } from '../../src/plan/resolve.js';
@@ -25,7 +25,7 @@ let bookworm: Target;
 
 beforeAll(async () => {
   docker = await requireEngine();
-  engine = await Engine.connect(newSession(`package-hostile-${process.pid}`));
+  engine = await connectEngine(newSession(`package-hostile-${process.pid}`));
   const targets = await resolveTargets({ matrix: join(repoRoot, 'matrix/debian-supported.yaml') });
   bookworm = targets.find((t) => t.release === 'bookworm') as Target;
 });
@@ -81,7 +81,7 @@ async function buildVariant(variant: string) {
   // Only regular files and directories, none of them a link, FIFO or oversized.
   for (const f of list) {
     expect(['file', 'dir'], `${f.path} is a ${f.type}`).toContain(f.type);
-    expect(f.size, f.path).toBeLessThanOrEqual(collectLimits.logBytes);
+    expect(f.size, f.path).toBeLessThanOrEqual(outputLimits.logBytes);
   }
   const containers = await docker.listContainers({
     all: true,
@@ -139,7 +139,7 @@ describe('hostile build output (test/fixtures/hostile)', () => {
     expect(result.status).toBe('failed');
     expect(result.error).toMatch(
       new RegExp(
-        `build output rejected: "out/make\\.log" is 2147483648 bytes, over the ${collectLimits.logBytes * 4}-byte limit`,
+        `build output rejected: "out/make\\.log" is 2147483648 bytes, over the ${outputLimits.logBytes * 4}-byte limit`,
       ),
     );
     expect(list.filter((f) => f.path.startsWith('dkms/'))).toEqual([]);

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Engine } from '../../src/engine/engine.js';
+import { connectEngine, type Engine } from '../../src/engine/index.js';
 import { newSession } from '../../src/engine/labels.js';
 import { ImageStore } from '../../src/images/image-store.js';
 import { ToolImages, toolRef } from '../../src/images/tool-images.js';
@@ -10,7 +10,7 @@ import { requireEngine, tempOut } from '../helpers/engine.js';
 describe('tool images', () => {
   it('kfarm/tools-<release>:<tool> is prepared once when asked for twice at once, labelled, then reused by a later run', async () => {
     const docker = await requireEngine();
-    const engine = await Engine.connect(newSession(`tools-test-${process.pid}`));
+    const engine = await connectEngine(newSession(`tools-test-${process.pid}`));
     const ref = toolRef('bookworm', 'rpm');
     expect(ref).toBe('kfarm/tools-bookworm:rpm');
     await docker

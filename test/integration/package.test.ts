@@ -8,20 +8,18 @@ import type Docker from 'dockerode';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageCommand } from '../../src/cli/package-command.js';
-import type { EngineContainer } from '../../src/engine/container.js';
-import { Engine } from '../../src/engine/engine.js';
+import { connectEngine, type Engine, type EngineContainer } from '../../src/engine/index.js';
 import { newSession } from '../../src/engine/labels.js';
-import { isKfarmError } from '../../src/errors.js';
+import { isKfarmError } from '../../src/model/errors.js';
 import { runFarm } from '../../src/farm/run.js';
-import type { Target } from '../../src/farm/types.js';
+import type { Target } from '../../src/model/result.js';
 import { headersRef, ImageStore } from '../../src/images/image-store.js';
 import { ToolImages, type ToolKind } from '../../src/images/tool-images.js';
 import { tarArchive } from '../../src/package/archive.js';
 import { packageOutput } from '../../src/package/package.js';
 import { parseModuleSignature } from '../../src/package/sign.js';
-import type { PackagedReport } from '../../src/package/types.js';
 import { releaseSources, resolveTargets } from '../../src/plan/resolve.js';
-import type { FarmReport } from '../../src/report/json.js';
+import type { FarmReport } from '../../src/model/report.js';
 import { example, repoRoot, requireEngine, tempOut } from '../helpers/engine.js';
 
 /**
@@ -35,8 +33,8 @@ let engine: Engine;
 let tools: ToolImages;
 let targets: Target[];
 let keyDir: string;
-let first: { out: string; report: PackagedReport };
-let second: { out: string; report: PackagedReport };
+let first: { out: string; report: FarmReport };
+let second: { out: string; report: FarmReport };
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
@@ -57,7 +55,7 @@ async function buildAndPackage(formats: ('dkms' | 'deb' | 'rpm')[] = ['dkms', 'd
     signCert: join(keyDir, 'signing.der'),
     sourceDateEpoch: EPOCH,
     engine,
-  })) as PackagedReport;
+  })) as FarmReport;
   return { out, report };
 }
 
@@ -104,9 +102,9 @@ async function withContainer<T>(
 }
 
 const tool = (release: string, kind: ToolKind) => tools.get(release, kind);
-const pkgs = (report: PackagedReport, release: string, suffix: string) =>
+const pkgs = (report: FarmReport, release: string, suffix: string) =>
   (report.targets.find((t) => t.release === release)?.packages ?? []).filter((p) => p.endsWith(suffix));
-const one = (report: PackagedReport, release: string, suffix: string): string => {
+const one = (report: FarmReport, release: string, suffix: string): string => {
   const list = pkgs(report, release, suffix);
   expect(list, `${release} ${suffix}`).toHaveLength(1);
   return list[0] as string;
@@ -115,7 +113,7 @@ const target = (release: string) => targets.find((t) => t.release === release) a
 
 beforeAll(async () => {
   docker = await requireEngine();
-  engine = await Engine.connect(newSession(`package-test-${process.pid}`));
+  engine = await connectEngine(newSession(`package-test-${process.pid}`));
   const all = await resolveTargets({ matrix: join(repoRoot, 'matrix/debian-supported.yaml') });
   targets = ['bookworm', 'trixie'].map((r) => all.find((t) => t.release === r) as Target);
   expect(targets.map((t) => t?.kernel)).toEqual([
@@ -204,7 +202,7 @@ describe('kfarm package: exact bytes', () => {
       sha256(gunzipSync(await readFile(join(second.out, tarball)))),
     );
     // report.json records them per target.
-    const written = JSON.parse(await readFile(join(first.out, 'report.json'), 'utf8')) as PackagedReport;
+    const written = JSON.parse(await readFile(join(first.out, 'report.json'), 'utf8')) as FarmReport;
     expect(written).toEqual(first.report);
     for (const t of written.targets) {
       expect(t.packages?.map((p) => p.replace(t.kernel, 'K'))).toEqual([
@@ -277,7 +275,7 @@ describe('kfarm package: DKMS tarballs with the distribution dkms', () => {
       formats: ['dkms'],
       withSource: example('hello'),
       sourceDateEpoch: EPOCH,
-    })) as PackagedReport;
+    })) as FarmReport;
     for (const release of ['bookworm', 'trixie']) {
       const kver = target(release).kernel;
       const tarball = await readFile(join(out, one(report, release, '.dkms.tar.gz')));
@@ -588,7 +586,7 @@ describe('kfarm package: the command', () => {
     const ok = await run([out, '--format', 'dkms,deb'], { SOURCE_DATE_EPOCH: String(EPOCH) });
     expect(ok.error).toBeUndefined();
     expect(ok.code).toBe(0);
-    const written = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as PackagedReport;
+    const written = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as FarmReport;
     expect(written.targets.map((t) => t.packages?.length)).toEqual([2, 2]);
     // Unsigned this time, same epoch: the unsigned tarball differs from the signed one only in the module bytes.
     const tarball = one(written, 'trixie', '.dkms.tar.gz');

@@ -4,9 +4,9 @@ import type Docker from 'dockerode';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { verifyCommand } from '../../src/cli/verify-command.js';
 import { runFarm } from '../../src/farm/run.js';
-import type { Target, TargetResult, VerifyResult } from '../../src/farm/types.js';
+import type { Target, TargetResult, VerifyResult } from '../../src/model/result.js';
 import { releaseSources, resolveTargets } from '../../src/plan/resolve.js';
-import type { FarmReport } from '../../src/report/json.js';
+import type { FarmReport } from '../../src/model/report.js';
 import { verifyTargets } from '../../src/verify/index.js';
 import { example, fixture, repoRoot, requireEngine, tempOut } from '../helpers/engine.js';
 

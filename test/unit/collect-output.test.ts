@@ -2,7 +2,8 @@ import { mkdtemp, readdir, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { collectLimits, collectOutput } from '../../src/farm/collect.js';
+import { collectOutput } from '../../src/farm/collect.js';
+import { outputLimits } from '../../src/model/limits.js';
 import { rawTar, type RawEntry } from '../helpers/tar-builder.js';
 
 async function fresh() {
@@ -93,8 +94,8 @@ describe('collectOutput: build output is untrusted', () => {
 
   it('truncates a make.log over the limit (but under four times it) instead of failing', async () => {
     const { dest } = await fresh();
-    const saved = collectLimits.logBytes;
-    collectLimits.logBytes = 100;
+    const saved = outputLimits.logBytes;
+    outputLimits.logBytes = 100;
     try {
       const collected = await collectOutput(
         rawTar([
@@ -115,13 +116,13 @@ describe('collectOutput: build output is untrusted', () => {
         ),
       ).rejects.toThrow(/"out\/make\.log" is 401 bytes, over the 400-byte limit/);
     } finally {
-      collectLimits.logBytes = saved;
+      outputLimits.logBytes = saved;
     }
   });
 
   it('rejects an archive with too many entries', async () => {
     const { dest } = await fresh();
-    const many = Array.from({ length: collectLimits.entries + 1 }, () => ({
+    const many = Array.from({ length: outputLimits.entries + 1 }, () => ({
       path: 'out/',
       type: 'Directory' as const,
     }));

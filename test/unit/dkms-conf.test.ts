@@ -313,9 +313,9 @@ describe('bad dkms.conf: one line naming the file and the problem', () => {
     });
   }
 
-  it('a bash syntax error exits 65 with the line number', async () => {
+  it('a bash syntax error is a config error naming dkms.conf and the line', async () => {
     await expect(evaluateConf({ conf: 'PACKAGE_NAME=x\nif [ 1 ]; then\nPACKAGE_VERSION=1\n' })).rejects.toThrow(
-      /eval-conf exited 65: .*line \d+: syntax error/,
+      /^dkms\.conf: line \d+: syntax error/,
     );
   });
 });

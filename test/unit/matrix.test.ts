@@ -160,7 +160,7 @@ describe('kernel selection', () => {
 
 describe('known-failing', () => {
   it('globs match the kernel release, or the target id when the pattern has a slash', async () => {
-    const { applyKnownFailing } = await import('../../src/farm/known-failing.js');
+    const { applyKnownFailing } = await import('../../src/model/known-failing.js');
     const failed = {
       id: 'debian/trixie/6.12.94+deb13-amd64',
       kernel: '6.12.94+deb13-amd64',

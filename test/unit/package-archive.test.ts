@@ -28,9 +28,7 @@ async function listWithGnuTar(archive: Buffer, compressed = false): Promise<stri
   return stdout.split('\n');
 }
 
-async function parseWithNodeTar(
-  archive: Buffer,
-): Promise<
+async function parseWithNodeTar(archive: Buffer): Promise<
   {
     path: string;
     type: string;

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { isKfarmError } from '../../src/errors.js';
+import { isKfarmError } from '../../src/model/errors.js';
 import { newestMtime, parseSourceDateEpoch, resolveSourceDateEpoch } from '../../src/package/epoch.js';
 
 describe('SOURCE_DATE_EPOCH', () => {

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { isKfarmError } from '../../src/errors.js';
+import { isKfarmError } from '../../src/model/errors.js';
 import { loadSigningKey, parseModuleSignature, signModule, SIGNATURE_MAGIC } from '../../src/package/sign.js';
 
 let dir: string;

@@ -8,7 +8,7 @@ import {
   formatDiagnosticLine,
   normalizedMessage,
   stripAnsi,
-} from '../../src/report/compiler-errors.js';
+} from '../../src/dkms/compiler-errors.js';
 
 // Real make.logs from `kfarm build` of small broken modules: gcc12 = bookworm 6.1.0-56-amd64 (gcc 12),
 // gcc14 = trixie 6.12.117+deb13-amd64 (gcc 14).

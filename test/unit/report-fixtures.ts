@@ -1,5 +1,5 @@
-import type { TargetResult, TargetStatus } from '../../src/farm/types.js';
-import { countStatuses, REPORT_SCHEMA_VERSION, type FarmReport } from '../../src/report/json.js';
+import type { TargetResult, TargetStatus } from '../../src/model/result.js';
+import { countStatuses, REPORT_SCHEMA_VERSION, type FarmReport } from '../../src/model/report.js';
 
 /** A target result for report tests; `id` is `debian/<release>/<kernel>`. */
 export function result(

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { FirstError } from '../../src/farm/types.js';
+import type { FirstError } from '../../src/model/result.js';
 import {
   escapeData,
   escapeProperty,

@@ -3,7 +3,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { attr, lastLines, renderJunit, text } from '../../src/report/junit.js';
+import { attr, renderJunit, text } from '../../src/report/junit.js';
+import { lastLines } from '../../src/util/read-file.js';
 import { report, result } from './report-fixtures.js';
 
 interface XmlElement {

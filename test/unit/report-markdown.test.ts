@@ -19,14 +19,12 @@ describe('renderSummary', () => {
     const ks = kernels(12);
     const targets = [
       result('bookworm', '6.1.0-56-amd64', 'built'),
-      ...ks
-        .slice(0, 9)
-        .map((k) =>
-          result('trixie', k, 'failed', {
-            firstError: undeclared,
-            error: `make exited 2 (bad return status for module build on kernel ${k} (x86_64))`,
-          }),
-        ),
+      ...ks.slice(0, 9).map((k) =>
+        result('trixie', k, 'failed', {
+          firstError: undeclared,
+          error: `make exited 2 (bad return status for module build on kernel ${k} (x86_64))`,
+        }),
+      ),
       // The same error tagged differently by gcc 12 and gcc 14 is still one group.
       ...ks
         .slice(9)

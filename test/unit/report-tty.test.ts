@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { Target } from '../../src/farm/types.js';
-import { stripAnsi } from '../../src/report/compiler-errors.js';
+import type { Target } from '../../src/model/result.js';
+import { stripAnsi } from '../../src/dkms/compiler-errors.js';
 import { createProgress, TtyProgress } from '../../src/report/tty.js';
 import { kernels, result } from './report-fixtures.js';
 

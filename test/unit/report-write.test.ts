@@ -3,9 +3,10 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeF
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { TargetResult } from '../../src/farm/types.js';
-import type { FarmReport } from '../../src/report/json.js';
-import { readCapped, tailFile, writeReports } from '../../src/report/write-reports.js';
+import type { TargetResult } from '../../src/model/result.js';
+import type { FarmReport } from '../../src/model/report.js';
+import { writeReports } from '../../src/report/write-reports.js';
+import { readCapped, tailFile } from '../../src/util/read-file.js';
 
 const fixtures = new URL('../fixtures/report/', import.meta.url);
 
@@ -34,9 +35,6 @@ function brokenRun(): { out: string; report: FarmReport } {
   return { out, report };
 }
 
-// What the integrator passes: `/var/lib/dkms/<module>/<version>/build`.
-const buildDirOf = (t: TargetResult) => `/var/lib/dkms/${t.log?.split('/')[1] ?? 'kf_broken'}/1.0/build`;
-
 describe('writeReports', () => {
   it('writes junit.xml and summary.md with first errors read from the make.logs; nothing for GitHub outside Actions', async () => {
     const { out, report } = brokenRun();
@@ -45,7 +43,6 @@ describe('writeReports', () => {
     const written = await writeReports(out, report, {
       sourceDir: '/ws/repo/test/fixtures/broken',
       env: { GITHUB_WORKSPACE: '/ws/repo' },
-      buildDirOf,
       stdout: (t) => printed.push(t),
     });
     expect(written.junit).toBe(join(out, 'junit.xml'));
@@ -94,7 +91,6 @@ describe('writeReports', () => {
     const written = await writeReports(out, report, {
       sourceDir: '/ws/repo/test/fixtures/broken',
       env,
-      buildDirOf,
       stdout: (t) => printed.push(t),
     });
     const summary = readFileSync(written.summary, 'utf8');

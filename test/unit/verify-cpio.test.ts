@@ -5,7 +5,8 @@ import { gunzipSync } from 'node:zlib';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeCpio, type CpioEntry } from '../../src/verify/cpio.js';
-import { initScript, shellQuote } from '../../src/verify/init-script.js';
+import { initScript } from '../../src/verify/init-script.js';
+import { shellQuote } from '../../src/util/shell.js';
 import { buildInitramfs, isStaticElf } from '../../src/verify/initramfs.js';
 
 let dir: string;

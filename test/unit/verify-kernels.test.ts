@@ -16,7 +16,7 @@ import { downloadVerified } from '../../src/verify/download.js';
 import { findKernelImage, pickImage } from '../../src/verify/kernel-image.js';
 import { KernelStore, type KernelEvent } from '../../src/verify/kernel-store.js';
 import { buildModuleIndex } from '../../src/verify/module-index.js';
-import { readJsonReport } from '../../src/report/json.js';
+import { readJsonReport } from '../../src/model/report.js';
 
 const text = (path: string) => readFile(new URL(`../fixtures/${path}`, import.meta.url), 'utf8');
 

@@ -1,12 +1,8 @@
-import type { KernelTarget } from '../plan/targets.js';
-
+export type { Target, KernelTarget } from './target.js';
 export type TargetStatus = 'built' | 'failed' | 'expected-failure' | 'skipped' | 'cached' | 'timeout' | 'oom';
 
 /** Statuses that make `kfarm build` exit 1. */
 export const badStatuses: readonly TargetStatus[] = ['failed', 'timeout', 'oom'];
-
-/** One kernel to build for, fully resolved by discovery. */
-export type Target = KernelTarget;
 
 /** The first compiler diagnostic of a failed build, mapped back to the user's source tree when possible. */
 export interface FirstError {

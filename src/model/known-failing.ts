@@ -1,4 +1,4 @@
-import type { TargetResult } from './types.js';
+import type { TargetResult } from './result.js';
 
 /** A matrix `known-failing` entry: failures of matching targets are expected, not red. */
 export interface KnownFailing {

@@ -1,5 +1,5 @@
 import { posix } from 'node:path';
-import type { FirstError } from '../farm/types.js';
+import type { FirstError } from '../model/result.js';
 
 /**
  * Error extraction from a DKMS make.log (gcc or clang output under Kbuild).

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { KfarmError } from '../errors.js';
-import type { TargetResult } from '../farm/types.js';
+import { KfarmError } from '../model/errors.js';
+import type { TargetResult } from '../model/result.js';
 import { writeFileAtomic } from '../util/atomic.js';
 
 export const REPORT_SCHEMA_VERSION = 1;

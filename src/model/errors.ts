@@ -4,6 +4,10 @@ export const ExitCode = {
   targetFailed: 1,
   usage: 2,
   engineUnavailable: 3,
+  /** The distribution's archive could not be read: a package index or a package download failed. */
+  archiveUnavailable: 4,
+  /** A bug in kfarm (sysexits' EX_SOFTWARE): never a verdict on the user's input or kernels. */
+  internal: 70,
   interrupted: 130,
 } as const;
 
@@ -12,9 +16,14 @@ export type KfarmErrorCode =
   | 'KFARM_CONFIG_INVALID'
   | 'KFARM_TARGET_UNKNOWN'
   | 'KFARM_INDEX_UNAVAILABLE'
+  | 'KFARM_DOWNLOAD_FAILED'
   | 'KFARM_ENGINE_UNAVAILABLE'
+  | 'KFARM_ENGINE_ERROR'
   | 'KFARM_IMAGE_FAILED'
   | 'KFARM_OUTPUT_UNSAFE'
+  | 'KFARM_OUTPUT_FAILED'
+  | 'KFARM_PACKAGE_FAILED'
+  | 'KFARM_MALFORMED'
   | 'KFARM_INTERRUPTED'
   | 'KFARM_INTERNAL';
 
@@ -22,12 +31,21 @@ const defaultExit: Record<KfarmErrorCode, number> = {
   KFARM_USAGE: ExitCode.usage,
   KFARM_CONFIG_INVALID: ExitCode.usage,
   KFARM_TARGET_UNKNOWN: ExitCode.usage,
-  KFARM_INDEX_UNAVAILABLE: ExitCode.usage,
+  KFARM_INDEX_UNAVAILABLE: ExitCode.archiveUnavailable,
+  KFARM_DOWNLOAD_FAILED: ExitCode.archiveUnavailable,
   KFARM_ENGINE_UNAVAILABLE: ExitCode.engineUnavailable,
+  // The engine answered, but not as asked (a conflict, a missing image): one target's problem when it
+  // happens in a build, the run's when it happens outside one.
+  KFARM_ENGINE_ERROR: ExitCode.targetFailed,
   KFARM_IMAGE_FAILED: ExitCode.targetFailed,
   KFARM_OUTPUT_UNSAFE: ExitCode.targetFailed,
+  // Writing kfarm's own output (the --out directory, reports) failed: disk full, read-only, not a directory.
+  KFARM_OUTPUT_FAILED: ExitCode.usage,
+  KFARM_PACKAGE_FAILED: ExitCode.targetFailed,
+  // A file kfarm reads is not what it claims to be (an ELF module, a cpio archive, a Packages stanza).
+  KFARM_MALFORMED: ExitCode.targetFailed,
   KFARM_INTERRUPTED: ExitCode.interrupted,
-  KFARM_INTERNAL: ExitCode.targetFailed,
+  KFARM_INTERNAL: ExitCode.internal,
 };
 
 /**

@@ -1,0 +1,114 @@
+import { Writable } from 'node:stream';
+import { KfarmError } from '../model/errors.js';
+import { TextTail } from '../util/text-tail.js';
+import { parseConfRecords } from './conf-records.js';
+import { DKMS_TREE, SOURCE_TREE, buildDirOf } from './paths.js';
+import { planFromConf, type DkmsPlan } from './plan.js';
+import { runtimeScripts } from './runtime.js';
+
+/**
+ * Runs a bash script (`bash -c <script> <name> <args…>`) somewhere: in a build container for real builds, on
+ * the host in tests. Resolves with the exit code.
+ */
+export type ScriptRunner = (
+  script: string,
+  args: string[],
+  options: { env: Record<string, string>; workdir: string; stdout: Writable; stderr: Writable; signal?: AbortSignal },
+) => Promise<number>;
+
+/** What DKMS knows about the kernel it builds for, as variables dkms.conf sees. */
+export interface DkmsKernel {
+  kernel: string;
+  arch: string;
+  parallelJobs: number;
+  /** `/lib/modules/<kver>/build` unless told otherwise (tests point it at a fake tree). */
+  kernelSourceDir?: string;
+}
+
+/** The variables DKMS sets before it sources dkms.conf. */
+export function dkmsVariables(k: DkmsKernel): Record<string, string> {
+  return {
+    kernelver: k.kernel,
+    arch: k.arch,
+    kernel_source_dir: k.kernelSourceDir ?? `/lib/modules/${k.kernel}/build`,
+    dkms_tree: DKMS_TREE,
+    source_tree: SOURCE_TREE,
+    install_tree: '/lib/modules',
+    parallel_jobs: String(k.parallelJobs),
+  };
+}
+
+export interface EvaluateInput extends DkmsKernel {
+  /** dkms.conf as the user names it, for error messages. */
+  confLabel: string;
+  /** The source tree where the runner sees it (dkms.conf is evaluated with it as the working directory). */
+  sourceDir: string;
+  signal?: AbortSignal;
+}
+
+/**
+ * Evaluates a dkms.conf the way `dkms add` + `dkms build` read it: eval-conf.sh sources it with bash and
+ * prints what DKMS keeps; planFromConf applies DKMS's rules. A dkms.conf bash cannot source is the user's
+ * input error (KFARM_CONFIG_INVALID), not a failed build.
+ */
+export async function evaluateDkmsConf(run: ScriptRunner, input: EvaluateInput): Promise<DkmsPlan> {
+  const env = dkmsVariables(input);
+  const stdout = new BoundedBuffer(16 * 1024 * 1024, 'dkms.conf evaluation printed more than 16 MiB');
+  const stderr = new TextTail();
+  const script = (await runtimeScripts()).evalConf;
+  const code = await run(script, [`${input.sourceDir}/dkms.conf`], {
+    env,
+    workdir: input.sourceDir,
+    stdout,
+    stderr,
+    ...(input.signal ? { signal: input.signal } : {}),
+  });
+  if (code === 65)
+    throw new KfarmError('KFARM_CONFIG_INVALID', `${input.confLabel}: ${stderr.lastLine() || 'bash syntax error'}`);
+  if (code !== 0) {
+    const why = stderr.lastLine() ? `: ${stderr.lastLine()}` : '';
+    throw new KfarmError(
+      'KFARM_CONFIG_INVALID',
+      `${input.confLabel}: sourcing it with bash failed (exit ${code})${why}`,
+    );
+  }
+  return planFromEvaluation(stdout.buffer(), input);
+}
+
+/** DKMS's rules applied to eval-conf.sh's records for one kernel. */
+export function planFromEvaluation(records: Buffer, input: Omit<EvaluateInput, 'sourceDir'>): DkmsPlan {
+  const parsed = parseConfRecords(records);
+  const packageName = parsed.vars.get('PACKAGE_NAME')?.get(0) ?? '';
+  const packageVersion = parsed.vars.get('PACKAGE_VERSION')?.get(0) ?? '';
+  return planFromConf(parsed, {
+    file: input.confLabel,
+    kernelver: input.kernel,
+    kernelSourceDir: `/lib/modules/${input.kernel}/build`,
+    buildDir: buildDirOf({ packageName, packageVersion }),
+    parallelJobs: input.parallelJobs,
+  });
+}
+
+/** Collects a stream up to a limit; more is an error (the writer is untrusted code). */
+class BoundedBuffer extends Writable {
+  readonly #chunks: Buffer[] = [];
+  #size = 0;
+
+  constructor(
+    readonly limit: number,
+    readonly overflow: string,
+  ) {
+    super();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error) => void): void {
+    this.#size += chunk.length;
+    if (this.#size > this.limit) return callback(new KfarmError('KFARM_CONFIG_INVALID', this.overflow));
+    this.#chunks.push(chunk);
+    callback();
+  }
+
+  buffer(): Buffer {
+    return Buffer.concat(this.#chunks);
+  }
+}

@@ -1,0 +1,30 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { imagesDir } from '../util/paths.js';
+
+/**
+ * The two bash scripts kfarm runs inside builder containers (images/runtime/): `eval-conf.sh` sources
+ * dkms.conf as DKMS does, `build.sh` is DKMS's prepare_build + actual_build. They are passed to `bash -c`,
+ * so nothing is bind-mounted and a remote engine works.
+ */
+export interface RuntimeScripts {
+  evalConf: string;
+  build: string;
+}
+
+let loaded: Promise<RuntimeScripts> | undefined;
+
+export function runtimeScripts(): Promise<RuntimeScripts> {
+  loaded ??= (async () => ({
+    evalConf: await readFile(join(imagesDir, 'runtime/eval-conf.sh'), 'utf8'),
+    build: await readFile(join(imagesDir, 'runtime/build.sh'), 'utf8'),
+  }))();
+  return loaded;
+}
+
+/** Identifies the in-container scripts, for the result cache key. */
+export async function runtimeHash(): Promise<string> {
+  const scripts = await runtimeScripts();
+  return createHash('sha256').update(scripts.evalConf).update('\0').update(scripts.build).digest('hex');
+}

@@ -1,0 +1,229 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { dkmsVariables, evaluateDkmsConf } from '../dkms/evaluate.js';
+import type { DkmsPlan } from '../dkms/plan.js';
+import { planScript } from '../dkms/plan-script.js';
+import { runtimeScripts } from '../dkms/runtime.js';
+import type { Engine, EngineContainer } from '../engine/index.js';
+import { isKfarmError } from '../model/errors.js';
+import type { Phase } from '../model/events.js';
+import type { Target, TargetResult, TargetStatus } from '../model/result.js';
+import { TextTail } from '../util/text-tail.js';
+import {
+  CONTAINER_OUT,
+  CONTAINER_SOURCE,
+  containerRunner,
+  copySourceIn,
+  startBuildContainer,
+} from './build-container.js';
+import { collectOutput, type Collected } from './collect.js';
+import { Deadline } from './deadline.js';
+import type { FarmSettings } from './options.js';
+import { PhaseClock } from './phase-clock.js';
+import { resultOf, type TargetOutcome } from './results.js';
+
+export interface BuildJobContext {
+  engine: Engine;
+  settings: FarmSettings;
+  /** dkms.conf as the user names it, for error messages. */
+  confLabel: string;
+  /** The target's builder image, already prepared. */
+  image: string;
+  /** A fresh directory this job owns; module/ and log/ are collected into it. */
+  stageDir: string;
+  signal: AbortSignal;
+  onPhase?: (phase: Phase) => void;
+  /**
+   * Runs the compile (and copy-out) in one of the `--jobs` build slots; the container is started, filled
+   * and evaluated before. May throw NotScheduled (a --fail-fast run stopped meanwhile).
+   */
+  buildSlot: <T>(work: () => Promise<T>) => Promise<T>;
+  /** Called inside the slot once the compile ended (false: it failed), so --fail-fast decides before the next. */
+  onCompiled?: (ok: boolean) => void;
+}
+
+/** Thrown by a build slot that will not run the work: the target is reported as not run. */
+export class NotScheduled extends Error {}
+
+interface Compiled {
+  code: number;
+  reason: string;
+  collected: Collected;
+}
+
+/**
+ * One target's life in its container, step by step: start → copyIn → evaluate → (build slot) build →
+ * copyOut → verdict. A failed compile is a result; a broken dkms.conf (the user's input, not this kernel's
+ * problem), a lost engine and interruption are thrown.
+ */
+export class BuildJob {
+  readonly #deadline: Deadline;
+  readonly #signal: AbortSignal;
+  readonly #clock: PhaseClock;
+  readonly #started = Date.now();
+  #waited = 0;
+  #container: EngineContainer | undefined;
+  #plan: DkmsPlan | undefined;
+
+  constructor(
+    readonly target: Target,
+    readonly context: BuildJobContext,
+  ) {
+    // The time limit covers the target's own work, not its wait for a build slot.
+    this.#deadline = new Deadline(context.settings.timeoutMs);
+    this.#signal = AbortSignal.any([context.signal, this.#deadline.signal]);
+    this.#clock = new PhaseClock(context.onPhase);
+  }
+
+  async run(): Promise<TargetOutcome> {
+    try {
+      const container = await this.#start();
+      await this.#copyIn(container);
+      const plan = await this.#evaluate(container);
+      if (plan.excluded) return this.#outcome('skipped', { error: plan.excluded });
+      const compiled = await this.#inSlot(() => this.#compileAndCopyOut(container, plan));
+      return await this.#verdict(container, plan, compiled);
+    } catch (error) {
+      return await this.#failure(error);
+    } finally {
+      this.#deadline.stop();
+      if (this.#container) this.context.engine.removeLater(this.#container);
+    }
+  }
+
+  async #start(): Promise<EngineContainer> {
+    this.#clock.enter('start');
+    const { engine, image, settings } = this.context;
+    this.#container = await startBuildContainer(engine, image, this.target, settings, this.#signal);
+    return this.#container;
+  }
+
+  async #copyIn(container: EngineContainer): Promise<void> {
+    this.#clock.enter('copyIn');
+    await copySourceIn(container, this.context.settings.source, this.#signal);
+  }
+
+  async #evaluate(container: EngineContainer): Promise<DkmsPlan> {
+    this.#clock.enter('evaluate');
+    this.#plan = await evaluateDkmsConf(containerRunner(container), {
+      confLabel: this.context.confLabel,
+      sourceDir: CONTAINER_SOURCE,
+      kernel: this.target.kernel,
+      arch: this.target.arch,
+      parallelJobs: this.context.settings.parallelJobs,
+      signal: this.#signal,
+    });
+    return this.#plan;
+  }
+
+  /** Waits for a build slot (the time limit paused meanwhile), then runs `work` in it. */
+  async #inSlot<T>(work: () => Promise<T>): Promise<T> {
+    this.#deadline.pause();
+    this.#clock.enter(undefined);
+    const waitStarted = Date.now();
+    return this.context.buildSlot(async () => {
+      this.#waited = Date.now() - waitStarted;
+      this.#deadline.resume();
+      this.#signal.throwIfAborted();
+      try {
+        return await work();
+      } catch (error) {
+        this.context.onCompiled?.(false);
+        throw error;
+      }
+    });
+  }
+
+  async #compileAndCopyOut(container: EngineContainer, plan: DkmsPlan): Promise<Compiled> {
+    const { code, reason } = await this.#build(container, plan);
+    const collected = await this.#copyOut(container);
+    this.context.onCompiled?.(code === 0);
+    return { code, reason, collected };
+  }
+
+  async #build(container: EngineContainer, plan: DkmsPlan): Promise<{ code: number; reason: string }> {
+    this.#clock.enter('build');
+    const { settings } = this.context;
+    const { kernel, arch } = this.target;
+    const variables = dkmsVariables({ kernel, arch, parallelJobs: settings.parallelJobs });
+    const env = {
+      KFARM_PLAN: planScript(plan, {
+        ...variables,
+        module: plan.packageName,
+        module_version: plan.packageVersion,
+      }),
+      ...(settings.sourceDateEpoch === undefined ? {} : { SOURCE_DATE_EPOCH: String(settings.sourceDateEpoch) }),
+    };
+    const reason = new TextTail();
+    const script = (await runtimeScripts()).build;
+    const code = await container.exec(['bash', '-c', script, 'kfarm-build'], {
+      env,
+      stdout: reason,
+      stderr: reason,
+      signal: this.#signal,
+    });
+    return { code, reason: reason.lastLine() };
+  }
+
+  async #copyOut(container: EngineContainer): Promise<Collected> {
+    this.#clock.enter('copyOut');
+    return collectOutput(await container.getArchive(CONTAINER_OUT, this.#signal), this.context.stageDir);
+  }
+
+  async #verdict(container: EngineContainer, plan: DkmsPlan, compiled: Compiled): Promise<TargetOutcome> {
+    const log = compiled.collected.log ? { log: 'log/make.log' } : {};
+    if (compiled.code === 0) {
+      const artifacts = compiled.collected.modules.sort().map((name) => `module/${name}`);
+      return this.#outcome('built', { artifacts, makeCommand: plan.buildCommand, ...log });
+    }
+    if ((await container.oomKills()) > 0) {
+      const limit = Math.round(this.context.settings.limits.memoryBytes / 1024 ** 2);
+      return this.#outcome('oom', {
+        error: `the build ran out of memory (limit ${limit} MiB; raise it with --memory)`,
+        ...log,
+      });
+    }
+    const error = compiled.reason || `the build exited ${compiled.code}`;
+    return this.#outcome('failed', { error, makeCommand: plan.buildCommand, ...log });
+  }
+
+  /** A time limit, or rejected output, is this target's result; anything else is thrown to the scheduler. */
+  async #failure(error: unknown): Promise<TargetOutcome> {
+    if (this.#deadline.expired && !this.context.signal.aborted) {
+      // Keep what make wrote so far: the reason a build hangs is usually in its last lines.
+      const partial = this.#container && this.#plan ? await this.#collectQuietly(this.#container) : undefined;
+      const seconds = Math.round(this.context.settings.timeoutMs / 1000);
+      return this.#outcome('timeout', {
+        error: `the build did not finish within ${seconds} s`,
+        ...(partial?.log ? { log: 'log/make.log' } : {}),
+      });
+    }
+    if (isKfarmError(error, 'KFARM_OUTPUT_UNSAFE')) {
+      // Nothing of a rejected output is kept, not even the files that came before the bad entry.
+      await rm(this.context.stageDir, { recursive: true, force: true });
+      await mkdir(this.context.stageDir);
+      return this.#outcome('failed', { error: error.message });
+    }
+    throw error;
+  }
+
+  async #collectQuietly(container: EngineContainer): Promise<Collected | undefined> {
+    const signal = AbortSignal.timeout(10_000);
+    try {
+      return await collectOutput(await container.getArchive(CONTAINER_OUT, signal), this.context.stageDir);
+    } catch {
+      return undefined;
+    }
+  }
+
+  #outcome(status: TargetStatus, extra: Partial<TargetResult>): TargetOutcome {
+    this.#clock.enter(undefined);
+    this.#deadline.stop();
+    const durationMs = Date.now() - this.#started - this.#waited;
+    const result = resultOf(this.target, status, durationMs, {
+      phases: this.#clock.phases,
+      image: this.context.image,
+      ...extra,
+    });
+    return { result, ...(this.#plan ? { plan: this.#plan } : {}) };
+  }
+}

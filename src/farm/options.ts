@@ -1,0 +1,83 @@
+import { cpus } from 'node:os';
+import { resolve } from 'node:path';
+import type { Engine } from '../engine/index.js';
+import type { FarmEvents } from '../model/events.js';
+import type { KnownFailing } from '../model/known-failing.js';
+import type { Target } from '../model/result.js';
+import { releaseSources, type SuiteSource } from '../plan/debian-releases.js';
+import { cacheRoot } from '../util/cache-dir.js';
+
+export interface FarmOptions {
+  source: string;
+  out: string;
+  targets: Target[];
+  /** Where each release's packages come from (base image sources.list). Default: Debian's archive. */
+  sources?: (release: string) => SuiteSource[];
+  /** Builds at a time (default: CPU count). */
+  jobs?: number;
+  /** Image preparations at a time (network and dpkg bound; default 3). */
+  imageJobs?: number;
+  /** Per-target limit (default 30 min); waiting for a build slot does not count. */
+  timeoutMs?: number;
+  /** Memory limit of each build container (default 4 GiB); exceeding it is status `oom`. */
+  memoryBytes?: number;
+  knownFailing?: readonly KnownFailing[];
+  /** Stop scheduling builds after the first failure. */
+  failFast?: boolean;
+  sourceDateEpoch?: number;
+  /** The result cache (`<dir>/results`); false builds everything and stores nothing. Default: kfarm's cache dir. */
+  cache?: { dir: string } | false;
+  signal?: AbortSignal;
+  events?: FarmEvents;
+  /** Reuse a connected engine (tests, long-lived library users); otherwise one is connected. */
+  engine?: Engine;
+}
+
+/** FarmOptions with every default applied, in one place. */
+export interface FarmSettings {
+  source: string;
+  out: string;
+  targets: Target[];
+  sources: (release: string) => SuiteSource[];
+  concurrency: number;
+  /** `make -j` inside each build: DKMS's own default, every core. */
+  parallelJobs: number;
+  imageJobs: number;
+  timeoutMs: number;
+  limits: { memoryBytes: number; pids: number; cpus: number };
+  knownFailing: readonly KnownFailing[];
+  failFast: boolean;
+  sourceDateEpoch?: number;
+  /** kfarm's cache root: results (unless disabled) and image preparation logs. */
+  cacheDir: string;
+  useCache: boolean;
+  events: FarmEvents;
+}
+
+export function farmSettings(options: FarmOptions): FarmSettings {
+  const cores = cpus().length;
+  return {
+    source: resolve(options.source),
+    out: resolve(options.out),
+    targets: options.targets,
+    sources: options.sources ?? releaseSources,
+    concurrency: farmConcurrency(options),
+    // Builds side by side then oversubscribe a little, which costs nothing, and the last builds of a run
+    // keep all cores busy instead of one.
+    parallelJobs: cores,
+    imageJobs: options.imageJobs ?? 3,
+    timeoutMs: options.timeoutMs ?? 30 * 60_000,
+    limits: { memoryBytes: options.memoryBytes ?? 4 * 1024 ** 3, pids: 4096, cpus: cores },
+    knownFailing: options.knownFailing ?? [],
+    failFast: options.failFast === true,
+    ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
+    cacheDir: options.cache ? options.cache.dir : cacheRoot(),
+    useCache: options.cache !== false,
+    events: options.events ?? {},
+  };
+}
+
+/** Builds at a time for these options: what `--jobs` means. */
+export function farmConcurrency(options: Pick<FarmOptions, 'jobs' | 'targets'>): number {
+  return Math.max(1, Math.min(options.jobs ?? cpus().length, options.targets.length));
+}

@@ -1,0 +1,179 @@
+import { setMaxListeners } from 'node:events';
+import { join } from 'node:path';
+import PQueue from 'p-queue';
+import { firstCompilerError } from '../dkms/compiler-errors.js';
+import { buildDirOf } from '../dkms/paths.js';
+import { EngineTimeouts, type Engine } from '../engine/index.js';
+import { errorText, isKfarmError } from '../model/errors.js';
+import { applyKnownFailing, knownFailure } from '../model/known-failing.js';
+import { badStatuses, type FirstError, type Target } from '../model/result.js';
+import { ImageStore } from '../images/image-store.js';
+import { MAX_LOG_BYTES, readCapped } from '../util/read-file.js';
+import { BuildJob, NotScheduled } from './build-job.js';
+import { TargetCache } from './target-cache.js';
+import type { FarmSettings } from './options.js';
+import { failedResult, type TargetOutcome } from './results.js';
+import type { Staging } from './staging.js';
+
+/**
+ * Runs every target of a build through its steps — image → cache → prepare (start, copy in, evaluate) →
+ * compile (build, copy out) → store — over three queues: image preparation (de-duplicated by the ImageStore),
+ * container preparation (up to twice the build concurrency) and build slots. A target leaves the image queue
+ * as soon as its own image is ready, so builds of ready kernels overlap with preparing the others, and a
+ * build slot that frees up finds the next target's container ready to compile.
+ *
+ * One target's failure is its result. A broken dkms.conf or a lost engine concerns every target: it stops
+ * the run and is kept in `fatal`.
+ */
+export class Scheduler {
+  readonly outcomes: (TargetOutcome | undefined)[];
+  fatal: unknown;
+  readonly #controller = new AbortController();
+  readonly signal: AbortSignal;
+  readonly #images: ImageStore;
+  readonly #imageQueue: PQueue;
+  readonly #prepareQueue: PQueue;
+  readonly #buildQueue: PQueue;
+  #stopScheduling = false;
+
+  constructor(
+    readonly engine: Engine,
+    readonly settings: FarmSettings,
+    readonly staging: Staging,
+    readonly cache: TargetCache | undefined,
+    readonly confLabel: string,
+    signal?: AbortSignal,
+  ) {
+    this.outcomes = new Array<TargetOutcome | undefined>(settings.targets.length);
+    this.signal = signal ? AbortSignal.any([signal, this.#controller.signal]) : this.#controller.signal;
+    // Every queued target listens to it (p-queue, its build): many listeners on a large matrix, not a leak.
+    setMaxListeners(0, this.signal);
+    this.#images = new ImageStore(engine, {
+      logDir: join(settings.cacheDir, 'logs'),
+      sources: settings.sources,
+      events: settings.events,
+    });
+    this.#imageQueue = new PQueue({ concurrency: settings.imageJobs });
+    this.#prepareQueue = new PQueue({ concurrency: settings.concurrency * 2 });
+    this.#buildQueue = new PQueue({ concurrency: settings.concurrency });
+  }
+
+  async runAll(): Promise<void> {
+    await Promise.all(this.settings.targets.map((target, index) => this.#runTarget(target, index)));
+  }
+
+  /** Stops the run for everyone (a lost engine, a broken dkms.conf); the first reason wins. */
+  stop(error: unknown): void {
+    this.fatal ??= error;
+    this.#controller.abort(error);
+  }
+
+  async #runTarget(target: Target, index: number): Promise<void> {
+    this.settings.events.onTargetStart?.(target);
+    const started = Date.now();
+    const image = await this.#image(target, index, started);
+    if (image === undefined || this.#stopScheduling || this.signal.aborted) return;
+    const imageMs = Date.now() - started;
+    try {
+      const stageDir = await this.staging.stageDir(index);
+      const key = this.cache ? await this.cache.key(image, target) : undefined;
+      const hit = key ? await this.cache?.restore(key, target, stageDir, { started, imageMs }) : undefined;
+      if (hit) return this.#record(index, hit);
+      await this.#prepareQueue.add(() => this.#build(target, index, { image, stageDir, key, imageMs }), {
+        signal: this.signal,
+        priority: -index,
+      });
+    } catch (error) {
+      await this.#failed(target, index, error, imageMs);
+    }
+  }
+
+  async #image(target: Target, index: number, started: number): Promise<string | undefined> {
+    this.settings.events.onTargetPhase?.(target, 'image');
+    try {
+      return await this.#imageQueue.add(() => this.#images.headers(target, this.signal), { signal: this.signal });
+    } catch (error) {
+      await this.#failed(target, index, error, Date.now() - started);
+      return undefined;
+    }
+  }
+
+  async #build(
+    target: Target,
+    index: number,
+    job: { image: string; stageDir: string; key: string | undefined; imageMs: number },
+  ): Promise<void> {
+    if (this.signal.aborted || this.#stopScheduling) return;
+    try {
+      const outcome = await new BuildJob(target, {
+        engine: this.engine,
+        settings: this.settings,
+        confLabel: this.confLabel,
+        image: job.image,
+        stageDir: job.stageDir,
+        signal: this.signal,
+        onPhase: (phase) => this.settings.events.onTargetPhase?.(target, phase),
+        buildSlot: (work) => this.#slot(work, index),
+        onCompiled: (ok) => {
+          // Decided before the slot is released, so with --fail-fast no build starts after a failure.
+          if (!ok && this.settings.failFast && !knownFailure(target, this.settings.knownFailing))
+            this.#stopScheduling = true;
+        },
+      }).run();
+      outcome.result.phases = { image: job.imageMs, ...outcome.result.phases };
+      outcome.result.durationMs += job.imageMs;
+      await this.#annotate(outcome, job.stageDir);
+      if (job.key) await this.cache?.store(job.key, job.stageDir, outcome);
+      this.#record(index, outcome);
+    } catch (error) {
+      await this.#failed(target, index, error, job.imageMs);
+    }
+  }
+
+  #slot<T>(work: () => Promise<T>, index: number): Promise<T> {
+    const run = async () => {
+      if (this.#stopScheduling) throw new NotScheduled();
+      return work();
+    };
+    // Among targets waiting for a build slot, the matrix order wins.
+    return this.#buildQueue.add(run, { signal: this.signal, priority: -index });
+  }
+
+  /** A failed target carries the first compiler error of its make.log. */
+  async #annotate(outcome: TargetOutcome, stageDir: string): Promise<void> {
+    const { result, plan } = outcome;
+    if (!badStatuses.includes(result.status) || !result.log || !plan) return;
+    const firstError = await firstErrorOf(join(stageDir, result.log), buildDirOf(plan));
+    if (firstError) result.firstError = firstError;
+  }
+
+  #record(index: number, outcome: TargetOutcome): void {
+    outcome.result = applyKnownFailing(outcome.result, this.settings.knownFailing);
+    this.outcomes[index] = outcome;
+    this.settings.events.onTargetDone?.(outcome.result);
+    // Queued builds see the flag and return at once (p-queue's clear() would leave their promises pending).
+    if (this.settings.failFast && badStatuses.includes(outcome.result.status)) this.#stopScheduling = true;
+  }
+
+  /**
+   * An error out of a target's steps: nothing when the run is stopping anyway; the run's end when it is a
+   * broken dkms.conf or a lost engine (also when an odd failure turns out to be the engine going away);
+   * otherwise this target's `failed` result.
+   */
+  async #failed(target: Target, index: number, error: unknown, durationMs: number): Promise<void> {
+    if (this.signal.aborted || error instanceof NotScheduled) return;
+    if (isKfarmError(error, 'KFARM_CONFIG_INVALID') || isKfarmError(error, 'KFARM_ENGINE_UNAVAILABLE'))
+      return this.stop(error);
+    const lost = await this.engine.ping(EngineTimeouts.cleanup).then(
+      () => undefined,
+      (reason: unknown) => reason,
+    );
+    if (lost !== undefined) return this.stop(lost);
+    this.#record(index, { result: failedResult(target, errorText(error), durationMs) });
+  }
+}
+
+async function firstErrorOf(log: string, buildDir: string): Promise<FirstError | undefined> {
+  const text = await readCapped(log, MAX_LOG_BYTES);
+  return text === undefined ? undefined : firstCompilerError(text, { buildDir });
+}

@@ -1,0 +1,94 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { kernelTreeDir } from '../dkms/paths.js';
+import type { Target, TargetResult } from '../model/result.js';
+import type { TargetOutcome } from './results.js';
+
+/** What the staged outcomes became once placed: results with paths relative to `out`. */
+export interface Placed {
+  results: TargetResult[];
+  notRun: string[];
+  module: string;
+  version: string;
+}
+
+/**
+ * Where a run assembles its output before anything appears in `out`: `<out>/.kfarm-tmp-<session>/<index>/`
+ * per target. Each kernel's directory is renamed into the DKMS tree when the run ends, so a reader sees the
+ * old tree or the new one, never half of one; a run stopped by bad input leaves nothing behind.
+ */
+export class Staging {
+  private constructor(
+    readonly out: string,
+    readonly dir: string,
+    readonly outExisted: boolean,
+  ) {}
+
+  static async open(out: string, session: string): Promise<Staging> {
+    const outExisted = await stat(out).then(
+      () => true,
+      () => false,
+    );
+    const dir = join(out, `.kfarm-tmp-${session}`);
+    await mkdir(dir, { recursive: true });
+    return new Staging(out, dir, outExisted);
+  }
+
+  /** A fresh, empty directory for target `index`. */
+  async stageDir(index: number): Promise<string> {
+    const dir = join(this.dir, String(index));
+    await mkdir(dir);
+    return dir;
+  }
+
+  /** Moves every staged kernel directory into the DKMS tree, in target order; unfinished targets are `notRun`. */
+  async place(outcomes: readonly (TargetOutcome | undefined)[], targets: readonly Target[]): Promise<Placed> {
+    const placed: Placed = { results: [], notRun: [], module: '', version: '' };
+    for (const [index, target] of targets.entries()) {
+      const outcome = outcomes[index];
+      if (!outcome) {
+        placed.notRun.push(target.id);
+        continue;
+      }
+      if (outcome.plan) {
+        placed.module ||= outcome.plan.packageName;
+        placed.version ||= outcome.plan.packageVersion;
+        await this.#placeOne(index, outcome);
+      }
+      placed.results.push(outcome.result);
+    }
+    return placed;
+  }
+
+  async #placeOne(index: number, { result, plan }: TargetOutcome): Promise<void> {
+    const stageDir = join(this.dir, String(index));
+    if (!plan || (await readdir(stageDir).catch(() => [])).length === 0) return;
+    const rel = kernelTreeDir(plan, result.kernel, result.arch);
+    await replaceDir(stageDir, join(this.out, rel));
+    result.artifacts = result.artifacts.map((a) => join(rel, a));
+    if (result.log) result.log = join(rel, result.log);
+  }
+
+  /** Removes the staging directory (and `out` itself when this run created it and it is empty). */
+  async discard(): Promise<void> {
+    await this.close();
+    if (!this.outExisted) await rmdir(this.out).catch(() => undefined);
+  }
+
+  async close(): Promise<void> {
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Replaces a directory with another by rename: never half there. */
+async function replaceDir(from: string, dest: string): Promise<void> {
+  await mkdir(join(dest, '..'), { recursive: true });
+  const old = `${dest}.old-${randomBytes(4).toString('hex')}`;
+  const hadOld = await rename(dest, old).then(
+    () => true,
+    () => false,
+  );
+  await rename(from, dest);
+  if (hadOld) await rm(old, { recursive: true, force: true });
+}

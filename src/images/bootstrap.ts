@@ -1,0 +1,72 @@
+import type { WriteStream } from 'node:fs';
+import { PassThrough } from 'node:stream';
+import { execa } from 'execa';
+import { KfarmError, errorText } from '../model/errors.js';
+import type { Engine } from '../engine/index.js';
+import { reasonIn, withPrepareLog } from './prepare.js';
+
+export interface BootstrapSpec {
+  release: string;
+  ref: string;
+  packages: string[];
+  /** `deb <archive> <suite> main` lines for the image's sources.list. */
+  sources: string[];
+  labels: Record<string, string>;
+  logPath: string;
+  signal?: AbortSignal;
+}
+
+/**
+ * A release's base image from Debian's archive, no registry: `mmdebstrap … -` streams a root filesystem
+ * tarball straight into the engine's image import. It is imported under a temporary name and tagged only
+ * after mmdebstrap succeeded, so a truncated root filesystem never becomes an image a later run reuses.
+ */
+export async function bootstrapImage(engine: Engine, spec: BootstrapSpec): Promise<void> {
+  const partial = `${spec.ref}-partial-${engine.session.id}`;
+  await withPrepareLog(spec.logPath, async (log) => {
+    try {
+      await importRootfs(engine, spec, partial, log);
+      await engine.tagImage(partial, spec.ref);
+    } finally {
+      // Untagging the temporary name keeps the image under its real one (or drops a partial import).
+      await engine.removeImage(partial).catch(() => undefined);
+    }
+  });
+}
+
+async function importRootfs(engine: Engine, spec: BootstrapSpec, partial: string, log: WriteStream): Promise<void> {
+  const args = ['--variant=apt', `--include=${spec.packages.join(',')}`, '--aptopt=Acquire::Retries "3"'];
+  const mmdebstrap = execa('mmdebstrap', [...args, spec.release, '-', ...spec.sources], {
+    stdout: 'pipe',
+    stderr: 'pipe',
+    buffer: false,
+    ...(spec.signal ? { cancelSignal: spec.signal } : {}),
+    forceKillAfterDelay: 2000,
+  });
+  mmdebstrap.stderr.pipe(log, { end: false });
+  const rootfs = new PassThrough();
+  mmdebstrap.stdout.pipe(rootfs);
+  const imported = engine.importImage(rootfs, partial, spec.labels, spec.signal);
+  try {
+    await mmdebstrap;
+  } catch (cause) {
+    rootfs.destroy();
+    await imported.catch(() => undefined);
+    await engine.removeImage(partial, { force: true }).catch(() => undefined);
+    const why = `mmdebstrap ${describeExit(cause)} (log: ${spec.logPath})${await reasonIn(spec.logPath)}`;
+    throw new KfarmError('KFARM_IMAGE_FAILED', `preparing ${spec.ref} failed: ${why}`, { cause });
+  }
+  await imported.catch((cause: unknown) => {
+    if (cause instanceof KfarmError && cause.code === 'KFARM_ENGINE_UNAVAILABLE') throw cause;
+    throw new KfarmError('KFARM_IMAGE_FAILED', `importing ${spec.ref} into the engine failed: ${errorText(cause)}`, {
+      cause,
+    });
+  });
+}
+
+function describeExit(error: unknown): string {
+  const e = error as { exitCode?: number; signal?: string; isCanceled?: boolean };
+  if (e.isCanceled) return 'was cancelled';
+  if (e.signal) return `was killed by ${e.signal}`;
+  return `exited ${e.exitCode ?? '?'}`;
+}

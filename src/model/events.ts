@@ -1,0 +1,21 @@
+import type { Target, TargetResult } from './result.js';
+
+/** The steps a target goes through once its image is ready, named as report.json's `phases` names them. */
+export type Phase = 'start' | 'copyIn' | 'evaluate' | 'build' | 'copyOut';
+
+/** What a target is doing, for live progress: waiting for its image, or one of the build phases. */
+export type TargetActivity = 'image' | Phase;
+
+export interface ImageEvents {
+  onPrepare?: (ref: string, what: string) => void;
+  onReady?: (ref: string, ms: number, reused: boolean) => void;
+}
+
+/** Everything a build run tells a progress view while it runs. */
+export interface FarmEvents extends ImageEvents {
+  onTargetStart?: (target: Target) => void;
+  onTargetPhase?: (target: Target, phase: TargetActivity) => void;
+  onTargetDone?: (result: TargetResult) => void;
+  /** Something went wrong that does not fail the run (a cache that cannot be written, leftovers), one line. */
+  onWarning?: (message: string) => void;
+}

@@ -1,0 +1,7 @@
+export {
+  checkPipelineInputs,
+  pipelineExitCode,
+  runPipeline,
+  type PipelineOptions,
+  type PipelineRun,
+} from './pipeline.js';
