@@ -99,6 +99,7 @@ export async function generateModule(
   await writeFile(join(dir, 'Kbuild'), `obj-m := ${name}.o\n${name}-y := ${name}_main.o ${objects.join(' ')}\n`);
   await writeFile(
     join(dir, 'dkms.conf'),
-    `PACKAGE_NAME="${name}"\nPACKAGE_VERSION="1.0"\nBUILT_MODULE_NAME[0]="${name}"\nDEST_MODULE_LOCATION[0]="/updates/dkms"\nAUTOINSTALL="yes"\n`,
+    `PACKAGE_NAME="${name}"\nPACKAGE_VERSION="1.0"\nBUILT_MODULE_NAME[0]="${name}"\n` +
+      'DEST_MODULE_LOCATION[0]="/updates/dkms"\nAUTOINSTALL="yes"\n',
   );
 }

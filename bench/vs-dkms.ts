@@ -112,7 +112,8 @@ for (const m of modules) {
   const ideal = (cpu: number) => cpu / cores;
   rows.push(
     `| ${m.label} | ${dkms.wall.toFixed(1)} s | ${kfarm.wall.toFixed(1)} s | **${(kfarm.wall / dkms.wall).toFixed(2)}** | ` +
-      `${ideal(dkms.cpu).toFixed(1)} s (${(dkms.wall / ideal(dkms.cpu)).toFixed(2)}×) | ${ideal(kfarm.cpu).toFixed(1)} s (${(kfarm.wall / ideal(kfarm.cpu)).toFixed(2)}×) |`,
+      `${ideal(dkms.cpu).toFixed(1)} s (${(dkms.wall / ideal(dkms.cpu)).toFixed(2)}×) | ` +
+      `${ideal(kfarm.cpu).toFixed(1)} s (${(kfarm.wall / ideal(kfarm.cpu)).toFixed(2)}×) |`,
   );
 }
 await rm(work, { recursive: true, force: true });
@@ -122,7 +123,8 @@ console.log(
 );
 console.log('');
 console.log(
-  '| module | DKMS, one kernel after another | kfarm (warm images, cold cache) | kfarm / DKMS | ideal for DKMS (wall/ideal) | ideal for kfarm (wall/ideal) |',
+  '| module | DKMS, one kernel after another | kfarm (warm images, cold cache) | kfarm / DKMS | ' +
+    'ideal for DKMS (wall/ideal) | ideal for kfarm (wall/ideal) |',
 );
 console.log('| --- | --- | --- | --- | --- | --- |');
 for (const row of rows) console.log(row);

@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { KfarmError } from '../model/errors.js';
@@ -8,7 +9,7 @@ import { checkPipelineInputs, pipelineExitCode, runPipeline, type PipelineOption
 import { resolvePlan } from '../plan/resolve.js';
 import { describeResult } from '../report/plain.js';
 import { createProgress } from '../report/tty.js';
-import { cacheRoot } from '../util/cache-dir.js';
+import { usableCacheDir } from '../util/cache-dir.js';
 import { packageDir } from '../util/paths.js';
 import { DEFAULT_VERIFY_TIMEOUT_MS, describeVerify, verifyProgress } from '../verify/index.js';
 import { byteSize, collect, positiveInt } from './options.js';
@@ -50,51 +51,66 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
       DEFAULT_VERIFY_TIMEOUT_MS / 1000,
     )
     .option('--json', 'print report.json to stdout instead of a summary')
-    .action(async (src: string, opts: BuildOpts) => {
-      if (!opts.package && (opts.signKey !== undefined || opts.signCert !== undefined)) {
-        throw new KfarmError('KFARM_USAGE', '--sign-key/--sign-cert sign packaged modules: add --package');
-      }
-      const log = (line: string) => process.stderr.write(`${line}\n`);
-      // Local inputs first: a typo in dkms.conf or a bad key costs a second, not an index download.
-      await checkPipelineInputs({
-        source: src,
-        ...(opts.package ? { package: packageOptions(src, opts.package, opts, log) } : {}),
-        ...(opts.verify || opts.verifyParams !== undefined
-          ? { verify: verifyOptions(opts, cacheRoot(opts.cacheDir), log) }
-          : {}),
-      });
-      const matrix = opts.matrix ?? (opts.target.length === 0 ? defaultMatrix : undefined);
-      const plan = await resolvePlan({
-        ids: opts.target,
-        ...(matrix ? { matrix } : {}),
-        ...(opts.refresh ? { refresh: true } : {}),
-        signal,
-      });
-      const progress = createProgress(process.stderr, {
-        total: plan.targets.length,
-        concurrency: farmConcurrency({ jobs: opts.jobs, targets: plan.targets }),
-      });
-      const options = pipelineOptions(src, opts, { ...plan, events: progress.events }, signal);
-      const run = await runPipeline(options).finally(() => progress.stop());
-      process.stdout.write(
-        opts.json ? `${JSON.stringify(run.report, null, 2)}\n` : buildSummary(run.report, opts.out, run.reportPath),
-      );
-      setExit(pipelineExitCode(run.report));
-    });
+    .action((src: string, opts: BuildOpts) => runBuild(src, opts, signal, setExit));
+}
+
+/** `kfarm build`: check local inputs, resolve the targets, run the pipeline, print the summary. */
+async function runBuild(
+  src: string,
+  opts: BuildOpts,
+  signal: AbortSignal,
+  setExit: (code: number) => void,
+): Promise<void> {
+  if (!opts.package && (opts.signKey !== undefined || opts.signCert !== undefined)) {
+    throw new KfarmError('KFARM_USAGE', '--sign-key/--sign-cert sign packaged modules: add --package');
+  }
+  const log = (line: string) => process.stderr.write(`${line}\n`);
+  const cacheDir = await usableCacheDir(opts.cacheDir, (message) => log(`kfarm: warning: ${message}`));
+  const context: BuildContext = { src, opts, log, cacheDir, signal };
+  // Local inputs first: a typo in dkms.conf or a bad key costs a second, not an index download.
+  await checkPipelineInputs({
+    source: src,
+    ...(opts.package ? { package: packageOptions(context, opts.package) } : {}),
+    ...(opts.verify || opts.verifyParams !== undefined ? { verify: verifyOptions(context) } : {}),
+  });
+  const matrix = opts.matrix ?? (opts.target.length === 0 ? defaultMatrix : undefined);
+  const plan = await resolvePlan({
+    ids: opts.target,
+    ...(matrix ? { matrix } : {}),
+    ...(opts.refresh ? { refresh: true } : {}),
+    signal,
+  });
+  const progress = createProgress(process.stderr, {
+    total: plan.targets.length,
+    concurrency: farmConcurrency({ jobs: opts.jobs, targets: plan.targets }),
+  });
+  const run = await runPipeline(pipelineOptions(context, { ...plan, events: progress.events })).finally(() =>
+    progress.stop(),
+  );
+  process.stdout.write(
+    opts.json ? `${JSON.stringify(run.report, null, 2)}\n` : buildSummary(run.report, opts.out, run.reportPath),
+  );
+  setExit(pipelineExitCode(run.report));
+}
+
+interface BuildContext {
+  src: string;
+  opts: BuildOpts;
+  log: (line: string) => void;
+  /** kfarm's cache directory, or undefined when the default one is unusable (then nothing is cached). */
+  cacheDir: string | undefined;
+  signal: AbortSignal;
 }
 
 /** The command line as pipeline options: build, then verify and package when asked, then the reports. */
 function pipelineOptions(
-  src: string,
-  opts: BuildOpts,
+  context: BuildContext,
   plan: Pick<NonNullable<PipelineOptions['build']>, 'targets' | 'knownFailing' | 'events'>,
-  signal: AbortSignal,
 ): PipelineOptions {
-  const log = (line: string) => process.stderr.write(`${line}\n`);
-  const cacheDir = cacheRoot(opts.cacheDir);
+  const { src, opts, cacheDir } = context;
   return {
     out: opts.out,
-    signal,
+    signal: context.signal,
     build: {
       source: src,
       ...plan,
@@ -102,34 +118,30 @@ function pipelineOptions(
       timeoutMs: opts.timeout * 1000,
       ...(opts.memory ? { memoryBytes: opts.memory } : {}),
       ...(opts.failFast ? { failFast: true } : {}),
-      cache: opts.cache ? { dir: cacheDir } : false,
+      cache: opts.cache && cacheDir ? { dir: cacheDir } : false,
+      logDir: cacheDir ? join(cacheDir, 'logs') : join(tmpdir(), 'kfarm-logs'),
     },
-    ...(opts.verify ? { verify: verifyOptions(opts, cacheDir, log) } : {}),
-    ...(opts.package ? { package: packageOptions(src, opts.package, opts, log) } : {}),
+    ...(opts.verify ? { verify: verifyOptions(context) } : {}),
+    ...(opts.package ? { package: packageOptions(context, opts.package) } : {}),
     // Under GitHub Actions, annotations are workflow commands on stdout, unless stdout carries JSON.
     reports: { stdout: (text: string) => void (opts.json ? process.stderr : process.stdout).write(text) },
   };
 }
 
-function verifyOptions(
-  opts: BuildOpts,
-  cacheDir: string,
-  log: (line: string) => void,
-): NonNullable<PipelineOptions['verify']> {
+function verifyOptions({ opts, cacheDir, log }: BuildContext): NonNullable<PipelineOptions['verify']> {
   return {
     ...(opts.jobs ? { jobs: opts.jobs } : {}),
     timeoutMs: opts.verifyTimeout * 1000,
     ...(opts.verifyParams !== undefined ? { params: opts.verifyParams } : {}),
-    cacheDir,
+    // Kernel packages are cached there; without a usable cache they are fetched into a temporary one.
+    cacheDir: cacheDir ?? join(tmpdir(), 'kfarm-cache'),
     onEvent: verifyProgress(log),
   };
 }
 
 function packageOptions(
-  src: string,
+  { src, opts, log }: BuildContext,
   formats: PackageFormat[],
-  opts: BuildOpts,
-  log: (line: string) => void,
 ): NonNullable<PipelineOptions['package']> {
   return {
     formats,

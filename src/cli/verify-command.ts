@@ -1,16 +1,11 @@
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { ExitCode } from '../model/errors.js';
 import { badStatuses, type TargetResult, type VerifyResult } from '../model/result.js';
 import { runPipeline, type PipelineRun } from '../pipeline/index.js';
-import { cacheRoot } from '../util/cache-dir.js';
-import {
-  DEFAULT_VERIFY_TIMEOUT_MS,
-  describeVerify,
-  parseVerifyParams,
-  verifyProgress,
-  verifyReport,
-} from '../verify/index.js';
+import { usableCacheDir } from '../util/cache-dir.js';
+import { DEFAULT_VERIFY_TIMEOUT_MS, describeVerify, parseVerifyParams, verifyProgress } from '../verify/index.js';
 import { collect, positiveInt } from './options.js';
 
 /**
@@ -40,6 +35,7 @@ export function verifyCommand(signal: AbortSignal, setExit: (code: number) => vo
     .option('--json', 'print the updated report.json to stdout instead of a summary')
     .action(async (out: string, opts: VerifyOpts) => {
       const log = (line: string) => process.stderr.write(`${line}\n`);
+      const cacheDir = await usableCacheDir(opts.cacheDir, (message) => log(`kfarm: warning: ${message}`));
       const run = await runPipeline({
         out,
         signal,
@@ -49,7 +45,7 @@ export function verifyCommand(signal: AbortSignal, setExit: (code: number) => vo
           ...(opts.jobs ? { jobs: opts.jobs } : {}),
           timeoutMs: opts.timeout * 1000,
           ...(opts.verifyParams !== undefined ? { params: opts.verifyParams } : {}),
-          cacheDir: cacheRoot(opts.cacheDir),
+          cacheDir: cacheDir ?? join(tmpdir(), 'kfarm-cache'),
           onEvent: verifyProgress(log),
         },
       });

@@ -1,3 +1,5 @@
+import { KfarmError } from '../model/errors.js';
+
 /** What `images/runtime/eval-conf.sh` printed about one sourced dkms.conf. */
 export interface ConfRecords {
   /** Every element DKMS keeps, by variable name then array index (plain variables sit at index 0). */
@@ -26,7 +28,7 @@ export function parseConfRecords(output: Buffer | string): ConfRecords {
   let at = 0;
   const take = (): string => {
     const value = fields[at++];
-    if (value === undefined) throw new Error('truncated dkms.conf evaluation output');
+    if (value === undefined) throw new KfarmError('KFARM_INTERNAL', 'truncated dkms.conf evaluation output');
     return value;
   };
   while (at < fields.length) {
@@ -37,7 +39,7 @@ export function parseConfRecords(output: Buffer | string): ConfRecords {
         const index = Number(take());
         const value = take();
         let slots = records.vars.get(name);
-        if (!slots) records.vars.set(name, (slots = new Map()));
+        if (!slots) records.vars.set(name, (slots = new Map<number, string>()));
         slots.set(index, value);
         break;
       }
@@ -54,7 +56,10 @@ export function parseConfRecords(output: Buffer | string): ConfRecords {
         records.toolchain.add(take());
         break;
       default:
-        throw new Error(`unexpected record ${JSON.stringify(kind)} in dkms.conf evaluation output`);
+        throw new KfarmError(
+          'KFARM_INTERNAL',
+          `unexpected record ${JSON.stringify(kind)} in dkms.conf evaluation output`,
+        );
     }
   }
   return records;

@@ -47,6 +47,12 @@ export interface EvaluateInput extends DkmsKernel {
 }
 
 /**
+ * How long sourcing dkms.conf may take. Real ones take a fraction of a second; one that loops forever is the
+ * user's input error, found in a minute instead of after every target's build time limit.
+ */
+export const EVALUATION_TIMEOUT_MS = 60_000;
+
+/**
  * Evaluates a dkms.conf the way `dkms add` + `dkms build` read it: eval-conf.sh sources it with bash and
  * prints what DKMS keeps; planFromConf applies DKMS's rules. A dkms.conf bash cannot source is the user's
  * input error (KFARM_CONFIG_INVALID), not a failed build.
@@ -56,12 +62,21 @@ export async function evaluateDkmsConf(run: ScriptRunner, input: EvaluateInput):
   const stdout = new BoundedBuffer(16 * 1024 * 1024, 'dkms.conf evaluation printed more than 16 MiB');
   const stderr = new TextTail();
   const script = (await runtimeScripts()).evalConf;
+  const limit = AbortSignal.timeout(EVALUATION_TIMEOUT_MS);
+  const signal = input.signal ? AbortSignal.any([input.signal, limit]) : limit;
   const code = await run(script, [`${input.sourceDir}/dkms.conf`], {
     env,
     workdir: input.sourceDir,
     stdout,
     stderr,
-    ...(input.signal ? { signal: input.signal } : {}),
+    signal,
+  }).catch((error: unknown) => {
+    if (!limit.aborted || input.signal?.aborted) throw error;
+    const seconds = EVALUATION_TIMEOUT_MS / 1000;
+    throw new KfarmError(
+      'KFARM_CONFIG_INVALID',
+      `${input.confLabel}: sourcing it did not finish within ${seconds} s (an endless loop?)`,
+    );
   });
   if (code === 65)
     throw new KfarmError('KFARM_CONFIG_INVALID', `${input.confLabel}: ${stderr.lastLine() || 'bash syntax error'}`);

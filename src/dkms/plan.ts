@@ -36,53 +36,26 @@ export interface PlanContext {
   parallelJobs: number;
 }
 
+/** What a kernel module file may be called (`<name>.ko`): also what kfarm accepts back from a build. */
+const MODULE_NAME = /^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*$/;
+
 const moduleArrays = ['BUILT_MODULE_NAME', 'BUILT_MODULE_LOCATION', 'DEST_MODULE_NAME', 'DEST_MODULE_LOCATION'];
 
 /** Applies DKMS's read_conf rules (checked against dkms 3.0.10) to what the sourced dkms.conf left behind. */
 export function planFromConf(records: ConfRecords, context: PlanContext): DkmsPlan {
-  const get = (name: string, index = 0): string => records.vars.get(name)?.get(index) ?? '';
+  const get = valueOf(records);
   const problems: string[] = [];
 
   const packageName = get('PACKAGE_NAME');
   const packageVersion = get('PACKAGE_VERSION');
   if (!packageName) problems.push("no 'PACKAGE_NAME' directive");
   if (!packageVersion) problems.push("no 'PACKAGE_VERSION' directive");
+  problems.push(
+    ...identityProblems('PACKAGE_NAME', packageName),
+    ...identityProblems('PACKAGE_VERSION', packageVersion),
+  );
 
-  const count = Math.max(0, ...moduleArrays.map((name) => highestIndex(records, name) + 1));
-  const destLocations = records.vars.get('DEST_MODULE_LOCATION')?.size ?? 0;
-  if (count === 0 || destLocations === 0) problems.push("no 'DEST_MODULE_LOCATION' directive");
-
-  const modules: ModuleRecord[] = [];
-  let defaultStrip = true;
-  for (let i = 0; i < count; i++) {
-    const strip = stripValue(get('STRIP', i), defaultStrip);
-    if (i === 0) defaultStrip = strip;
-    let builtName = get('BUILT_MODULE_NAME', i);
-    if (!builtName && destLocations === 1) builtName = packageName;
-    const destName = get('DEST_MODULE_NAME', i) || builtName;
-    let builtLocation = get('BUILT_MODULE_LOCATION', i);
-    if (builtLocation && !builtLocation.endsWith('/')) builtLocation += '/';
-    const destLocation = get('DEST_MODULE_LOCATION', i);
-
-    // Without PACKAGE_NAME the default name is empty too; that is one problem, reported once.
-    if (!builtName && (packageName || destLocations !== 1))
-      problems.push(`no 'BUILT_MODULE_NAME' directive for record #${i}`);
-    if (/\.k?o$/.test(builtName)) problems.push(`'BUILT_MODULE_NAME[${i}]' ("${builtName}") ends in '.o' or '.ko'`);
-    if (get('DEST_MODULE_NAME', i) && /\.k?o$/.test(destName))
-      problems.push(`'DEST_MODULE_NAME[${i}]' ("${destName}") ends in '.o' or '.ko'`);
-    if (count > 0 && !destLocation && destLocations > 0)
-      problems.push(`no 'DEST_MODULE_LOCATION' directive for record #${i}`);
-    if (destLocation && !/^\/(kernel|updates|extra)/.test(destLocation)) {
-      problems.push(
-        `'DEST_MODULE_LOCATION[${i}]' ("${destLocation}") does not begin with '/kernel', '/updates' or '/extra'`,
-      );
-    }
-    if (/(^|\/)\.\.(\/|$)/.test(builtLocation) || builtLocation.startsWith('/')) {
-      problems.push(`'BUILT_MODULE_LOCATION[${i}]' ("${builtLocation}") must stay inside the build directory`);
-    }
-    if (/[/\0]/.test(destName) || /[/\0]/.test(builtName)) problems.push(`module name in record #${i} contains '/'`);
-    modules.push({ builtName, builtLocation, destName, destLocation, strip });
-  }
+  const modules = moduleRecords(records, packageName, problems);
 
   const patches = records.patches.map((i) => get('PATCH', i));
   for (const patch of patches) {
@@ -108,6 +81,74 @@ export function planFromConf(records: ConfRecords, context: PlanContext): DkmsPl
   };
   if (records.excluded.length > 0) plan.excluded = records.excluded.join('; ');
   return plan;
+}
+
+/**
+ * PACKAGE_NAME and PACKAGE_VERSION name directories (`/usr/src/<name>-<version>`, `<dkms tree>/<name>/<version>`,
+ * kfarm's `<out>/dkms/<name>/<version>/`) and appear in messages: each must be one harmless path component.
+ * DKMS itself only splits `<name>/<version>` at the first `/`; kfarm also refuses what could leave a directory
+ * (`..`, `/`), pass for an option (a leading `-`), or reach a terminal raw (control characters, blanks).
+ */
+export const IDENTITY = /^[A-Za-z0-9_+~:@%=][A-Za-z0-9_.+~:@%=-]*$/;
+
+function identityProblems(directive: string, value: string): string[] {
+  if (value === '' || (IDENTITY.test(value) && value.length <= 128)) return [];
+  return [
+    `'${directive}' (${JSON.stringify(value)}) must be one name of letters, digits and _ . + ~ : @ % = - ` +
+      '(no /, no blanks, no leading . or -, at most 128 characters)',
+  ];
+}
+
+function valueOf(records: ConfRecords): (name: string, index?: number) => string {
+  return (name, index = 0) => records.vars.get(name)?.get(index) ?? '';
+}
+
+/** The module records of the BUILT_MODULE_* / DEST_MODULE_* arrays; what is wrong with them goes to `problems`. */
+function moduleRecords(records: ConfRecords, packageName: string, problems: string[]): ModuleRecord[] {
+  const get = valueOf(records);
+  const count = Math.max(0, ...moduleArrays.map((name) => highestIndex(records, name) + 1));
+  const destLocations = records.vars.get('DEST_MODULE_LOCATION')?.size ?? 0;
+  if (count === 0 || destLocations === 0) problems.push("no 'DEST_MODULE_LOCATION' directive");
+
+  const modules: ModuleRecord[] = [];
+  let defaultStrip = true;
+  for (let i = 0; i < count; i++) {
+    const strip = stripValue(get('STRIP', i), defaultStrip);
+    if (i === 0) defaultStrip = strip;
+    let builtName = get('BUILT_MODULE_NAME', i);
+    if (!builtName && destLocations === 1) builtName = packageName;
+    const destName = get('DEST_MODULE_NAME', i) || builtName;
+    let builtLocation = get('BUILT_MODULE_LOCATION', i);
+    if (builtLocation && !builtLocation.endsWith('/')) builtLocation += '/';
+    const destLocation = get('DEST_MODULE_LOCATION', i);
+
+    // Without PACKAGE_NAME the default name is empty too; that is one problem, reported once.
+    if (!builtName && (packageName || destLocations !== 1))
+      problems.push(`no 'BUILT_MODULE_NAME' directive for record #${i}`);
+    if (/\.k?o$/.test(builtName))
+      problems.push(`'BUILT_MODULE_NAME[${i}]' (${JSON.stringify(builtName)}) ends in '.o' or '.ko'`);
+    if (get('DEST_MODULE_NAME', i) && /\.k?o$/.test(destName))
+      problems.push(`'DEST_MODULE_NAME[${i}]' (${JSON.stringify(destName)}) ends in '.o' or '.ko'`);
+    if (count > 0 && !destLocation && destLocations > 0)
+      problems.push(`no 'DEST_MODULE_LOCATION' directive for record #${i}`);
+    if (destLocation && !/^\/(kernel|updates|extra)/.test(destLocation)) {
+      problems.push(
+        `'DEST_MODULE_LOCATION[${i}]' (${JSON.stringify(destLocation)}) does not begin with '/kernel', '/updates' or '/extra'`,
+      );
+    }
+    if (/(^|\/)\.\.(\/|$)/.test(builtLocation) || builtLocation.startsWith('/')) {
+      problems.push(
+        `'BUILT_MODULE_LOCATION[${i}]' (${JSON.stringify(builtLocation)}) must stay inside the build directory`,
+      );
+    }
+    if (!MODULE_NAME.test(destName || 'x') || !MODULE_NAME.test(builtName || 'x')) {
+      problems.push(
+        `module name in record #${i} (${JSON.stringify(destName || builtName)}) is not a kernel module name`,
+      );
+    }
+    modules.push({ builtName, builtLocation, destName, destLocation, strip });
+  }
+  return modules;
 }
 
 function highestIndex(records: ConfRecords, name: string): number {

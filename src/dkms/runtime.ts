@@ -11,6 +11,8 @@ import { imagesDir } from '../util/paths.js';
 export interface RuntimeScripts {
   evalConf: string;
   build: string;
+  /** Writes the results as a tar stream, cutting an oversized make.log to its head and tail first. */
+  collect: string;
 }
 
 let loaded: Promise<RuntimeScripts> | undefined;
@@ -19,6 +21,7 @@ export function runtimeScripts(): Promise<RuntimeScripts> {
   loaded ??= (async () => ({
     evalConf: await readFile(join(imagesDir, 'runtime/eval-conf.sh'), 'utf8'),
     build: await readFile(join(imagesDir, 'runtime/build.sh'), 'utf8'),
+    collect: await readFile(join(imagesDir, 'runtime/collect.sh'), 'utf8'),
   }))();
   return loaded;
 }
@@ -26,5 +29,7 @@ export function runtimeScripts(): Promise<RuntimeScripts> {
 /** Identifies the in-container scripts, for the result cache key. */
 export async function runtimeHash(): Promise<string> {
   const scripts = await runtimeScripts();
-  return createHash('sha256').update(scripts.evalConf).update('\0').update(scripts.build).digest('hex');
+  const hash = createHash('sha256');
+  for (const script of [scripts.evalConf, scripts.build, scripts.collect]) hash.update(script).update('\0');
+  return hash.digest('hex');
 }

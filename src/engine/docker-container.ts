@@ -1,5 +1,5 @@
 import type Docker from 'dockerode';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { EngineContainer, ExecOptions } from './engine.js';
 import { EngineTimeouts } from './engine.js';
@@ -29,10 +29,11 @@ export class DockerContainer implements EngineContainer {
           Env: Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`),
           WorkingDir: options.workdir,
           User: options.user,
+          AttachStdin: options.stdin !== undefined,
           AttachStdout: true,
           AttachStderr: true,
           abortSignal,
-        } as Docker.ExecCreateOptions),
+        }),
       signal,
     );
     await this.#stream(exec, options);
@@ -47,10 +48,11 @@ export class DockerContainer implements EngineContainer {
     // The answer is the output stream itself: only the caller's signal (and the run's heartbeat) bound it.
     const stream = await this.#call(
       'exec start',
-      (abortSignal) => exec.start({ hijack: true, stdin: false, abortSignal }),
+      (abortSignal) => exec.start({ hijack: true, stdin: options.stdin !== undefined, abortSignal }),
       signal,
       false,
     );
+    if (options.stdin) feed(options.stdin, stream);
     this.docker.modem.demuxStream(
       stream,
       options.stdout ?? new PassThrough().resume(),
@@ -76,7 +78,8 @@ export class DockerContainer implements EngineContainer {
     const sink = new PassThrough();
     sink.on('data', (chunk: Buffer) => collected.push(chunk));
     const read = 'cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null';
-    await this.exec(['sh', '-c', read], { stdout: sink });
+    // The check itself killed (137): the container's memory is full, which says all there is to say.
+    if ((await this.exec(['sh', '-c', read], { stdout: sink })) === 137) return 1;
     const match = /^oom_kill (\d+)$/m.exec(Buffer.concat(collected).toString());
     const state = (await this.#call('inspect', (abortSignal) => this.handle.inspect({ abortSignal }))).State;
     return Math.max(Number(match?.[1] ?? 0), state?.OOMKilled ? 1 : 0);
@@ -131,4 +134,15 @@ export class DockerContainer implements EngineContainer {
       ...(signal ? { signal } : {}),
     });
   }
+}
+
+/**
+ * Sends `input` as the exec's stdin, then half-closes the connection so the process sees end of file; its
+ * output keeps coming back on the same connection.
+ */
+function feed(input: Readable, stream: NodeJS.ReadWriteStream): void {
+  const socket = stream as unknown as Writable;
+  input.on('error', (error) => socket.destroy(error));
+  input.pipe(socket, { end: false });
+  input.on('end', () => socket.end());
 }

@@ -42,7 +42,8 @@ export class DockerEngine implements Engine {
     }).catch((error: unknown) => {
       // Any failure to answer a ping means there is no usable engine, whatever the engine said.
       if (error instanceof KfarmError && error.code === 'KFARM_ENGINE_ERROR') {
-        throw engineUnavailable(this.endpoint, `does not answer pings (${error.message})`, error);
+        const problem = `the container engine at ${this.endpoint} does not answer pings (${error.message})`;
+        throw engineUnavailable(problem, error);
       }
       throw error;
     });
@@ -121,7 +122,7 @@ export class DockerEngine implements Engine {
         this.docker.createContainer({
           ...createOptions(spec, this.session),
           abortSignal,
-        } as Docker.ContainerCreateOptions),
+        }),
       { signal },
     );
     const container = new DockerContainer(this.docker, handle, this.endpoint);
@@ -223,6 +224,7 @@ function createOptions(spec: ContainerSpec, session: Session): Docker.ContainerC
   if (spec.limits?.pids) hostConfig.PidsLimit = spec.limits.pids;
   if (spec.limits?.cpus) hostConfig.NanoCpus = Math.round(spec.limits.cpus * 1e9);
   if (spec.tmpfs) hostConfig.Tmpfs = spec.tmpfs;
+  if (spec.readOnlyRoot) hostConfig.ReadonlyRootfs = true;
   return {
     Image: spec.image,
     Cmd: spec.cmd,

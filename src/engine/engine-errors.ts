@@ -27,11 +27,12 @@ export function isNotFound(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { statusCode?: number }).statusCode === 404;
 }
 
-export function engineUnavailable(endpoint: string, reason: string, cause?: unknown): KfarmError {
+/** KFARM_ENGINE_UNAVAILABLE: `problem` (one clause naming the engine), then how to get an engine. */
+export function engineUnavailable(problem: string, cause?: unknown): KfarmError {
   return new KfarmError(
     'KFARM_ENGINE_UNAVAILABLE',
-    `the container engine at ${endpoint} ${reason}: start one with \`sudo scripts/setup-host.sh\` ` +
-      '(or `sudo dockerd &`), or point DOCKER_HOST at a running engine',
+    `${problem}: start one with \`sudo scripts/setup-host.sh\` (or \`sudo dockerd &\`), ` +
+      'or point DOCKER_HOST at a running engine',
     cause === undefined ? {} : { cause },
   );
 }
@@ -67,12 +68,12 @@ export function engineFailure(
   if (error instanceof KfarmError) return error;
   if (context.caller?.aborted) return context.caller.reason as unknown;
   if (context.limit?.aborted) {
-    return engineUnavailable(
-      endpoint,
-      `did not answer ${what} within ${Math.round((context.timeoutMs ?? 0) / 1000)} s`,
-    );
+    const seconds = Math.round((context.timeoutMs ?? 0) / 1000);
+    return engineUnavailable(`the container engine at ${endpoint} did not answer (${what}) within ${seconds} s`);
   }
-  if (isConnectionError(error)) return engineUnavailable(endpoint, `cannot be reached (${firstLine(error)})`, error);
+  if (isConnectionError(error)) {
+    return engineUnavailable(`cannot reach the container engine at ${endpoint} (${firstLine(error)})`, error);
+  }
   return new KfarmError('KFARM_ENGINE_ERROR', `${what}: ${firstLine(error)}`, { cause: error });
 }
 

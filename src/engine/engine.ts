@@ -66,6 +66,8 @@ export interface EngineContainer {
 }
 
 export interface ExecOptions {
+  /** Sent as the command's standard input (then end of file). */
+  stdin?: Readable;
   env?: Record<string, string>;
   workdir?: string;
   user?: string;
@@ -86,6 +88,8 @@ export interface ContainerSpec {
   limits?: { memoryBytes?: number; pids?: number; cpus?: number };
   /** Builds drop every capability; image preparation (apt) needs the defaults. */
   hardened: boolean;
+  /** A read-only root file system: the container writes only to its `tmpfs` mounts. */
+  readOnlyRoot?: boolean;
   /** In-memory mounts (path → mount options), charged to the container's memory limit. */
   tmpfs?: Record<string, string>;
 }

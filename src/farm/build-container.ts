@@ -1,20 +1,26 @@
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { create as createTar } from 'tar';
 import { DKMS_TREE } from '../dkms/paths.js';
 import type { ScriptRunner } from '../dkms/evaluate.js';
 import { Label, type Engine, type EngineContainer } from '../engine/index.js';
+import { KfarmError } from '../model/errors.js';
 import type { Target } from '../model/result.js';
+import { runtimeScripts } from '../dkms/runtime.js';
+import { outputLimits } from '../model/limits.js';
+import { TextTail } from '../util/text-tail.js';
+import { collectOutput, type Collected } from './collect.js';
 import type { FarmSettings } from './options.js';
 
 /** Where the source arrives in a build container, and where results leave from. */
 export const CONTAINER_SOURCE = '/kfarm/src';
-export const CONTAINER_OUT = '/kfarm/out';
 
 /**
  * A build container: no network, no capabilities, resource limits, and a main process that ends by itself
- * (an orphaned container of a killed kfarm outlives it by at most its limit). The build directory and /tmp
- * are in memory: kbuild's many small files cost no journal writes, and removing the container does not have
- * to delete them one by one. They count against the memory limit.
+ * (an orphaned container of a killed kfarm outlives it by at most its limit). Its root file system is
+ * read-only; what a build can write are in-memory mounts of `--disk` bytes each (the DKMS tree where it
+ * builds, /tmp, /kfarm for the source and the results) and a few small ones (/root, /var/tmp, /run), all
+ * counted against the memory limit: a Makefile that writes 20 GB fills its mount, not the host's disk, and
+ * removing the container deletes nothing file by file.
  */
 export function startBuildContainer(
   engine: Engine,
@@ -23,7 +29,8 @@ export function startBuildContainer(
   settings: FarmSettings,
   signal: AbortSignal,
 ) {
-  const tmpfs = `rw,exec,nosuid,nodev,size=${settings.limits.memoryBytes}`;
+  const sized = (bytes: number, exec: boolean) => `rw,${exec ? 'exec' : 'noexec'},nosuid,nodev,size=${bytes}`;
+  const disk = settings.limits.diskBytes;
   return engine.start(
     {
       image,
@@ -31,20 +38,100 @@ export function startBuildContainer(
       cmd: ['sleep', String(2 * Math.ceil(settings.timeoutMs / 1000) + 60)],
       network: 'none',
       hardened: true,
+      readOnlyRoot: true,
       limits: settings.limits,
-      tmpfs: { [DKMS_TREE]: tmpfs, '/tmp': tmpfs },
+      tmpfs: {
+        [DKMS_TREE]: sized(disk, true),
+        '/tmp': sized(disk, true),
+        '/kfarm': sized(disk, false),
+        '/root': sized(SMALL_MOUNT, false),
+        '/var/tmp': sized(SMALL_MOUNT, false),
+        '/run': sized(SMALL_MOUNT, false),
+      },
       labels: { [Label.role]: 'build', [Label.target]: target.id },
     },
     signal,
   );
 }
 
-/** The source tree goes in through the engine's archive API (no bind mount: remote engines work). */
+/** Home, /var/tmp and /run of a build: room for lock and dot files, nothing more. */
+const SMALL_MOUNT = 64 * 1024 ** 2;
+
+/** Where the build may write, for telling a full disk limit from other failures. */
+export const WRITABLE_MOUNTS = [DKMS_TREE, '/tmp', '/kfarm'] as const;
+
+/**
+ * The source tree goes in as a tar stream on `tar -x`'s stdin (the archive API cannot write to an in-memory
+ * mount; no bind mount either, so remote engines work). The tree was checked to hold only what DKMS copies.
+ */
 export async function copySourceIn(container: EngineContainer, source: string, signal: AbortSignal): Promise<void> {
-  const tarball = createTar({ cwd: source, portable: true, prefix: CONTAINER_SOURCE.slice(1) }, [
-    '.',
-  ]) as unknown as Readable;
-  await container.putArchive(tarball, '/', signal);
+  const tarball = createTar({ cwd: source, portable: true }, ['.']) as unknown as Readable;
+  const stderr = new TextTail();
+  const code = await container.exec(
+    ['/bin/sh', '-c', `mkdir -p ${CONTAINER_SOURCE} && exec tar -x -C ${CONTAINER_SOURCE}`],
+    {
+      stdin: tarball,
+      stderr,
+      signal,
+    },
+  );
+  if (code !== 0)
+    throw new KfarmError(
+      'KFARM_ENGINE_ERROR',
+      `copying the source into the container failed (tar exited ${code}: ${stderr.lastLine()})`,
+    );
+}
+
+/**
+ * The build's results come out as `tar -c` of /kfarm/out on stdout, read as untrusted (collectOutput
+ * accepts only allow-listed regular files and stops at the first bad entry, which also stops the tar).
+ */
+export async function copyResultsOut(
+  container: EngineContainer,
+  stageDir: string,
+  signal: AbortSignal,
+): Promise<Collected> {
+  const archive = new PassThrough();
+  const stop = new AbortController();
+  const stderr = new TextTail();
+  const script = (await runtimeScripts()).collect;
+  const exec = container.exec(['/bin/bash', '-c', script, 'kfarm-collect', String(outputLimits.logBytes)], {
+    stdout: archive,
+    stderr,
+    signal: AbortSignal.any([signal, stop.signal]),
+  });
+  void exec.then(
+    () => archive.end(),
+    (error: unknown) => archive.destroy(error as Error),
+  );
+  try {
+    const collected = await collectOutput(archive, stageDir);
+    const code = await exec;
+    if (code !== 0)
+      throw new KfarmError('KFARM_ENGINE_ERROR', `reading the build's results failed (tar exited ${code})`);
+    const cut = /^kfarm-cut (\d+)$/m.exec(stderr.text())?.[1];
+    return cut === undefined ? collected : { ...collected, logCutBytes: collected.logCutBytes + Number(cut) };
+  } catch (error) {
+    stop.abort();
+    await exec.catch(() => undefined);
+    throw error;
+  }
+}
+
+/** How full each writable mount is, as `<mount> <used KiB> <size KiB>`; a mount that is full explains a failure. */
+export async function fullMount(container: EngineContainer): Promise<string | undefined> {
+  const out = new TextTail();
+  const code = await container.exec(['/bin/df', '-P', '-k', ...WRITABLE_MOUNTS], {
+    stdout: out,
+    stderr: new TextTail(),
+  });
+  if (code !== 0) return undefined;
+  for (const line of out.text().split('\n').slice(1)) {
+    const [, size, used, available, , mount] = line.trim().split(/\s+/);
+    // Full: less than 1 MiB (or 1 %) left; what a failed write leaves behind.
+    if (mount && Number(available) < Math.max(1024, Number(size) / 100) && Number(used) > 0) return mount;
+  }
+  return undefined;
 }
 
 /** Runs scripts in the container with `bash -c`, for dkms.conf evaluation. */

@@ -9,13 +9,14 @@ import type { Phase } from '../model/events.js';
 import type { Target, TargetResult, TargetStatus } from '../model/result.js';
 import { TextTail } from '../util/text-tail.js';
 import {
-  CONTAINER_OUT,
   CONTAINER_SOURCE,
   containerRunner,
+  copyResultsOut,
   copySourceIn,
+  fullMount,
   startBuildContainer,
 } from './build-container.js';
-import { collectOutput, type Collected } from './collect.js';
+import type { Collected } from './collect.js';
 import { Deadline } from './deadline.js';
 import type { FarmSettings } from './options.js';
 import { PhaseClock } from './phase-clock.js';
@@ -135,7 +136,7 @@ export class BuildJob {
 
   async #compileAndCopyOut(container: EngineContainer, plan: DkmsPlan): Promise<Compiled> {
     const { code, reason } = await this.#build(container, plan);
-    const collected = await this.#copyOut(container);
+    const collected = await this.#copyOut(container, code !== 0);
     this.context.onCompiled?.(code === 0);
     return { code, reason, collected };
   }
@@ -164,23 +165,39 @@ export class BuildJob {
     return { code, reason: reason.lastLine() };
   }
 
-  async #copyOut(container: EngineContainer): Promise<Collected> {
+  /**
+   * After a failed build the results are wanted for make.log only, and may not come out at all (a container
+   * whose memory is full cannot run tar): then the verdict goes on without them.
+   */
+  async #copyOut(container: EngineContainer, buildFailed: boolean): Promise<Collected> {
     this.#clock.enter('copyOut');
-    return collectOutput(await container.getArchive(CONTAINER_OUT, this.#signal), this.context.stageDir);
+    try {
+      return await copyResultsOut(container, this.context.stageDir, this.#signal);
+    } catch (error) {
+      if (!buildFailed || !isKfarmError(error, 'KFARM_ENGINE_ERROR')) throw error;
+      await this.#emptyStage();
+      return { modules: [], symvers: false, log: false, logCutBytes: 0 };
+    }
   }
 
   async #verdict(container: EngineContainer, plan: DkmsPlan, compiled: Compiled): Promise<TargetOutcome> {
-    const log = compiled.collected.log ? { log: 'log/make.log' } : {};
+    const { collected } = compiled;
+    const log = collected.log
+      ? { log: 'log/make.log', ...(collected.logCutBytes > 0 ? { logCutBytes: collected.logCutBytes } : {}) }
+      : {};
     if (compiled.code === 0) {
       const artifacts = compiled.collected.modules.sort().map((name) => `module/${name}`);
       return this.#outcome('built', { artifacts, makeCommand: plan.buildCommand, ...log });
     }
+    const { memoryBytes, diskBytes } = this.context.settings.limits;
     if ((await container.oomKills()) > 0) {
-      const limit = Math.round(this.context.settings.limits.memoryBytes / 1024 ** 2);
-      return this.#outcome('oom', {
-        error: `the build ran out of memory (limit ${limit} MiB; raise it with --memory)`,
-        ...log,
-      });
+      const error = `the build ran out of memory (limit ${mib(memoryBytes)} MiB; raise it with --memory)`;
+      return this.#outcome('oom', { error, ...log });
+    }
+    const full = await fullMount(container).catch(() => undefined);
+    if (full) {
+      const error = `the build filled its disk limit (${mib(diskBytes)} MiB at ${full}; raise it with --disk)`;
+      return this.#outcome('failed', { error, makeCommand: plan.buildCommand, ...log });
     }
     const error = compiled.reason || `the build exited ${compiled.code}`;
     return this.#outcome('failed', { error, makeCommand: plan.buildCommand, ...log });
@@ -199,17 +216,21 @@ export class BuildJob {
     }
     if (isKfarmError(error, 'KFARM_OUTPUT_UNSAFE')) {
       // Nothing of a rejected output is kept, not even the files that came before the bad entry.
-      await rm(this.context.stageDir, { recursive: true, force: true });
-      await mkdir(this.context.stageDir);
+      await this.#emptyStage();
       return this.#outcome('failed', { error: error.message });
     }
     throw error;
   }
 
+  async #emptyStage(): Promise<void> {
+    await rm(this.context.stageDir, { recursive: true, force: true });
+    await mkdir(this.context.stageDir);
+  }
+
   async #collectQuietly(container: EngineContainer): Promise<Collected | undefined> {
     const signal = AbortSignal.timeout(10_000);
     try {
-      return await collectOutput(await container.getArchive(CONTAINER_OUT, signal), this.context.stageDir);
+      return await copyResultsOut(container, this.context.stageDir, signal);
     } catch {
       return undefined;
     }
@@ -226,4 +247,8 @@ export class BuildJob {
     });
     return { result, ...(this.#plan ? { plan: this.#plan } : {}) };
   }
+}
+
+function mib(bytes: number): number {
+  return Math.round(bytes / 1024 ** 2);
 }

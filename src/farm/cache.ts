@@ -2,7 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { copyFile, lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
-import { pipeline } from 'node:stream/promises';
+import { KfarmError } from '../model/errors.js';
+import { writingTo } from '../util/output-errors.js';
 import type { TargetResult } from '../model/result.js';
 
 /** Bumped whenever what an entry holds or how keys are made changes: older entries are then never hit. */
@@ -19,8 +20,6 @@ export interface CacheKeyParts {
   /** Hash of the scripts kfarm runs in the container (dkms.conf evaluation and the build). */
   runtime: string;
   sourceDateEpoch?: number;
-  /** Fingerprint of the signing key, once modules are signed at build time. */
-  signer?: string;
 }
 
 export function cacheKey(parts: CacheKeyParts): string {
@@ -32,7 +31,6 @@ export function cacheKey(parts: CacheKeyParts): string {
     parts.arch,
     parts.runtime,
     parts.sourceDateEpoch ?? null,
-    parts.signer ?? null,
   ]);
   return createHash('sha256').update(canonical).digest('hex');
 }
@@ -57,9 +55,7 @@ export async function hashSourceTree(root: string): Promise<string> {
         await walk(path);
       } else if (info.isFile()) {
         hash.update(`f\0${rel}\0${info.mode & 0o111 ? 'x' : '-'}\0${info.size}\0`);
-        await pipeline(createReadStream(path), async function* (chunks) {
-          for await (const chunk of chunks) hash.update(chunk as Buffer);
-        });
+        for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
       } else {
         hash.update(`o\0${rel}\0`);
       }
@@ -94,9 +90,10 @@ export interface CacheHit {
 
 /**
  * Built targets by cache key, under `<root>/results/<k[0..2]>/<key>/`: the staged tree (module/, log/) and
- * `entry.json` with a checksum per file. An entry is written aside and renamed into place, so a reader sees
- * all of it or none; a corrupt or partial one (checksum, size, missing file, unreadable entry.json) is
- * removed and reported as a miss — it is never served.
+ * `entry.json` with a checksum per file. An entry is written aside, each file's checksum taken from the bytes
+ * that landed in the cache (a short write is never stored), and renamed into place, so a reader sees all of
+ * it or none; a corrupt or partial one (checksum, size, missing file, unreadable entry.json) is removed and
+ * reported as a miss — it is never served.
  */
 export class ResultCache {
   constructor(readonly root: string) {}
@@ -109,35 +106,15 @@ export class ResultCache {
     return join(this.dir, key.slice(0, 2), key);
   }
 
-  /** Restores a hit into `stageDir` (which must be empty) and returns it; undefined on a miss. */
+  /**
+   * Restores a hit into `stageDir` (which must be empty) and returns it; undefined on a miss. A corrupt entry
+   * is a miss (and removed); failing to write into `stageDir` is thrown: that is the output's problem.
+   */
   async restore(key: string, stageDir: string): Promise<CacheHit | undefined> {
     const dir = this.#entryDir(key);
-    let entry: Entry;
-    try {
-      entry = JSON.parse(await readFile(join(dir, 'entry.json'), 'utf8')) as Entry;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') await this.#discard(dir);
-      return undefined;
-    }
-    if (entry.format !== CACHE_FORMAT || entry.key !== key || !Array.isArray(entry.files)) {
-      await this.#discard(dir);
-      return undefined;
-    }
-    try {
-      for (const file of entry.files) {
-        if (!isSafeRelative(file.path)) throw new Error(`unsafe path ${file.path}`);
-        const from = join(dir, 'tree', file.path);
-        if ((await stat(from)).size !== file.size || (await sha256File(from)) !== file.sha256)
-          throw new Error(`checksum mismatch: ${file.path}`);
-        await mkdir(join(stageDir, file.path, '..'), { recursive: true });
-        await copyFile(from, join(stageDir, file.path));
-      }
-    } catch {
-      await rm(stageDir, { recursive: true, force: true });
-      await mkdir(stageDir);
-      await this.#discard(dir);
-      return undefined;
-    }
+    const entry = await this.#readEntry(dir, key);
+    if (!entry || !(await verifiedEntry(dir, entry))) return undefined;
+    for (const file of entry.files) await copyVerified(join(dir, 'tree', file.path), join(stageDir, file.path), file);
     return { packageName: entry.packageName, packageVersion: entry.packageVersion, result: entry.result };
   }
 
@@ -147,14 +124,12 @@ export class ResultCache {
     entry: Omit<Entry, 'format' | 'key' | 'createdAt' | 'files'>,
   ): Promise<void> {
     const dest = this.#entryDir(key);
-    const temp = `${dest}.tmp-${randomBytes(4).toString('hex')}`;
+    const temp = `${dest}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
     try {
       const files: EntryFile[] = [];
       for (const path of await listFiles(stageDir)) {
-        const from = join(stageDir, path);
-        await mkdir(join(temp, 'tree', path, '..'), { recursive: true });
-        await copyFile(from, join(temp, 'tree', path));
-        files.push({ path, size: (await stat(from)).size, sha256: await sha256File(from) });
+        const staged = join(stageDir, path);
+        files.push(await copyVerified(staged, join(temp, 'tree', path), { path, ...(await fileFacts(staged)) }));
       }
       const full: Entry = { format: CACHE_FORMAT, key, createdAt: Date.now(), ...entry, files };
       await writeFile(join(temp, 'entry.json'), JSON.stringify(full, null, 1));
@@ -163,8 +138,8 @@ export class ResultCache {
     } catch (error) {
       await rm(temp, { recursive: true, force: true });
       // Another run storing the same key at the same moment is fine: its entry is as good as ours.
-      if ((error as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (error as NodeJS.ErrnoException).code !== 'EEXIST')
-        throw error;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
     }
   }
 
@@ -174,16 +149,7 @@ export class ResultCache {
     for (const shard of await readdir(this.dir).catch(() => [] as string[])) {
       for (const name of await readdir(join(this.dir, shard)).catch(() => [] as string[])) {
         const dir = join(this.dir, shard, name);
-        let createdAt = 0;
-        try {
-          createdAt = (JSON.parse(await readFile(join(dir, 'entry.json'), 'utf8')) as Entry).createdAt;
-        } catch {
-          createdAt = (await stat(dir).catch(() => undefined))?.mtimeMs ?? 0;
-        }
-        let bytes = 0;
-        for (const path of await listFiles(dir).catch(() => [] as string[]))
-          bytes += (await stat(join(dir, path))).size;
-        found.push({ dir, createdAt, bytes });
+        found.push({ dir, createdAt: await createdAt(dir), bytes: await treeBytes(dir) });
       }
     }
     return found;
@@ -201,17 +167,76 @@ export class ResultCache {
     return { removed, bytes };
   }
 
-  async #discard(dir: string): Promise<void> {
-    await rm(dir, { recursive: true, force: true });
+  /** The entry's record when it is one of this format and key; an unreadable or foreign one is removed. */
+  async #readEntry(dir: string, key: string): Promise<Entry | undefined> {
+    let entry: Entry;
+    try {
+      entry = JSON.parse(await readFile(join(dir, 'entry.json'), 'utf8')) as Entry;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') await discard(dir);
+      return undefined;
+    }
+    if (entry.format === CACHE_FORMAT && entry.key === key && Array.isArray(entry.files)) return entry;
+    await discard(dir);
+    return undefined;
   }
 }
 
-async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(path), async function* (chunks) {
-    for await (const chunk of chunks) hash.update(chunk as Buffer);
+/** True when every file of the entry is there with its size and checksum; a damaged entry is removed. */
+async function verifiedEntry(dir: string, entry: Entry): Promise<boolean> {
+  for (const file of entry.files) {
+    const ok = isSafeRelative(file.path) && (await fileFacts(join(dir, 'tree', file.path)).catch(() => undefined));
+    if (!ok || ok.size !== file.size || ok.sha256 !== file.sha256) {
+      await discard(dir);
+      return false;
+    }
+  }
+  return true;
+}
+
+/** Copies a file and proves the copy holds the expected bytes (a full disk may cut a write short). */
+async function copyVerified(from: string, to: string, expected: EntryFile): Promise<EntryFile> {
+  await writingTo(to, async () => {
+    await mkdir(join(to, '..'), { recursive: true });
+    await copyFile(from, to);
   });
-  return hash.digest('hex');
+  const written = await fileFacts(to);
+  if (written.size !== expected.size || written.sha256 !== expected.sha256) {
+    throw new KfarmError(
+      'KFARM_OUTPUT_FAILED',
+      `${to}: the copy does not match ${from} (${written.size} of ${expected.size} bytes)`,
+    );
+  }
+  return { ...expected, ...written };
+}
+
+/** A damaged entry is removed when possible; a read-only cache keeps it, and it stays a miss. */
+async function discard(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+}
+
+async function fileFacts(path: string): Promise<{ size: number; sha256: string }> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of createReadStream(path)) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
+  }
+  return { size, sha256: hash.digest('hex') };
+}
+
+async function createdAt(dir: string): Promise<number> {
+  try {
+    return (JSON.parse(await readFile(join(dir, 'entry.json'), 'utf8')) as Entry).createdAt;
+  } catch {
+    return (await stat(dir).catch(() => undefined))?.mtimeMs ?? 0;
+  }
+}
+
+async function treeBytes(dir: string): Promise<number> {
+  let bytes = 0;
+  for (const path of await listFiles(dir).catch(() => [] as string[])) bytes += (await stat(join(dir, path))).size;
+  return bytes;
 }
 
 async function listFiles(dir: string): Promise<string[]> {

@@ -5,13 +5,15 @@ import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { ReadEntry } from 'tar';
 import { outputLimits } from '../model/limits.js';
+import { writingTo } from '../util/output-errors.js';
 import { describeEntry, isRegularFile, readUntrustedTar, type EntryVerdict } from '../util/untrusted-tar.js';
 
 export interface Collected {
   modules: string[];
   symvers: boolean;
   log: boolean;
-  logTruncated: boolean;
+  /** Bytes cut from the middle of a make.log longer than its limit (0 when it was kept whole). */
+  logCutBytes: number;
 }
 
 type Kind = 'module' | 'symvers' | 'log';
@@ -24,7 +26,7 @@ type Rule = { dest: string; limit: number; kind: Kind } | { dir: true };
  * KFARM_OUTPUT_UNSAFE and stops reading at once, so no byte of it is copied further.
  */
 export async function collectOutput(archive: Readable, dest: string): Promise<Collected> {
-  const collected: Collected = { modules: [], symvers: false, log: false, logTruncated: false };
+  const collected: Collected = { modules: [], symvers: false, log: false, logCutBytes: 0 };
   await readUntrustedTar(archive, {
     what: 'build output',
     maxEntries: outputLimits.entries,
@@ -43,10 +45,12 @@ function judge(entry: ReadEntry, path: string, dest: string, collected: Collecte
   if (!isRegularFile(entry))
     return { reject: `${JSON.stringify(path)} is a ${describeEntry(entry)}, not a regular file` };
   const size = entry.size ?? 0;
-  // A long make.log is cut to the limit; one several times over it is not a log worth streaming through.
+  // The container cuts a long make.log to its head and tail; one still far over the limit (grown again after
+  // the cut) is not worth streaming, and any other file over its limit is not a build result.
   const hardLimit = rule.kind === 'log' ? rule.limit * 4 : rule.limit;
   if (size > hardLimit) return { reject: `${JSON.stringify(path)} is ${size} bytes, over the ${hardLimit}-byte limit` };
-  return (file) => writeEntry(file, join(dest, rule.dest), rule, collected);
+  const file = join(dest, rule.dest);
+  return (entryStream) => writingTo(file, () => writeEntry(entryStream, file, rule, collected));
 }
 
 function ruleFor(path: string): Rule | undefined {
@@ -68,19 +72,19 @@ async function writeEntry(
   await mkdir(join(file, '..'), { recursive: true });
   // 'wx': the destination is new in a directory kfarm just made, so nothing can be followed or overwritten.
   const out = createWriteStream(file, { flags: 'wx', mode: 0o644 });
-  let written = 0;
+  const size = entry.size ?? 0;
+  // Only make.log may be over its limit (the rest was rejected): its head and tail are what explain a failure.
+  const cut = size > rule.limit ? new LogCut(rule.limit) : undefined;
   entry.on('data', (chunk: Buffer) => {
-    if (written >= rule.limit) return;
-    const part = written + chunk.length > rule.limit ? chunk.subarray(0, rule.limit - written) : chunk;
-    written += part.length;
+    const part = cut ? cut.head(chunk) : chunk;
     // Honour the disk's pace: a 256 MiB module must not pile up in memory behind a slow write.
-    if (!out.write(part)) {
+    if (part.length > 0 && !out.write(part)) {
       entry.pause();
       out.once('drain', () => entry.resume());
     }
   });
   await new Promise<void>((resolve, reject) => {
-    entry.on('end', () => out.end());
+    entry.on('end', () => out.end(cut?.rest(size)));
     entry.on('error', reject);
     out.on('error', reject);
     out.on('close', resolve);
@@ -90,6 +94,51 @@ async function writeEntry(
   if (rule.kind === 'symvers') collected.symvers = true;
   if (rule.kind === 'log') {
     collected.log = true;
-    collected.logTruncated = written < (entry.size ?? 0);
+    collected.logCutBytes = cut ? cut.cutBytes(size) : 0;
+  }
+}
+
+/**
+ * Keeps the first and the last half of `limit` bytes of a long log, and a line in between saying how much
+ * was cut: the start of a build and its end are where the reasons are.
+ */
+class LogCut {
+  readonly #half: number;
+  #seen = 0;
+  readonly #tail: Buffer[] = [];
+  #tailBytes = 0;
+
+  constructor(limit: number) {
+    // The marker line fits in 256 bytes: head, marker and tail stay within the limit.
+    this.#half = Math.max(0, Math.floor((limit - 256) / 2));
+  }
+
+  /** The part of `chunk` that belongs to the head; the rest is remembered for the tail. */
+  head(chunk: Buffer): Buffer {
+    const take = Math.max(0, Math.min(chunk.length, this.#half - this.#seen));
+    this.#seen += chunk.length;
+    this.#remember(chunk.subarray(take));
+    return chunk.subarray(0, take);
+  }
+
+  /** The marker and the tail, once the whole log went by. */
+  rest(size: number): Buffer {
+    const tail = Buffer.concat(this.#tail);
+    const kept = tail.subarray(Math.max(0, tail.length - this.#half));
+    const marker = `\n[kfarm: make.log is ${size} bytes; ${this.cutBytes(size)} bytes cut here, its head and tail kept]\n`;
+    return Buffer.concat([Buffer.from(marker), kept]);
+  }
+
+  cutBytes(size: number): number {
+    return Math.max(0, size - 2 * this.#half);
+  }
+
+  #remember(part: Buffer): void {
+    if (part.length === 0) return;
+    this.#tail.push(part);
+    this.#tailBytes += part.length;
+    while (this.#tail.length > 1 && this.#tailBytes - (this.#tail[0]?.length ?? 0) >= this.#half) {
+      this.#tailBytes -= this.#tail.shift()?.length ?? 0;
+    }
   }
 }

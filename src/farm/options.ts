@@ -1,5 +1,5 @@
 import { cpus } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Engine } from '../engine/index.js';
 import type { FarmEvents } from '../model/events.js';
 import type { KnownFailing } from '../model/known-failing.js';
@@ -21,12 +21,19 @@ export interface FarmOptions {
   timeoutMs?: number;
   /** Memory limit of each build container (default 4 GiB); exceeding it is status `oom`. */
   memoryBytes?: number;
+  /**
+   * What a build may write, per writable mount (the DKMS tree, /tmp, /kfarm); default 2 GiB. The mounts are
+   * in memory, so together they also count against `memoryBytes`.
+   */
+  diskBytes?: number;
   knownFailing?: readonly KnownFailing[];
   /** Stop scheduling builds after the first failure. */
   failFast?: boolean;
   sourceDateEpoch?: number;
   /** The result cache (`<dir>/results`); false builds everything and stores nothing. Default: kfarm's cache dir. */
   cache?: { dir: string } | false;
+  /** Image preparation logs (kept, so a failure's log can be read). Default: `<kfarm's cache dir>/logs`. */
+  logDir?: string;
   signal?: AbortSignal;
   events?: FarmEvents;
   /** Reuse a connected engine (tests, long-lived library users); otherwise one is connected. */
@@ -44,13 +51,14 @@ export interface FarmSettings {
   parallelJobs: number;
   imageJobs: number;
   timeoutMs: number;
-  limits: { memoryBytes: number; pids: number; cpus: number };
+  limits: { memoryBytes: number; diskBytes: number; pids: number; cpus: number };
   knownFailing: readonly KnownFailing[];
   failFast: boolean;
   sourceDateEpoch?: number;
   /** kfarm's cache root: results (unless disabled) and image preparation logs. */
   cacheDir: string;
   useCache: boolean;
+  logDir: string;
   events: FarmEvents;
 }
 
@@ -67,12 +75,18 @@ export function farmSettings(options: FarmOptions): FarmSettings {
     parallelJobs: cores,
     imageJobs: options.imageJobs ?? 3,
     timeoutMs: options.timeoutMs ?? 30 * 60_000,
-    limits: { memoryBytes: options.memoryBytes ?? 4 * 1024 ** 3, pids: 4096, cpus: cores },
+    limits: {
+      memoryBytes: options.memoryBytes ?? 4 * 1024 ** 3,
+      diskBytes: options.diskBytes ?? 2 * 1024 ** 3,
+      pids: 4096,
+      cpus: cores,
+    },
     knownFailing: options.knownFailing ?? [],
     failFast: options.failFast === true,
     ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
     cacheDir: options.cache ? options.cache.dir : cacheRoot(),
     useCache: options.cache !== false,
+    logDir: options.logDir ?? join(options.cache ? options.cache.dir : cacheRoot(), 'logs'),
     events: options.events ?? {},
   };
 }

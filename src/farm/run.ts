@@ -61,20 +61,32 @@ async function cleanUp(engine: Engine, settings: FarmSettings): Promise<void> {
 async function finish(scheduler: Scheduler, staging: Staging, started: number, signal?: AbortSignal): Promise<FarmRun> {
   const fatal = scheduler.fatal;
   if (
-    isKfarmError(fatal, 'KFARM_CONFIG_INVALID') ||
-    (fatal !== undefined && !isKfarmError(fatal, 'KFARM_ENGINE_UNAVAILABLE'))
+    fatal !== undefined &&
+    !isKfarmError(fatal, 'KFARM_ENGINE_UNAVAILABLE') &&
+    !isKfarmError(fatal, 'KFARM_OUTPUT_FAILED')
   ) {
     await staging.discard();
-    throw fatal;
+    throw asError(fatal);
   }
-  const placed = await staging.place(scheduler.outcomes, scheduler.settings.targets);
-  const partial = signal?.aborted === true || fatal !== undefined;
-  const report = assembleReport(placed, started, partial);
-  const reportPath = await writeJsonReport(staging.out, report);
-  await staging.close();
-  if (fatal !== undefined) throw fatal;
+  let reportPath: string;
+  let report: FarmReport;
+  try {
+    const placed = await staging.place(scheduler.outcomes, scheduler.settings.targets);
+    report = assembleReport(placed, started, signal?.aborted === true || fatal !== undefined);
+    reportPath = await writeJsonReport(staging.out, report);
+  } catch (error) {
+    // Writing the output failed (while stopping for the same reason, say): the first reason is the one to tell.
+    throw asError(fatal ?? error);
+  } finally {
+    await staging.close().catch(() => undefined);
+  }
+  if (fatal !== undefined) throw asError(fatal);
   if (signal?.aborted) throw new KfarmError('KFARM_INTERRUPTED', `interrupted: partial report in ${reportPath}`);
   return { report, reportPath };
+}
+
+function asError(reason: unknown): Error {
+  return reason instanceof Error ? reason : new KfarmError('KFARM_INTERNAL', String(reason));
 }
 
 function assembleReport(placed: Placed, started: number, partial: boolean): FarmReport {

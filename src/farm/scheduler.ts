@@ -49,7 +49,7 @@ export class Scheduler {
     // Every queued target listens to it (p-queue, its build): many listeners on a large matrix, not a leak.
     setMaxListeners(0, this.signal);
     this.#images = new ImageStore(engine, {
-      logDir: join(settings.cacheDir, 'logs'),
+      logDir: settings.logDir,
       sources: settings.sources,
       events: settings.events,
     });
@@ -162,8 +162,7 @@ export class Scheduler {
    */
   async #failed(target: Target, index: number, error: unknown, durationMs: number): Promise<void> {
     if (this.signal.aborted || error instanceof NotScheduled) return;
-    if (isKfarmError(error, 'KFARM_CONFIG_INVALID') || isKfarmError(error, 'KFARM_ENGINE_UNAVAILABLE'))
-      return this.stop(error);
+    if (runStopping(error)) return this.stop(error);
     const lost = await this.engine.ping(EngineTimeouts.cleanup).then(
       () => undefined,
       (reason: unknown) => reason,
@@ -171,6 +170,18 @@ export class Scheduler {
     if (lost !== undefined) return this.stop(lost);
     this.#record(index, { result: failedResult(target, errorText(error), durationMs) });
   }
+}
+
+/**
+ * Errors that concern every target, not the one that met them: the user's dkms.conf, the engine, and the
+ * output directory (a full disk fails everyone).
+ */
+function runStopping(error: unknown): boolean {
+  return (
+    isKfarmError(error, 'KFARM_CONFIG_INVALID') ||
+    isKfarmError(error, 'KFARM_ENGINE_UNAVAILABLE') ||
+    isKfarmError(error, 'KFARM_OUTPUT_FAILED')
+  );
 }
 
 async function firstErrorOf(log: string, buildDir: string): Promise<FirstError | undefined> {

@@ -1,8 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { KfarmError } from '../model/errors.js';
 import { kernelTreeDir } from '../dkms/paths.js';
 import type { Target, TargetResult } from '../model/result.js';
+import { writingTo } from '../util/output-errors.js';
+import { inside } from '../util/paths.js';
+import { claimDir, sweepStaleDirs } from '../util/stale-dirs.js';
 import type { TargetOutcome } from './results.js';
 
 /** What the staged outcomes became once placed: results with paths relative to `out`. */
@@ -26,19 +30,20 @@ export class Staging {
   ) {}
 
   static async open(out: string, session: string): Promise<Staging> {
-    const outExisted = await stat(out).then(
-      () => true,
-      () => false,
-    );
+    const outExisted = await checkOutDir(out);
     const dir = join(out, `.kfarm-tmp-${session}`);
-    await mkdir(dir, { recursive: true });
+    await writingTo(out, async () => {
+      await mkdir(dir, { recursive: true });
+      await claimDir(dir);
+    });
+    await sweepStaleDirs(out);
     return new Staging(out, dir, outExisted);
   }
 
   /** A fresh, empty directory for target `index`. */
   async stageDir(index: number): Promise<string> {
     const dir = join(this.dir, String(index));
-    await mkdir(dir);
+    await writingTo(dir, () => mkdir(dir));
     return dir;
   }
 
@@ -65,7 +70,8 @@ export class Staging {
     const stageDir = join(this.dir, String(index));
     if (!plan || (await readdir(stageDir).catch(() => [])).length === 0) return;
     const rel = kernelTreeDir(plan, result.kernel, result.arch);
-    await replaceDir(stageDir, join(this.out, rel));
+    const dest = inside(this.out, rel);
+    await writingTo(dest, () => replaceDir(stageDir, dest));
     result.artifacts = result.artifacts.map((a) => join(rel, a));
     if (result.log) result.log = join(rel, result.log);
   }
@@ -79,6 +85,17 @@ export class Staging {
   async close(): Promise<void> {
     await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * `out` must be a directory kfarm may fill: not `/` (a build output is never the root of the file system),
+ * not a file. Resolves with whether it exists already.
+ */
+async function checkOutDir(out: string): Promise<boolean> {
+  if (resolve(out) === '/') throw new KfarmError('KFARM_USAGE', `--out ${out}: refusing to write a build into /`);
+  const info = await stat(out).catch(() => undefined);
+  if (info && !info.isDirectory()) throw new KfarmError('KFARM_USAGE', `--out ${out}: not a directory`);
+  return info !== undefined;
 }
 
 /** Replaces a directory with another by rename: never half there. */

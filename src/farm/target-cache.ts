@@ -1,5 +1,6 @@
 import type { Engine } from '../engine/index.js';
 import { runtimeHash } from '../dkms/runtime.js';
+import { KfarmError, errorText, isKfarmError } from '../model/errors.js';
 import type { Target } from '../model/result.js';
 import { cacheKey, hashSourceTree, ResultCache } from './cache.js';
 import type { FarmSettings } from './options.js';
@@ -8,23 +9,32 @@ import { resultOf, type TargetOutcome } from './results.js';
 /**
  * The result cache as a build run uses it: keys from the source tree, the builder image's id, the kernel,
  * kfarm's in-container scripts and SOURCE_DATE_EPOCH; hits restored as `cached` outcomes; `built` outcomes
- * stored.
+ * stored. Best effort: a cache that cannot be read is a miss and one that cannot be written is skipped, each
+ * said once as a warning; neither fails a build.
  */
 export class TargetCache {
+  readonly #warned = new Set<string>();
+
   private constructor(
     readonly engine: Engine,
     readonly results: ResultCache,
     readonly base: { source: string; runtime: string; sourceDateEpoch?: number },
+    readonly warn: (message: string) => void,
   ) {}
 
   static async open(engine: Engine, settings: FarmSettings): Promise<TargetCache | undefined> {
     if (!settings.useCache) return undefined;
+    const source = await hashSourceTree(settings.source).catch((error: unknown) => {
+      throw new KfarmError('KFARM_USAGE', `${settings.source}: cannot read the source tree (${errorText(error)})`, {
+        cause: error,
+      });
+    });
     const base = {
-      source: await hashSourceTree(settings.source),
+      source,
       runtime: await runtimeHash(),
       ...(settings.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: settings.sourceDateEpoch }),
     };
-    return new TargetCache(engine, new ResultCache(settings.cacheDir), base);
+    return new TargetCache(engine, new ResultCache(settings.cacheDir), base, (m) => settings.events.onWarning?.(m));
   }
 
   /** The key of this target's build in `image`, or undefined when the image is gone. */
@@ -39,7 +49,11 @@ export class TargetCache {
     stageDir: string,
     time: { started: number; imageMs: number },
   ): Promise<TargetOutcome | undefined> {
-    const hit = await this.results.restore(key, stageDir);
+    const hit = await this.results.restore(key, stageDir).catch((error: unknown) => {
+      if (isKfarmError(error, 'KFARM_OUTPUT_FAILED')) throw error;
+      this.#warnOnce(`the result cache could not be read (${errorText(error)}); building instead`);
+      return undefined;
+    });
     if (!hit) return undefined;
     const result = resultOf(target, 'cached', Date.now() - time.started, {
       phases: { image: time.imageMs },
@@ -52,9 +66,20 @@ export class TargetCache {
   async store(key: string, stageDir: string, { result, plan }: TargetOutcome): Promise<void> {
     if (!plan || result.status !== 'built') return;
     const { artifacts, log, makeCommand } = result;
-    await this.results.store(key, stageDir, {
+    const entry = {
       ...plan,
       result: { artifacts, ...(log ? { log } : {}), ...(makeCommand ? { makeCommand } : {}) },
+    };
+    await this.results.store(key, stageDir, entry).catch((error: unknown) => {
+      this.#warnOnce(
+        `a build could not be stored in the result cache (${errorText(error)}); later runs build it again`,
+      );
     });
+  }
+
+  #warnOnce(message: string): void {
+    if (this.#warned.has(message)) return;
+    this.#warned.add(message);
+    this.warn(message);
   }
 }

@@ -36,6 +36,8 @@ export interface TargetResult {
   artifacts: string[];
   /** make.log, relative to the output directory, when the build got that far. */
   log?: string;
+  /** Set when make.log was over 64 MiB: the bytes cut from its middle (its head and tail are kept). */
+  logCutBytes?: number;
   /** One line: why the target did not build (or which BUILD_EXCLUSIVE rule skipped it). */
   error?: string;
   firstError?: FirstError;

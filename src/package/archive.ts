@@ -1,4 +1,5 @@
 import { deflateRawSync } from 'node:zlib';
+import { KfarmError } from '../model/errors.js';
 
 /**
  * Byte-reproducible archive writers: ustar (with GNU long names when a path does not fit), gzip with a fixed
@@ -60,13 +61,14 @@ export function tarArchive(entries: TarEntry[], mtime: number): Buffer {
   const seen = new Set<string>();
   const blocks: Buffer[] = [];
   for (const entry of sorted) {
-    if (seen.has(entry.path)) throw new Error(`duplicate archive member ${JSON.stringify(entry.path)}`);
+    if (seen.has(entry.path))
+      throw new KfarmError('KFARM_INTERNAL', `duplicate archive member ${JSON.stringify(entry.path)}`);
     seen.add(entry.path);
     if (
       entry.path.startsWith('/') ||
       entry.path.split('/').some((p) => p === '..' || p === '.' || (p === '' && entry.path !== ''))
     ) {
-      throw new Error(`bad archive member path ${JSON.stringify(entry.path)}`);
+      throw new KfarmError('KFARM_INTERNAL', `bad archive member path ${JSON.stringify(entry.path)}`);
     }
     const name = entry.path === '' ? './' : `./${entry.path}${entry.type === 'dir' ? '/' : ''}`;
     const data = entry.type === 'file' ? (entry.data ?? Buffer.alloc(0)) : Buffer.alloc(0);
@@ -139,12 +141,12 @@ function header(h: {
   const block = Buffer.alloc(BLOCK);
   const put = (offset: number, length: number, value: string | Buffer) => {
     const bytes = typeof value === 'string' ? Buffer.from(value) : value;
-    if (bytes.length > length) throw new Error(`tar header field too long: ${value}`);
+    if (bytes.length > length) throw new KfarmError('KFARM_INTERNAL', `tar header field too long: ${String(value)}`);
     bytes.copy(block, offset);
   };
   const octal = (offset: number, length: number, value: number) => {
     const text = value.toString(8).padStart(length - 1, '0');
-    if (text.length > length - 1) throw new Error(`tar header value out of range: ${value}`);
+    if (text.length > length - 1) throw new KfarmError('KFARM_INTERNAL', `tar header value out of range: ${value}`);
     put(offset, length, `${text}\0`);
   };
   put(0, 100, h.name);
@@ -204,7 +206,8 @@ export function gzip(data: Buffer): Buffer {
 export function arArchive(members: { name: string; data: Buffer }[], mtime: number): Buffer {
   const parts: Buffer[] = [Buffer.from('!<arch>\n')];
   for (const member of members) {
-    if (member.name.length > 16 || /[/\s]/.test(member.name)) throw new Error(`bad ar member name ${member.name}`);
+    if (member.name.length > 16 || /[/\s]/.test(member.name))
+      throw new KfarmError('KFARM_INTERNAL', `bad ar member name ${member.name}`);
     const head =
       member.name.padEnd(16) +
       String(mtime).padEnd(12) +

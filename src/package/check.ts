@@ -2,9 +2,8 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KfarmError } from '../model/errors.js';
 import { parseSourceDateEpoch } from './epoch.js';
-import type { PackageOptions } from './package.js';
 import { loadSigningKey, type SigningKey } from './sign.js';
-import { packageFormats, type PackageFormat } from './types.js';
+import { packageFormats, type PackageFormat, type PackageOptions } from './types.js';
 
 /**
  * Every check `packageOutput` makes before it touches anything, without side effects: formats, the key/cert

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { KfarmError } from '../model/errors.js';
 import { arArchive, gzip, tarArchive, withParents, type TarEntry } from './archive.js';
 import type { KernelBuild } from './types.js';
 
@@ -57,7 +58,9 @@ export function rfc2822(epoch: number): string {
   const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
   const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
   const two = (n: number) => String(n).padStart(2, '0');
-  return `${days[d.getUTCDay()]}, ${two(d.getUTCDate())} ${months[d.getUTCMonth()]} ${d.getUTCFullYear()} ${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())} +0000`;
+  const date = `${days[d.getUTCDay()]}, ${two(d.getUTCDate())} ${months[d.getUTCMonth()]} ${d.getUTCFullYear()}`;
+  const time = `${two(d.getUTCHours())}:${two(d.getUTCMinutes())}:${two(d.getUTCSeconds())}`;
+  return `${date} ${time} +0000`;
 }
 
 function depmodScript(kernel: string, actions: string): string {
@@ -79,19 +82,37 @@ exit 0
 
 export function buildDeb(build: KernelBuild, options: DebOptions): Buffer {
   if (!/^[0-9][A-Za-z0-9.+~_-]*$/.test(build.kernel))
-    throw new Error(`unsafe kernel release ${JSON.stringify(build.kernel)}`);
+    throw new KfarmError('KFARM_USAGE', `unsafe kernel release ${JSON.stringify(build.kernel)}`);
   const pkg = debPackageName(build.module, build.kernel);
   const version = debVersion(build.version);
   const doc = `usr/share/doc/${pkg}`;
   const koDir = `${options.moduleDir.replace(/^\/+/, '')}/${build.kernel}/updates/dkms`;
-  const koNames = build.modules.map((m) => m.name).join(', ');
-  const license = build.licenses.length ? build.licenses.join(', ') : 'unknown (the modules declare no MODULE_LICENSE)';
-  const summary = `${build.module} ${build.version} kernel modules for Linux ${build.kernel}`;
+  const changelog = changelogText(build, options, pkg, version);
+  const copyright = copyrightText(build, options.epoch);
+
+  const files: TarEntry[] = [
+    { path: `${doc}/copyright`, type: 'file', mode: 0o644, data: Buffer.from(copyright) },
+    { path: `${doc}/changelog.Debian.gz`, type: 'file', mode: 0o644, data: gzip(Buffer.from(changelog)) },
+    ...build.modules.map((m): TarEntry => ({ path: `${koDir}/${m.name}`, type: 'file', mode: 0o644, data: m.data })),
+  ];
+  const data = withParents(files);
+  const control = controlText(build, options, pkg, version, installedSize(data));
+  return arArchive(
+    [
+      { name: 'debian-binary', data: Buffer.from('2.0\n') },
+      { name: 'control.tar.gz', data: gzip(controlTar(control, md5sums(files), build.kernel, options.epoch)) },
+      { name: 'data.tar.gz', data: gzip(tarArchive(data, options.epoch)) },
+    ],
+    options.epoch,
+  );
+}
+
+function changelogText(build: KernelBuild, options: DebOptions, pkg: string, version: string): string {
   const bullets = [
     `${build.module} ${build.version} precompiled by kfarm for Linux ${build.kernel} (Debian ${build.release}).`,
     ...(options.note ? [options.note] : []),
   ];
-  const changelog = `${pkg} (${version}) unstable; urgency=medium
+  return `${pkg} (${version}) unstable; urgency=medium
 
 ${bullets
   .map((b) =>
@@ -103,27 +124,34 @@ ${bullets
 
  -- ${options.maintainer}  ${rfc2822(options.epoch)}
 `;
+}
+
+function copyrightText(build: KernelBuild, epoch: number): string {
+  const koNames = build.modules.map((m) => m.name).join(', ');
+  const license = build.licenses.length ? build.licenses.join(', ') : 'unknown (the modules declare no MODULE_LICENSE)';
+  const year = new Date(epoch * 1000).getUTCFullYear();
+  const authors = build.authors.length ? ` (MODULE_AUTHOR: ${build.authors.join('; ')})` : '';
   const gpl = build.licenses.some((l) => /GPL/.test(l) && !/LGPL/.test(l));
-  const copyright = `${build.module} ${build.version}: kernel modules ${koNames}, built by kfarm from the ${build.module} DKMS package
+  const gplText = gpl
+    ? '\nOn Debian systems, the complete text of the GNU General Public License version 2 can be found in\n' +
+      '/usr/share/common-licenses/GPL-2.\n'
+    : '';
+  return `${build.module} ${build.version}: kernel modules ${koNames}, built by kfarm from the ${build.module} DKMS package
 for Linux ${build.kernel} (Debian ${build.release}).
 
-Copyright (c) ${new Date(options.epoch * 1000).getUTCFullYear()} the authors of ${build.module}${build.authors.length ? ` (MODULE_AUTHOR: ${build.authors.join('; ')})` : ''}; see its source.
+Copyright (c) ${year} the authors of ${build.module}${authors}; see its source.
 
 License, as the modules declare it (MODULE_LICENSE): ${license}
-${gpl ? '\nOn Debian systems, the complete text of the GNU General Public License version 2 can be found in\n/usr/share/common-licenses/GPL-2.\n' : ''}`;
+${gplText}`;
+}
 
-  const files: TarEntry[] = [
-    { path: `${doc}/copyright`, type: 'file', mode: 0o644, data: Buffer.from(copyright) },
-    { path: `${doc}/changelog.Debian.gz`, type: 'file', mode: 0o644, data: gzip(Buffer.from(changelog)) },
-    ...build.modules.map((m): TarEntry => ({ path: `${koDir}/${m.name}`, type: 'file', mode: 0o644, data: m.data })),
-  ];
-  const data = withParents(files);
-  // dpkg-gencontrol: regular files and symlinks count their size in KiB rounded up, everything else 1.
-  const installedSize = data.reduce(
-    (kib, e) => kib + (e.type === 'file' ? Math.ceil((e.data?.length ?? 0) / 1024) : 1),
-    0,
-  );
-  const md5sums = files
+/** dpkg-gencontrol: regular files and symlinks count their size in KiB rounded up, everything else 1. */
+function installedSize(data: TarEntry[]): number {
+  return data.reduce((kib, e) => kib + (e.type === 'file' ? Math.ceil((e.data?.length ?? 0) / 1024) : 1), 0);
+}
+
+function md5sums(files: TarEntry[]): string {
+  return files
     .map(
       (e) =>
         `${createHash('md5')
@@ -132,13 +160,24 @@ ${gpl ? '\nOn Debian systems, the complete text of the GNU General Public Licens
     )
     .sort()
     .join('');
-  const description = [
-    `Description: ${summary}`,
-    ...wrap(
-      `${build.descriptions.length ? `${build.descriptions.join('; ').replace(/\.?$/, '.')} ` : ''}Precompiled from the ${build.module} ${build.version} DKMS package for the Debian ${build.release} kernel ${build.kernel}, so no compiler or kernel headers are needed: ${koNames}, installed in ${options.moduleDir}/${build.kernel}/updates/dkms.${options.note ? ` ${options.note}` : ''}`,
-    ).map((line) => ` ${line}`),
-  ];
-  const control = [
+}
+
+function controlText(
+  build: KernelBuild,
+  options: DebOptions,
+  pkg: string,
+  version: string,
+  installedSize: number,
+): string {
+  const koNames = build.modules.map((m) => m.name).join(', ');
+  const summary = `${build.module} ${build.version} kernel modules for Linux ${build.kernel}`;
+  const described = build.descriptions.length ? `${build.descriptions.join('; ').replace(/\.?$/, '.')} ` : '';
+  const note = options.note ? ` ${options.note}` : '';
+  const longDescription =
+    `${described}Precompiled from the ${build.module} ${build.version} DKMS package for the Debian ${build.release} ` +
+    `kernel ${build.kernel}, so no compiler or kernel headers are needed: ${koNames}, installed in ` +
+    `${options.moduleDir}/${build.kernel}/updates/dkms.${note}`;
+  return [
     `Package: ${pkg}`,
     `Version: ${version}`,
     'Architecture: amd64',
@@ -148,9 +187,13 @@ ${gpl ? '\nOn Debian systems, the complete text of the GNU General Public Licens
     `Provides: ${build.module.replace(/_/g, '-').toLowerCase()}-modules`,
     'Section: kernel',
     'Priority: optional',
-    ...description,
+    `Description: ${summary}`,
+    ...wrap(longDescription).map((line) => ` ${line}`),
   ].join('\n');
-  const controlTar = tarArchive(
+}
+
+function controlTar(control: string, md5sums: string, kernel: string, epoch: number): Buffer {
+  return tarArchive(
     withParents([
       { path: 'control', type: 'file', mode: 0o644, data: Buffer.from(`${control}\n`) },
       { path: 'md5sums', type: 'file', mode: 0o644, data: Buffer.from(md5sums) },
@@ -158,24 +201,16 @@ ${gpl ? '\nOn Debian systems, the complete text of the GNU General Public Licens
         path: 'postinst',
         type: 'file',
         mode: 0o755,
-        data: Buffer.from(depmodScript(build.kernel, 'configure|abort-upgrade|abort-remove|abort-deconfigure')),
+        data: Buffer.from(depmodScript(kernel, 'configure|abort-upgrade|abort-remove|abort-deconfigure')),
       },
       {
         path: 'postrm',
         type: 'file',
         mode: 0o755,
-        data: Buffer.from(depmodScript(build.kernel, 'remove|upgrade|disappear|abort-install|abort-upgrade')),
+        data: Buffer.from(depmodScript(kernel, 'remove|upgrade|disappear|abort-install|abort-upgrade')),
       },
     ]),
-    options.epoch,
-  );
-  return arArchive(
-    [
-      { name: 'debian-binary', data: Buffer.from('2.0\n') },
-      { name: 'control.tar.gz', data: gzip(controlTar) },
-      { name: 'data.tar.gz', data: gzip(tarArchive(data, options.epoch)) },
-    ],
-    options.epoch,
+    epoch,
   );
 }
 

@@ -62,7 +62,8 @@ export class KernelFactsCache {
         return Promise.reject(
           new KfarmError(
             'KFARM_USAGE',
-            `cannot sign modules for ${kernel}: its builder image ${facts.imageMissing} is gone, and the kernel's CONFIG_MODULE_SIG_HASH is read from it (run kfarm build again)`,
+            `cannot sign modules for ${kernel}: its builder image ${facts.imageMissing} is gone, ` +
+              "and the kernel's CONFIG_MODULE_SIG_HASH is read from it (run kfarm build again)",
           ),
         );
       }

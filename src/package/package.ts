@@ -10,6 +10,8 @@ import { KfarmError, errorText } from '../model/errors.js';
 import { writeJsonReport, type FarmReport } from '../model/report.js';
 import { releaseSources } from '../plan/debian-releases.js';
 import { cacheRoot } from '../util/cache-dir.js';
+import { writingTo } from '../util/output-errors.js';
+import { claimDir, sweepStaleDirs } from '../util/stale-dirs.js';
 import { checkPackageOptions } from './check.js';
 import { buildDeb, debFileName, maintainerFromEnv } from './deb.js';
 import type { TarEntry } from './archive.js';
@@ -19,34 +21,11 @@ import { readKernelBuild } from './kernel-build.js';
 import { KernelFactsCache, type KernelFacts } from './kernel-facts.js';
 import { buildRpms } from './rpm.js';
 import { signModule, type SigningKey } from './sign.js';
-import type { KernelBuild, PackageFormat } from './types.js';
+import type { KernelBuild, PackageFormat, PackageOptions } from './types.js';
+
+export type { PackageOptions } from './types.js';
 
 export { checkPackageOptions } from './check.js';
-
-export interface PackageOptions {
-  formats: PackageFormat[];
-  /** Module source tree: DKMS tarballs carry it as `dkms_source_tree/` instead of `dkms_binaries_only/`. */
-  withSource?: string;
-  /** Private key (PEM or DER, unencrypted) and certificate (PEM or DER) to sign every module copy with. */
-  signKey?: string;
-  signCert?: string;
-  /**
-   * Stamped on every archive member and package. Default: `SOURCE_DATE_EPOCH` from the environment, else the
-   * last git commit time (or newest file mtime) of `withSource ?? source`, else the build's `startedAt`.
-   */
-  sourceDateEpoch?: number;
-  /** The module source tree, only for the default SOURCE_DATE_EPOCH (implied by `withSource`). */
-  source?: string;
-  /** Debian `Maintainer:` (`Name <email>`); default from DEBFULLNAME/DEBEMAIL. */
-  maintainer?: string;
-  /** Release whose `rpm` builds the .rpm files (default bookworm: rpm 4.18). */
-  rpmRelease?: string;
-  engine?: Engine;
-  signal?: AbortSignal;
-  /** Progress lines. */
-  log?: (line: string) => void;
-  env?: NodeJS.ProcessEnv;
-}
 
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.+~-]*$/;
 
@@ -149,7 +128,11 @@ class PackageRun {
   async run(): Promise<Map<string, string[]>> {
     const packagesExisted = await exists(this.#packagesDir);
     try {
-      await mkdir(this.#staging, { recursive: true });
+      await writingTo(this.#packagesDir, async () => {
+        await mkdir(this.#staging, { recursive: true });
+        await claimDir(this.#staging);
+      });
+      await sweepStaleDirs(this.#packagesDir);
       await this.#connect();
       await this.#readFacts();
       if (this.input.key) await this.#sign(this.input.key);
@@ -276,14 +259,18 @@ class PackageRun {
       throw new KfarmError('KFARM_PACKAGE_FAILED', `two targets would make the same package ${fileName}`);
     }
     this.options.log?.(`package: ${fileName}`);
-    await writeFile(join(this.#staging, fileName), data, { flag: 'wx', mode: 0o644 });
+    const path = join(this.#staging, fileName);
+    await writingTo(path, () => writeFile(path, data, { flag: 'wx', mode: 0o644 }));
     this.#made.set(build.targetId, [...(this.#made.get(build.targetId) ?? []), fileName]);
   }
 
   /** Everything is made: move the files into place (each rename atomic, replacing an older file of that name). */
   async #commit(): Promise<void> {
     for (const names of this.#made.values()) {
-      for (const name of names) await rename(join(this.#staging, name), join(this.#packagesDir, name));
+      for (const name of names) {
+        const dest = join(this.#packagesDir, name);
+        await writingTo(dest, () => rename(join(this.#staging, name), dest));
+      }
     }
   }
 }

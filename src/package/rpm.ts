@@ -77,7 +77,7 @@ Supplements: linux-image-${kver.replace(/[^A-Za-z0-9._+-]/g, '_')}
 ${build.modules.map((m, i) => `Source${i}: ${m.name}`).join('\n')}
 
 %description
-${text(`${build.descriptions.length ? `${build.descriptions.join('; ')}. ` : ''}Precompiled by kfarm from the ${build.module} ${build.version} DKMS package for the Debian ${build.release} kernel ${kver}: ${build.modules.map((m) => m.name).join(', ')}.${options.note ? ` ${options.note}` : ''}`)}
+${text(rpmDescription(build, options.note))}
 
 %prep
 
@@ -98,6 +98,14 @@ ${depmod}
 %dir ${dir}
 ${build.modules.map((m) => `%attr(0644,root,root) ${dir}/${m.name}`).join('\n')}
 `;
+}
+
+function rpmDescription(build: KernelBuild, note: string | undefined): string {
+  const described = build.descriptions.length ? `${build.descriptions.join('; ')}. ` : '';
+  return (
+    `${described}Precompiled by kfarm from the ${build.module} ${build.version} DKMS package for the Debian ` +
+    `${build.release} kernel ${build.kernel}: ${build.modules.map((m) => m.name).join(', ')}.${note ? ` ${note}` : ''}`
+  );
 }
 
 /**
@@ -152,10 +160,7 @@ export async function buildRpms(
     if (code !== 0)
       throw new KfarmError('KFARM_INTERNAL', `rpmbuild for ${build.targetId} exited ${code}: ${log.lastLine()}`);
     const fileName = rpmFileName(build);
-    const archive = (await container.getArchive(
-      `${top}/RPMS/x86_64/${fileName}`,
-      options.signal,
-    )) as unknown as Readable;
+    const archive = await container.getArchive(`${top}/RPMS/x86_64/${fileName}`, options.signal);
     await options.accept(build, fileName, await readSingleFile(archive, fileName, rpmLimits.packageBytes));
   }
 }
@@ -178,7 +183,7 @@ export async function readSingleFile(archive: Readable, name: string, limit: num
       if ((entry.size ?? 0) > limit)
         return { reject: `${JSON.stringify(path)} is ${entry.size} bytes, over the ${limit}-byte limit` };
       return async (file) => {
-        for await (const chunk of file) chunks.push(chunk as Buffer);
+        for await (const chunk of file) chunks.push(chunk);
       };
     },
   });

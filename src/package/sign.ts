@@ -21,7 +21,10 @@ export interface SigningKey {
   certPath: string;
   /** The certificate as PEM (public; written next to the work files for openssl). */
   certPem: string;
-  /** The certificate's subject CN, which `modinfo` prints as `signer` (sign-file uses issuer + serial; for a self-signed cert they agree). */
+  /**
+   * The certificate's subject CN, which `modinfo` prints as `signer` (sign-file uses issuer + serial; for a
+   * self-signed cert they agree).
+   */
   subject: string;
   issuer: string;
   serialNumber: string;

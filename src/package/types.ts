@@ -1,3 +1,5 @@
+import type { Engine } from '../engine/index.js';
+
 export type PackageFormat = 'dkms' | 'deb' | 'rpm';
 export const packageFormats: readonly PackageFormat[] = ['dkms', 'deb', 'rpm'];
 
@@ -16,4 +18,29 @@ export interface KernelBuild {
   licenses: string[];
   descriptions: string[];
   authors: string[];
+}
+
+export interface PackageOptions {
+  formats: PackageFormat[];
+  /** Module source tree: DKMS tarballs carry it as `dkms_source_tree/` instead of `dkms_binaries_only/`. */
+  withSource?: string;
+  /** Private key (PEM or DER, unencrypted) and certificate (PEM or DER) to sign every module copy with. */
+  signKey?: string;
+  signCert?: string;
+  /**
+   * Stamped on every archive member and package. Default: `SOURCE_DATE_EPOCH` from the environment, else the
+   * last git commit time (or newest file mtime) of `withSource ?? source`, else the build's `startedAt`.
+   */
+  sourceDateEpoch?: number;
+  /** The module source tree, only for the default SOURCE_DATE_EPOCH (implied by `withSource`). */
+  source?: string;
+  /** Debian `Maintainer:` (`Name <email>`); default from DEBFULLNAME/DEBEMAIL. */
+  maintainer?: string;
+  /** Release whose `rpm` builds the .rpm files (default bookworm: rpm 4.18). */
+  rpmRelease?: string;
+  engine?: Engine;
+  signal?: AbortSignal;
+  /** Progress lines. */
+  log?: (line: string) => void;
+  env?: NodeJS.ProcessEnv;
 }

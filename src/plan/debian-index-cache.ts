@@ -1,6 +1,6 @@
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '../util/atomic.js';
 import { cacheRoot } from '../util/cache-dir.js';
 import type { SuiteIndex } from './debian-packages.js';
 
@@ -27,18 +27,18 @@ export async function readCachedIndex(dir: string, url: string, ttlMs: number): 
   return age >= 0 && age < ttlMs ? entry.index : undefined;
 }
 
-/** Written to a temporary name and renamed: concurrent kfarm runs never read a half-written file. */
-export async function writeCachedIndex(dir: string, url: string, index: SuiteIndex): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  const file = cacheFile(dir, url);
-  const temp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+/**
+ * Written to a temporary name and renamed: concurrent kfarm runs never read a half-written file. Best
+ * effort: an index that cannot be cached is fetched again next time, which is no reason to fail a run.
+ */
+export async function writeCachedIndex(dir: string, url: string, index: SuiteIndex): Promise<boolean> {
   const entry: CacheEntry = { format: FORMAT, url, fetchedAt: Date.now(), index };
   try {
-    await writeFile(temp, JSON.stringify(entry));
-    await rename(temp, file);
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw error;
+    await mkdir(dir, { recursive: true });
+    await writeFileAtomic(cacheFile(dir, url), JSON.stringify(entry));
+    return true;
+  } catch {
+    return false;
   }
 }
 

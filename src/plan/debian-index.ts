@@ -99,44 +99,10 @@ export async function discoverReleaseIndex(
   const images = new Map<string, KernelImage>();
   const defaults: Partial<Record<Flavour, { version: string; kernel: string }>> = {};
   for (const { suite, index } of loaded) {
-    for (const image of index.images ?? []) {
-      const flavour = flavourOf(image.kernel);
-      if (!flavour || !flavours.has(flavour)) continue;
-      const old = images.get(image.package);
-      if (old && compareDebianVersions(image.version, old.version) <= 0) continue;
-      const { filename, ...rest } = image;
-      images.set(image.package, {
-        ...rest,
-        url: `${suite.archiveUrl}/${filename}`,
-        suite: suite.name,
-        backports: suite.backports,
-      });
-    }
-    for (const found of index.kernels) {
-      if (!flavours.has(found.flavour)) continue;
-      const old = kernels.get(found.kernel);
-      if (old && compareDebianVersions(found.headersVersion, old.headersVersion) <= 0) continue;
-      kernels.set(found.kernel, {
-        id: formatTargetId({ distro: 'debian', release, kernel: found.kernel }),
-        distro: 'debian',
-        release,
-        kernel: found.kernel,
-        flavour: found.flavour,
-        arch: 'x86_64',
-        headersPackage: found.headersPackage,
-        headersVersion: found.headersVersion,
-        commonPackage: found.commonPackage,
-        ...(found.compiler ? { compiler: found.compiler } : {}),
-        suite: suite.name,
-        backports: suite.backports,
-      });
-    }
+    keepNewestImages(images, suite, index, flavours);
+    keepNewestKernels(kernels, release, suite, index, flavours);
     if (suite.backports) continue;
-    for (const meta of index.defaults) {
-      const old = defaults[meta.flavour];
-      if (!flavours.has(meta.flavour) || (old && compareDebianVersions(meta.version, old.version) <= 0)) continue;
-      defaults[meta.flavour] = meta;
-    }
+    keepHighestDefaults(defaults, index, flavours);
   }
 
   return {
@@ -149,6 +115,67 @@ export async function discoverReleaseIndex(
       (a, b) => compareStrings(a.kernel, b.kernel) || compareStrings(a.package, b.package),
     ),
   };
+}
+
+function keepNewestImages(
+  images: Map<string, KernelImage>,
+  suite: DebianSuite,
+  index: SuiteIndex,
+  flavours: Set<Flavour>,
+): void {
+  for (const image of index.images ?? []) {
+    const flavour = flavourOf(image.kernel);
+    if (!flavour || !flavours.has(flavour)) continue;
+    const old = images.get(image.package);
+    if (old && compareDebianVersions(image.version, old.version) <= 0) continue;
+    const { filename, ...rest } = image;
+    images.set(image.package, {
+      ...rest,
+      url: `${suite.archiveUrl}/${filename}`,
+      suite: suite.name,
+      backports: suite.backports,
+    });
+  }
+}
+
+function keepNewestKernels(
+  kernels: Map<string, KernelTarget>,
+  release: string,
+  suite: DebianSuite,
+  index: SuiteIndex,
+  flavours: Set<Flavour>,
+): void {
+  for (const found of index.kernels) {
+    if (!flavours.has(found.flavour)) continue;
+    const old = kernels.get(found.kernel);
+    if (old && compareDebianVersions(found.headersVersion, old.headersVersion) <= 0) continue;
+    kernels.set(found.kernel, {
+      id: formatTargetId({ distro: 'debian', release, kernel: found.kernel }),
+      distro: 'debian',
+      release,
+      kernel: found.kernel,
+      flavour: found.flavour,
+      arch: 'x86_64',
+      headersPackage: found.headersPackage,
+      headersVersion: found.headersVersion,
+      commonPackage: found.commonPackage,
+      ...(found.compiler ? { compiler: found.compiler } : {}),
+      suite: suite.name,
+      backports: suite.backports,
+    });
+  }
+}
+
+function keepHighestDefaults(
+  defaults: Partial<Record<Flavour, { version: string; kernel: string }>>,
+  index: SuiteIndex,
+  flavours: Set<Flavour>,
+): void {
+  for (const meta of index.defaults) {
+    const old = defaults[meta.flavour];
+    if (!flavours.has(meta.flavour) || (old && compareDebianVersions(meta.version, old.version) <= 0)) continue;
+    defaults[meta.flavour] = meta;
+  }
 }
 
 async function loadSuiteIndex(suite: DebianSuite, options: ReleaseDiscoveryOptions): Promise<SuiteIndex> {

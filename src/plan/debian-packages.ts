@@ -1,3 +1,4 @@
+import { KfarmError } from '../model/errors.js';
 import { FLAVOURS, type Flavour } from '../model/target.js';
 export { FLAVOURS, type Flavour } from '../model/target.js';
 import { compareDebianVersions } from './debian-version.js';
@@ -64,7 +65,8 @@ class StanzaParser {
       return undefined;
     }
     const colon = line.indexOf(':');
-    if (colon <= 0) throw new Error(`malformed Packages line: ${JSON.stringify(line.slice(0, 80))}`);
+    if (colon <= 0)
+      throw new KfarmError('KFARM_MALFORMED', `malformed Packages line: ${JSON.stringify(line.slice(0, 80))}`);
     const name = line.slice(0, colon).toLowerCase();
     this.current = KEPT.has(name) ? (name as KeptField) : undefined;
     if (this.current) this.fields.set(this.current, line.slice(colon + 1).trim());
@@ -79,9 +81,9 @@ class StanzaParser {
     this.seenField = false;
     if (!seen) return undefined;
     const name = fields.get('package');
-    if (!name) throw new Error('Packages stanza without a Package field');
+    if (!name) throw new KfarmError('KFARM_MALFORMED', 'Packages stanza without a Package field');
     const version = fields.get('version');
-    if (!version) throw new Error(`Packages stanza for ${name} has no Version`);
+    if (!version) throw new KfarmError('KFARM_MALFORMED', `Packages stanza for ${name} has no Version`);
     const stanza: PackageStanza = { package: name, version };
     for (const key of ['source', 'depends', 'filename', 'sha256'] as const) {
       const value = fields.get(key);
@@ -89,7 +91,8 @@ class StanzaParser {
     }
     const size = fields.get('size');
     if (size !== undefined) {
-      if (!/^\d+$/.test(size)) throw new Error(`Packages stanza for ${name} has a malformed Size: ${size}`);
+      if (!/^\d+$/.test(size))
+        throw new KfarmError('KFARM_MALFORMED', `Packages stanza for ${name} has a malformed Size: ${size}`);
       stanza.size = Number(size);
     }
     return stanza;
@@ -179,7 +182,11 @@ export async function kernelsFromPackages(
     const meta = FLAVOURS.find((flavour) => flavour === rest);
     if (meta) {
       const kernel = deps.map(kernelOfHeaders).find((k) => k !== undefined && flavourOf(k) === meta);
-      if (!kernel) throw new Error(`${stanza.package} ${stanza.version} depends on no ${meta} kernel headers`);
+      if (!kernel)
+        throw new KfarmError(
+          'KFARM_INDEX_UNAVAILABLE',
+          `${stanza.package} ${stanza.version} depends on no ${meta} kernel headers`,
+        );
       const entry = { flavour: meta, metapackage: stanza.package, version: stanza.version, kernel };
       keepNewest(defaults, meta, entry, (d) => d.version);
       continue;
@@ -190,7 +197,10 @@ export async function kernelsFromPackages(
     if (deps.some((dep) => kernelOfHeaders(dep) !== undefined)) continue;
     const commonPackage = deps.find((dep) => dep.startsWith(HEADERS) && /-common(-rt)?$/.test(dep));
     if (!commonPackage)
-      throw new Error(`${stanza.package} ${stanza.version} depends on no linux-headers-*-common package`);
+      throw new KfarmError(
+        'KFARM_INDEX_UNAVAILABLE',
+        `${stanza.package} ${stanza.version} depends on no linux-headers-*-common package`,
+      );
     const compiler = deps.map(compilerOf).find((c) => c !== undefined);
     const kernel: SuiteKernel = {
       kernel: rest,

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type YAMLMap } from 'yaml';
+import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type Pair, type YAMLMap } from 'yaml';
 import { KfarmError } from '../model/errors.js';
-import { displayPath } from '../dkms/preflight.js';
+import { displayPath } from '../util/paths.js';
 import type { KnownFailing } from '../model/known-failing.js';
 
 export type KernelSelector =
@@ -62,50 +62,61 @@ export function parseMatrix(text: string, file: string): Matrix {
   if (!isMap(releases) || releases.items.length === 0)
     return fail(releases ?? root, 'releases: expected a mapping of release name to kernel selection');
 
-  const out: MatrixRelease[] = [];
-  for (const pair of releases.items) {
-    const key = pair.key as Node;
-    const release = isScalar(key) ? String(key.value) : fail(key, 'expected a release name');
-    const raw = pair.value as Node | null;
-    // `trixie:` with nothing after it means "the defaults".
-    const value = isScalar(raw) && raw.value === null ? null : raw;
-    const spec: MatrixRelease = {
-      release,
-      kernels: { kind: 'latest', count: 1 },
-      flavours: ['amd64'],
-      backports: false,
-      line: lineOf(key),
-    };
-    if (value !== null && !isMap(value)) fail(value, `${release}: expected a mapping (kernels, flavours, backports)`);
-    if (isMap(value)) {
-      checkKeys(value, ['kernels', 'flavours', 'backports'], fail);
-      const kernels = value.get('kernels', true) as Node | undefined;
-      if (kernels) spec.kernels = parseSelector(kernels, release, fail, lineOf);
-      const flavours = value.get('flavours', true) as Node | undefined;
-      if (flavours) {
-        const list = isSeq(flavours) ? flavours.items : [flavours];
-        spec.flavours = list.map((item) => {
-          const name = isScalar(item) ? String(item.value) : '';
-          if (!FLAVOURS.includes(name))
-            fail(item as Node, `${release}: unknown flavour ${JSON.stringify(name)}: expected ${FLAVOURS.join(', ')}`);
-          return name;
-        });
-      }
-      const backports = value.get('backports', true) as Node | undefined;
-      if (backports) {
-        if (!isScalar(backports) || typeof backports.value !== 'boolean')
-          fail(backports, `${release}: backports: expected true or false`);
-        spec.backports = (backports as { value: boolean }).value;
-      }
-    }
-    out.push(spec);
-  }
+  const out = releases.items.map((pair) => parseRelease(pair, fail, lineOf));
   return {
     file,
     distro: 'debian',
     releases: out,
-    knownFailing: parseKnownFailing(root.get('known-failing', true) as Node | undefined, fail),
+    knownFailing: parseKnownFailing(root.get('known-failing', true), fail),
   };
+}
+
+function parseRelease(
+  pair: Pair<unknown, unknown>,
+  fail: (node: Node | null | undefined, message: string) => never,
+  lineOf: (node: Node | null | undefined) => number,
+): MatrixRelease {
+  const key = pair.key as Node;
+  const release = isScalar(key) ? String(key.value) : fail(key, 'expected a release name');
+  const raw = pair.value as Node | null;
+  // `trixie:` with nothing after it means "the defaults".
+  const value = isScalar(raw) && raw.value === null ? null : raw;
+  const spec: MatrixRelease = {
+    release,
+    kernels: { kind: 'latest', count: 1 },
+    flavours: ['amd64'],
+    backports: false,
+    line: lineOf(key),
+  };
+  if (value !== null && !isMap(value)) fail(value, `${release}: expected a mapping (kernels, flavours, backports)`);
+  if (isMap(value)) {
+    checkKeys(value, ['kernels', 'flavours', 'backports'], fail);
+    const kernels = value.get('kernels', true) as Node | undefined;
+    if (kernels) spec.kernels = parseSelector(kernels, release, fail, lineOf);
+    const flavours = value.get('flavours', true) as Node | undefined;
+    if (flavours) spec.flavours = parseFlavours(flavours, release, fail);
+    const backports = value.get('backports', true) as Node | undefined;
+    if (backports) {
+      if (!isScalar(backports) || typeof backports.value !== 'boolean')
+        fail(backports, `${release}: backports: expected true or false`);
+      spec.backports = (backports as { value: boolean }).value;
+    }
+  }
+  return spec;
+}
+
+function parseFlavours(
+  node: Node,
+  release: string,
+  fail: (node: Node | null | undefined, message: string) => never,
+): string[] {
+  const list = isSeq(node) ? node.items : [node];
+  return list.map((item) => {
+    const name = isScalar(item) ? String(item.value) : '';
+    if (!FLAVOURS.includes(name))
+      fail(item as Node, `${release}: unknown flavour ${JSON.stringify(name)}: expected ${FLAVOURS.join(', ')}`);
+    return name;
+  });
 }
 
 function parseKnownFailing(

@@ -58,7 +58,8 @@ export async function resolvePlan(
         .join(', ');
       throw new KfarmError(
         'KFARM_TARGET_UNKNOWN',
-        `unknown target ${id}: no linux-headers-${wanted.kernel} in ${suites}; run \`kfarm targets --release ${wanted.release}\` to list valid ones`,
+        `unknown target ${id}: no linux-headers-${wanted.kernel} in ${suites}; ` +
+          `run \`kfarm targets --release ${wanted.release}\` to list valid ones`,
       );
     }
     chosen.push(found);
@@ -115,7 +116,10 @@ export function selectKernels(index: ReleaseIndex, spec: MatrixRelease, file: st
       .sort((a, b) => compareDebianVersions(b.headersVersion, a.headersVersion) || b.kernel.localeCompare(a.kernel));
     if (preferred) {
       const head = ranked.find((k) => k.kernel === preferred);
-      if (head) (ranked.splice(ranked.indexOf(head), 1), ranked.unshift(head));
+      if (head) {
+        ranked.splice(ranked.indexOf(head), 1);
+        ranked.unshift(head);
+      }
     }
     if (ranked.length === 0) {
       throw new KfarmError(

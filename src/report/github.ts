@@ -32,22 +32,18 @@ export function githubAnnotations(
   diagnostics: Map<string, FirstError[]>,
   opts: { sourcePrefix: string },
 ): string[] {
-  const entries = new Map<string, Annotation>();
-  const add = (
-    key: string,
-    kernel: string,
-    make: () => Omit<Annotation, 'kernels' | 'order' | 'messages'>,
-    message: string,
-  ) => {
-    let entry = entries.get(key);
-    if (!entry) {
-      entry = { ...make(), messages: new Set(), kernels: new Set(), order: entries.size };
-      entries.set(key, entry);
-    }
-    entry.messages.add(message);
-    entry.kernels.add(kernel);
-  };
+  return [...collectAnnotations(report, diagnostics, opts.sourcePrefix).values()]
+    .sort((a, b) => b.kernels.size - a.kernels.size || a.order - b.order)
+    .slice(0, MAX_ANNOTATIONS)
+    .map(formatAnnotation);
+}
 
+function collectAnnotations(
+  report: FarmReport,
+  diagnostics: Map<string, FirstError[]>,
+  sourcePrefix: string,
+): Map<string, Annotation> {
+  const entries = new Map<string, Annotation>();
   const byId = new Map(report.targets.map((t) => [t.id, t] as const));
   // Report order first (deterministic whatever order the map was filled in), then ids the report lacks.
   const ids = [...report.targets.map((t) => t.id), ...[...diagnostics.keys()].filter((id) => !byId.has(id))];
@@ -56,49 +52,71 @@ export function githubAnnotations(
     if (target && !badStatuses.includes(target.status)) continue;
     const kernel = target?.kernel ?? id;
     const list = diagnostics.get(id) ?? [];
-    for (const diagnostic of list) {
-      if (diagnostic.file !== undefined && inSourceTree(diagnostic.file)) {
-        const file = opts.sourcePrefix === '' ? diagnostic.file : posix.join(opts.sourcePrefix, diagnostic.file);
-        add(
-          `f\0${diagnosticKey(diagnostic)}`,
-          kernel,
-          () => ({
-            file,
-            ...(diagnostic.line === undefined ? {} : { line: diagnostic.line }),
-            ...(diagnostic.column === undefined ? {} : { column: diagnostic.column }),
-            normalized: normalizedMessage(diagnostic.message),
-            verb: 'fails',
-          }),
-          diagnostic.message,
-        );
-      } else {
-        const message = formatDiagnostic(diagnostic);
-        const normalized = formatDiagnostic({ ...diagnostic, message: normalizedMessage(diagnostic.message) });
-        add(`m\0${normalized}`, kernel, () => ({ normalized, verb: 'fails' }), message);
-      }
-    }
+    for (const diagnostic of list) addDiagnostic(entries, kernel, diagnostic, sourcePrefix);
     if (list.length === 0 && target) {
       const reason = target.error ?? target.status;
       const generic = target.kernel ? reason.split(target.kernel).join('<kernel>') : reason;
       const verb = target.status === 'failed' ? 'fails' : target.status;
-      add(`r\0${target.status}\0${generic}`, kernel, () => ({ normalized: generic, verb }), reason);
+      addAnnotation(entries, `r\0${target.status}\0${generic}`, kernel, () => ({ normalized: generic, verb }), reason);
     }
   }
+  return entries;
+}
 
-  return [...entries.values()]
-    .sort((a, b) => b.kernels.size - a.kernels.size || a.order - b.order)
-    .slice(0, MAX_ANNOTATIONS)
-    .map((entry) => {
-      const kernels = [...entry.kernels];
-      const title = `kfarm: ${entry.verb} on ${kernels.length} ${kernels.length === 1 ? 'kernel' : 'kernels'}: ${compactList(kernels)}`;
-      const message = entry.messages.size === 1 ? ([...entry.messages][0] as string) : entry.normalized;
-      const props: string[] = [];
-      if (entry.file !== undefined) props.push(`file=${escapeProperty(entry.file)}`);
-      if (entry.line !== undefined) props.push(`line=${entry.line}`);
-      if (entry.column !== undefined) props.push(`col=${entry.column}`);
-      props.push(`title=${escapeProperty(title)}`);
-      return `::error ${props.join(',')}::${escapeData(message)}`;
-    });
+function addDiagnostic(
+  entries: Map<string, Annotation>,
+  kernel: string,
+  diagnostic: FirstError,
+  sourcePrefix: string,
+): void {
+  if (diagnostic.file !== undefined && inSourceTree(diagnostic.file)) {
+    const file = sourcePrefix === '' ? diagnostic.file : posix.join(sourcePrefix, diagnostic.file);
+    addAnnotation(
+      entries,
+      `f\0${diagnosticKey(diagnostic)}`,
+      kernel,
+      () => ({
+        file,
+        ...(diagnostic.line === undefined ? {} : { line: diagnostic.line }),
+        ...(diagnostic.column === undefined ? {} : { column: diagnostic.column }),
+        normalized: normalizedMessage(diagnostic.message),
+        verb: 'fails',
+      }),
+      diagnostic.message,
+    );
+  } else {
+    const message = formatDiagnostic(diagnostic);
+    const normalized = formatDiagnostic({ ...diagnostic, message: normalizedMessage(diagnostic.message) });
+    addAnnotation(entries, `m\0${normalized}`, kernel, () => ({ normalized, verb: 'fails' }), message);
+  }
+}
+
+function addAnnotation(
+  entries: Map<string, Annotation>,
+  key: string,
+  kernel: string,
+  make: () => Omit<Annotation, 'kernels' | 'order' | 'messages'>,
+  message: string,
+): void {
+  let entry = entries.get(key);
+  if (!entry) {
+    entry = { ...make(), messages: new Set(), kernels: new Set(), order: entries.size };
+    entries.set(key, entry);
+  }
+  entry.messages.add(message);
+  entry.kernels.add(kernel);
+}
+
+function formatAnnotation(entry: Annotation): string {
+  const kernels = [...entry.kernels];
+  const title = `kfarm: ${entry.verb} on ${kernels.length} ${kernels.length === 1 ? 'kernel' : 'kernels'}: ${compactList(kernels)}`;
+  const message = entry.messages.size === 1 ? ([...entry.messages][0] as string) : entry.normalized;
+  const props: string[] = [];
+  if (entry.file !== undefined) props.push(`file=${escapeProperty(entry.file)}`);
+  if (entry.line !== undefined) props.push(`line=${entry.line}`);
+  if (entry.column !== undefined) props.push(`col=${entry.column}`);
+  props.push(`title=${escapeProperty(title)}`);
+  return `::error ${props.join(',')}::${escapeData(message)}`;
 }
 
 /** A relative path that stays inside the tree (kernel headers are absolute or `./arch/…` relative to the kernel tree). */

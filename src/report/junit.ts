@@ -51,7 +51,8 @@ export async function renderJunit(report: FarmReport, logs: JunitLogs): Promise<
 /** A test case's verdict element: failed/timeout/oom and load failures fail, skipped and expected ones skip. */
 function caseVerdict(target: TargetResult): { body: string[]; verdict?: 'failure' | 'skipped' } {
   if (badStatuses.includes(target.status)) {
-    const failure = `<failure message="${attr(failureMessage(target))}" type="${attr(target.status)}">${text(failureBody(target))}</failure>`;
+    const message = attr(failureMessage(target));
+    const failure = `<failure message="${message}" type="${attr(target.status)}">${text(failureBody(target))}</failure>`;
     return { body: [`      ${failure}`], verdict: 'failure' };
   }
   if (target.status === 'skipped') {

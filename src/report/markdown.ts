@@ -39,7 +39,8 @@ export function renderSummary(report: FarmReport): string {
   if (report.notRun && report.notRun.length > 0) counts.push(`${report.notRun.length} not run`);
   const name = `${report.module} ${report.version}`.trim() || 'kfarm';
   lines.push(
-    `## ${cell(name)}: ${total} ${plural(total, 'kernel')}${counts.length > 0 ? ` — ${counts.join(', ')}` : ''}${report.partial ? ' (interrupted: partial)' : ''}`,
+    `## ${cell(name)}: ${total} ${plural(total, 'kernel')}` +
+      `${counts.length > 0 ? ` — ${counts.join(', ')}` : ''}${report.partial ? ' (interrupted: partial)' : ''}`,
   );
   lines.push('');
   // The Load column appears once `kfarm verify` (or build --verify) has booted the kernels.

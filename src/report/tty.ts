@@ -268,7 +268,6 @@ export class TtyProgress implements FarmEvents, Progress {
       const char = String.fromCodePoint(code);
       if (visible === width - 1 && hasMoreVisible(line, i + char.length)) {
         out += '…';
-        visible++;
         break;
       }
       if (visible >= width) break;

@@ -1,5 +1,6 @@
 import { appendFile, mkdir } from 'node:fs/promises';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { join } from 'node:path';
+import { inside } from '../util/paths.js';
 import type { FirstError, TargetResult } from '../model/result.js';
 import { badStatuses } from '../model/result.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -45,7 +46,7 @@ export async function writeReports(
   const { view, diagnostics } = await withDiagnostics(out, report);
   const junit = await renderJunit(view, {
     tail: async (log) => {
-      const path = inside(out, log);
+      const path = insideOut(out, log);
       return path ? tailFile(path, JUNIT_TAIL_LINES) : '';
     },
   });
@@ -77,7 +78,7 @@ async function withDiagnostics(
   const diagnostics = new Map<string, FirstError[]>();
   const targets: TargetResult[] = [];
   for (const target of report.targets) {
-    const path = badStatuses.includes(target.status) && target.log ? inside(out, target.log) : undefined;
+    const path = badStatuses.includes(target.status) && target.log ? insideOut(out, target.log) : undefined;
     const log = path ? await readCapped(path, MAX_LOG_BYTES) : undefined;
     if (log === undefined) {
       targets.push(target);
@@ -90,10 +91,11 @@ async function withDiagnostics(
   return { view: { ...report, targets }, diagnostics };
 }
 
-/** `<out>/<rel>` when `rel` stays inside `out` (report paths are relative to it). */
-function inside(out: string, rel: string): string | undefined {
-  if (isAbsolute(rel)) return undefined;
-  const path = resolve(out, rel);
-  const back = relative(resolve(out), path);
-  return back === '' || back.startsWith('..') || isAbsolute(back) ? undefined : path;
+/** `<out>/<rel>` when `rel` stays inside `out` (report paths are relative to it), else undefined. */
+function insideOut(out: string, rel: string): string | undefined {
+  try {
+    return inside(out, rel);
+  } catch {
+    return undefined;
+  }
 }

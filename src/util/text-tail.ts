@@ -7,6 +7,11 @@ export class TextTail extends Writable {
     this.#text = (this.#text + chunk.toString('utf8')).slice(-8192);
     callback();
   }
+  /** What is kept: the last 8 KiB. */
+  text(): string {
+    return this.#text;
+  }
+
   lastLine(): string {
     return this.#text.trim().split('\n').pop()?.trim().slice(0, 500) ?? '';
   }

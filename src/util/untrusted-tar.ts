@@ -50,7 +50,7 @@ export async function readUntrustedTar(archive: Readable, rules: UntrustedTarRul
   } catch (error) {
     if (rejection) throw rejection;
     const consumerFailure = await firstRejection(consumers);
-    if (consumerFailure !== undefined) throw consumerFailure;
+    if (consumerFailure instanceof Error) throw consumerFailure;
     throw new KfarmError('KFARM_OUTPUT_UNSAFE', `${rules.what} could not be read: ${errorText(error)}`, {
       cause: error,
     });

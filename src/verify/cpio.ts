@@ -5,6 +5,8 @@
  * named `TRAILER!!!`.
  */
 
+import { KfarmError } from '../model/errors.js';
+
 export type CpioEntry =
   | { type: 'dir'; path: string; mode?: number }
   | { type: 'file'; path: string; data: Uint8Array; mode?: number }
@@ -27,7 +29,7 @@ export function writeCpio(entries: readonly CpioEntry[]): Buffer {
   const seen = new Set<string>();
   for (const entry of entries) {
     const path = checkPath(entry.path);
-    if (seen.has(path)) throw new Error(`cpio: duplicate entry ${path}`);
+    if (seen.has(path)) throw new KfarmError('KFARM_INTERNAL', `cpio: duplicate entry ${path}`);
     seen.add(path);
     switch (entry.type) {
       case 'dir':
@@ -97,7 +99,7 @@ function record(r: CpioRecord): Buffer[] {
   ];
   for (const field of fields) {
     if (!Number.isInteger(field) || field < 0 || field > 0xffffffff)
-      throw new Error(`cpio: field out of range in ${r.name}`);
+      throw new KfarmError('KFARM_MALFORMED', `cpio: field out of range in ${r.name}`);
   }
   const header = Buffer.from(`070701${fields.map((f) => f.toString(16).padStart(8, '0')).join('')}`, 'latin1');
   return [header, name, pad(header.length + name.length), r.data, pad(r.data.length)];
@@ -114,7 +116,7 @@ function checkPath(path: string): string {
     path.split('/').some((part) => part === '' || part === '.' || part === '..') ||
     path.includes('\0')
   ) {
-    throw new Error(`cpio: bad path ${JSON.stringify(path)}`);
+    throw new KfarmError('KFARM_INTERNAL', `cpio: bad path ${JSON.stringify(path)}`);
   }
   return path;
 }

@@ -1,3 +1,4 @@
+import { KfarmError } from '../model/errors.js';
 import { normaliseModuleName } from './params.js';
 
 /** A module of the package under test, as its `.modinfo` describes it. */
@@ -42,7 +43,10 @@ export function loadOrder(
   const visit = (name: string, neededBy: string | undefined): void => {
     if (done.has(name)) return;
     if (visiting.includes(name))
-      throw new Error(`module dependency cycle: ${[...visiting.slice(visiting.indexOf(name)), name].join(' -> ')}`);
+      throw new KfarmError(
+        'KFARM_MALFORMED',
+        `module dependency cycle: ${[...visiting.slice(visiting.indexOf(name)), name].join(' -> ')}`,
+      );
     const mine = own.get(name);
     const depends = mine ? mine.depends : kernelDepends(name);
     if (depends === undefined) {

@@ -49,7 +49,8 @@ export async function downloadVerified(
     if (size !== expected.size || sha256 !== expected.sha256) {
       throw new KfarmError(
         'KFARM_INDEX_UNAVAILABLE',
-        `cannot fetch ${url}: checksum mismatch (got ${size} bytes, sha256 ${sha256}; the index says ${expected.size} bytes, sha256 ${expected.sha256})`,
+        `cannot fetch ${url}: checksum mismatch (got ${size} bytes, sha256 ${sha256}; ` +
+          `the index says ${expected.size} bytes, sha256 ${expected.sha256})`,
       );
     }
     await rename(temp, dest);

@@ -34,53 +34,7 @@ interface Section {
  */
 export function parseConsole(text: string, boot: BootFacts): ConsoleVerdict {
   const lines = text.split('\n');
-  let init = false;
-  let done = false;
-  let plan: string[] | undefined;
-  const loaded: ConsoleVerdict['loaded'] = [];
-  let failed: { name: string; rc: string; section: Section } | undefined;
-  let open: { kind: 'insmod' | 'rmmod'; section: Section; at: number } | undefined;
-  let last: string | undefined;
-
-  lines.forEach((line, at) => {
-    const marker = markerOf(line);
-    if (!marker) {
-      open?.section.lines.push(line);
-      return;
-    }
-    last = `KFARM: ${marker.word}${marker.args.length ? ` ${marker.args.join(' ')}` : ''}`;
-    const [name = '', second = '', third = ''] = marker.args;
-    switch (marker.word) {
-      case 'init':
-        init = true;
-        break;
-      case 'plan':
-        plan = marker.args;
-        break;
-      case 'insmod':
-      case 'rmmod':
-        open = { kind: marker.word, section: { name, lines: [] }, at };
-        break;
-      case 'kmsg':
-      case 'kmsg-end':
-        break;
-      case 'loaded':
-        loaded.push({ name, source: second, taint: third || '-' });
-        open = undefined;
-        break;
-      case 'load-failed':
-        failed ??= { name, rc: second, section: open?.section.name === name ? open.section : { name, lines: [] } };
-        open = undefined;
-        break;
-      case 'unloaded':
-      case 'unload-failed':
-        open = undefined;
-        break;
-      case 'done':
-        done = true;
-        break;
-    }
-  });
+  const { init, done, plan, loaded, failed, open, last } = scanConsole(lines);
 
   if (boot.timedOut) {
     const limit = boot.timeoutMs !== undefined ? ` within ${Math.round(boot.timeoutMs / 1000)} s` : '';
@@ -110,13 +64,76 @@ export function parseConsole(text: string, boot: BootFacts): ConsoleVerdict {
   const missing = (plan ?? []).filter((name) => !loaded.some((m) => m.name === name));
   if (missing.length === 0 && (done || boot.exitCode === 0)) return { status: 'loaded', loaded };
   const crash = crashLine(lines);
-  return {
-    status: 'boot-failed',
-    reason:
-      crash ??
-      `the guest stopped before KFARM: done (${missing.length ? `not loaded: ${missing.join(' ')}` : `last: ${last ?? 'nothing'}`})`,
-    loaded,
+  const progress = missing.length ? `not loaded: ${missing.join(' ')}` : `last: ${last ?? 'nothing'}`;
+  return { status: 'boot-failed', reason: crash ?? `the guest stopped before KFARM: done (${progress})`, loaded };
+}
+
+/** What the markers of one console log say, before any verdict. */
+interface ConsoleScan {
+  init: boolean;
+  done: boolean;
+  plan: string[] | undefined;
+  loaded: ConsoleVerdict['loaded'];
+  /** The first `load-failed`, with the lines of its insmod. */
+  failed: { name: string; rc: string; section: Section } | undefined;
+  /** An insmod or rmmod without its result yet; `at` is the index of its marker line. */
+  open: { kind: 'insmod' | 'rmmod'; section: Section; at: number } | undefined;
+  /** The last marker line, normalised. */
+  last: string | undefined;
+}
+
+function scanConsole(lines: readonly string[]): ConsoleScan {
+  const scan: ConsoleScan = {
+    init: false,
+    done: false,
+    plan: undefined,
+    loaded: [],
+    failed: undefined,
+    open: undefined,
+    last: undefined,
   };
+  lines.forEach((line, at) => {
+    const marker = markerOf(line);
+    if (!marker) {
+      scan.open?.section.lines.push(line);
+      return;
+    }
+    scan.last = `KFARM: ${marker.word}${marker.args.length ? ` ${marker.args.join(' ')}` : ''}`;
+    const [name = '', second = '', third = ''] = marker.args;
+    switch (marker.word) {
+      case 'init':
+        scan.init = true;
+        break;
+      case 'plan':
+        scan.plan = marker.args;
+        break;
+      case 'insmod':
+      case 'rmmod':
+        scan.open = { kind: marker.word, section: { name, lines: [] }, at };
+        break;
+      case 'kmsg':
+      case 'kmsg-end':
+        break;
+      case 'loaded':
+        scan.loaded.push({ name, source: second, taint: third || '-' });
+        scan.open = undefined;
+        break;
+      case 'load-failed': {
+        const open = scan.open;
+        scan.failed ??= { name, rc: second, section: open?.section.name === name ? open.section : { name, lines: [] } };
+        scan.open = undefined;
+        break;
+      }
+      case 'unloaded':
+      case 'unload-failed':
+        scan.open = undefined;
+        break;
+      case 'done':
+        scan.done = true;
+        break;
+    }
+  });
+  return scan;
 }
 
 function markerOf(line: string): { word: string; args: string[] } | undefined {

@@ -2,6 +2,7 @@ import { readdir, readFile } from 'node:fs/promises';
 import { basename, join, relative } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { execa } from 'execa';
+import { KfarmError } from '../model/errors.js';
 import { parseModinfo } from '../dkms/modinfo.js';
 import { splitDepends } from './deps.js';
 import { normaliseModuleName } from './params.js';
@@ -33,7 +34,7 @@ export async function buildModuleIndex(modulesDir: string, kernel: string, signa
     try {
       info = parseModinfo(elf);
     } catch (error) {
-      throw new Error(`${file}: ${(error as Error).message}`);
+      throw new KfarmError('KFARM_MALFORMED', `${file}: ${(error as Error).message}`, { cause: error });
     }
     const name = normaliseModuleName(info.get('name')?.[0] ?? basename(file).replace(MODULE_FILE, ''));
     modules[name] ??= { path: relative(modulesDir, file), depends: splitDepends(info.get('depends')) };
@@ -80,7 +81,7 @@ export async function readModuleFile(file: string, signal?: AbortSignal): Promis
   if (file.endsWith('.ko')) return readFile(file);
   if (file.endsWith('.ko.gz')) return gunzipSync(await readFile(file));
   const tool = file.endsWith('.ko.xz') ? 'xz' : file.endsWith('.ko.zst') ? 'zstd' : undefined;
-  if (!tool) throw new Error(`${file}: not a kernel module file`);
+  if (!tool) throw new KfarmError('KFARM_MALFORMED', `${file}: not a kernel module file`);
   const { stdout } = await execa(tool, ['-dcq', file], {
     encoding: 'buffer',
     stripFinalNewline: false,
@@ -103,7 +104,7 @@ async function decompressXzBatch(files: string[], signal?: AbortSignal): Promise
     .filter((line) => line.startsWith('file\t'))
     .map((line) => Number(line.split('\t')[4]));
   if (sizes.length !== files.length || sizes.some((n) => !Number.isSafeInteger(n))) {
-    throw new Error(`xz --list: expected sizes for ${files.length} files, got ${sizes.length}`);
+    throw new KfarmError('KFARM_MALFORMED', `xz --list: expected sizes for ${files.length} files, got ${sizes.length}`);
   }
   const { stdout } = await execa('xz', ['-dc', '--files0'], {
     ...options,
@@ -113,7 +114,10 @@ async function decompressXzBatch(files: string[], signal?: AbortSignal): Promise
   const bytes = Buffer.from(stdout);
   const total = sizes.reduce((a, b) => a + b, 0);
   if (bytes.length !== total)
-    throw new Error(`xz -dc: expected ${total} bytes for ${files.length} files, got ${bytes.length}`);
+    throw new KfarmError(
+      'KFARM_MALFORMED',
+      `xz -dc: expected ${total} bytes for ${files.length} files, got ${bytes.length}`,
+    );
   const out: Buffer[] = [];
   let at = 0;
   for (const size of sizes) {

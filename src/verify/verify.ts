@@ -7,15 +7,23 @@ import { KfarmError, errorText } from '../model/errors.js';
 import type { TargetResult, VerifyResult } from '../model/result.js';
 import type { FarmReport } from '../model/report.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { loadOrder } from './deps.js';
+import { loadOrder, type LoadPlan, type LoadStep } from './deps.js';
 import { buildInitramfs, type InitramfsModule } from './initramfs.js';
 import { shellQuote } from '../util/shell.js';
 import { KernelStore, type KernelEvent, type KernelFiles } from './kernel-store.js';
 import { parseConsole } from './markers.js';
 import { readModuleFile } from './module-index.js';
-import { readPackageModules } from './package-modules.js';
+import { readPackageModules, type LoadedPackageModule } from './package-modules.js';
 import { assignParams, parseVerifyParams, type VerifyParam } from './params.js';
-import { bootKernel, detectAccelerator, qemuArgs, QEMU, type Accelerator } from './qemu.js';
+import {
+  bootKernel,
+  detectAccelerator,
+  qemuArgs,
+  QEMU,
+  type Accelerator,
+  type BootOptions,
+  type BootOutcome,
+} from './qemu.js';
 
 export const DEFAULT_VERIFY_TIMEOUT_MS = 120_000;
 
@@ -125,7 +133,7 @@ export async function verifyTargets(
 export function withVerifyResults(report: FarmReport, results: ReadonlyMap<string, VerifyResult>): FarmReport {
   return {
     ...report,
-    targets: report.targets.map((t) => (results.has(t.id) ? { ...t, verify: results.get(t.id) as VerifyResult } : t)),
+    targets: report.targets.map((t) => (results.has(t.id) ? { ...t, verify: results.get(t.id) } : t)),
   };
 }
 
@@ -171,7 +179,7 @@ async function verifyOne(
   const started = Date.now();
   const log = verifyLogPath(report, target);
   const modules = await readPackageModules(out, target);
-  let plan: ReturnType<typeof loadOrder>;
+  let plan: LoadPlan;
   try {
     plan = loadOrder(modules, (name) => kernel.index.modules[name]?.depends);
   } catch (error) {
@@ -185,23 +193,7 @@ async function verifyOne(
     await writeLog(out, log, [`kfarm verify: ${target.id}`, `result: load-failed: ${result.reason}`]);
     return result;
   }
-  const dependencies = plan.order.filter((s) => s.source === 'kernel').map((s) => s.name);
-  const args = assignParams(
-    options.params,
-    modules.map((m) => m.name),
-    dependencies,
-  );
-  const initramfsModules: InitramfsModule[] = [];
-  for (const step of plan.order) {
-    const elf =
-      step.source === 'package'
-        ? (modules.find((m) => m.name === step.name)?.elf as Buffer)
-        : await readModuleFile(
-            join(kernel.modulesDir, kernel.index.modules[step.name]?.path as string),
-            options.signal,
-          );
-    initramfsModules.push({ name: step.name, source: step.source, elf, args: args.get(step.name) ?? [] });
-  }
+  const initramfsModules = await modulesToLoad(plan, modules, kernel, options);
 
   const temp = await mkdtemp(join(tmpdir(), 'kfarm-verify-'));
   try {
@@ -230,24 +222,67 @@ async function verifyOne(
       ...(verdict.reason ? { reason: verdict.reason } : {}),
       durationMs: Date.now() - started,
     };
-    const image = kernel.image;
-    await writeLog(out, log, [
-      `kfarm verify: ${target.id}`,
-      `kernel: ${image.package} ${image.version} (${image.suite}) ${image.url}`,
-      `modules: ${plan.order.map((s) => `${s.name} (${s.source === 'kernel' ? 'kernel' : modules.find((m) => m.name === s.name)?.file})`).join(', ')}`,
-      ...(plan.missing.length
-        ? [`missing dependencies: ${plan.missing.map(([by, dep]) => `${dep} (needed by ${by})`).join(', ')}`]
-        : []),
-      `qemu: ${[QEMU, ...qemuArgs({ ...boot, initrd: 'initrd.cpio.gz' })].map(shellQuote).join(' ')}`,
-      `result: ${result.status}${result.reason ? `: ${result.reason}` : ''} (boot ${(outcome.durationMs / 1000).toFixed(1)} s${outcome.timedOut ? ', killed at the time limit' : `, QEMU exit ${outcome.exitCode ?? 'signal'}`})`,
-      ...(outcome.stderr ? ['----- qemu stderr -----', outcome.stderr] : []),
-      '----- console -----',
-      outcome.console.trimEnd(),
-    ]);
+    await writeLog(out, log, bootLog({ target, kernel, plan, modules, boot, outcome, result }));
     return result;
   } finally {
     await rm(temp, { recursive: true, force: true });
   }
+}
+
+/** The ELF bytes and insmod arguments of every module in `plan`, in load order. */
+async function modulesToLoad(
+  plan: LoadPlan,
+  modules: LoadedPackageModule[],
+  kernel: KernelFiles,
+  options: OneOptions,
+): Promise<InitramfsModule[]> {
+  const dependencies = plan.order.filter((s) => s.source === 'kernel').map((s) => s.name);
+  const args = assignParams(
+    options.params,
+    modules.map((m) => m.name),
+    dependencies,
+  );
+  const initramfsModules: InitramfsModule[] = [];
+  for (const step of plan.order) {
+    const elf =
+      step.source === 'package'
+        ? (modules.find((m) => m.name === step.name)?.elf as Buffer)
+        : await readModuleFile(
+            join(kernel.modulesDir, kernel.index.modules[step.name]?.path as string),
+            options.signal,
+          );
+    initramfsModules.push({ name: step.name, source: step.source, elf, args: args.get(step.name) ?? [] });
+  }
+  return initramfsModules;
+}
+
+/** verify.log of a boot: what was booted and loaded, the QEMU command line, the verdict, then the console. */
+function bootLog(facts: {
+  target: TargetResult;
+  kernel: KernelFiles;
+  plan: LoadPlan;
+  modules: LoadedPackageModule[];
+  boot: BootOptions;
+  outcome: BootOutcome;
+  result: VerifyResult;
+}): string[] {
+  const { target, plan, modules, boot, outcome, result } = facts;
+  const image = facts.kernel.image;
+  const fileOf = (s: LoadStep) => (s.source === 'kernel' ? 'kernel' : modules.find((m) => m.name === s.name)?.file);
+  const ending = outcome.timedOut ? ', killed at the time limit' : `, QEMU exit ${outcome.exitCode ?? 'signal'}`;
+  return [
+    `kfarm verify: ${target.id}`,
+    `kernel: ${image.package} ${image.version} (${image.suite}) ${image.url}`,
+    `modules: ${plan.order.map((s) => `${s.name} (${fileOf(s)})`).join(', ')}`,
+    ...(plan.missing.length
+      ? [`missing dependencies: ${plan.missing.map(([by, dep]) => `${dep} (needed by ${by})`).join(', ')}`]
+      : []),
+    `qemu: ${[QEMU, ...qemuArgs({ ...boot, initrd: 'initrd.cpio.gz' })].map(shellQuote).join(' ')}`,
+    `result: ${result.status}${result.reason ? `: ${result.reason}` : ''} (boot ${(outcome.durationMs / 1000).toFixed(1)} s${ending})`,
+    ...(outcome.stderr ? ['----- qemu stderr -----', outcome.stderr] : []),
+    '----- console -----',
+    outcome.console.trimEnd(),
+  ];
 }
 
 async function writeLog(out: string, log: string, lines: string[]): Promise<void> {

@@ -20,6 +20,7 @@ export async function requireEngine(): Promise<Docker> {
   } catch (error) {
     throw new Error(
       `integration tests need a container engine (run scripts/setup-host.sh as root): ${(error as Error).message}`,
+      { cause: error },
     );
   }
   return docker;

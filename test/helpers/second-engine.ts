@@ -136,7 +136,8 @@ export async function startSecondEngine(options: SecondEngineOptions = {}): Prom
     throw new Error('startSecondEngine: needs Linux and root (it runs dockerd, ip and umount)');
   }
   const name = options.name ?? randomBytes(3).toString('hex');
-  if (!namePattern.test(name)) throw new Error(`startSecondEngine: invalid name ${JSON.stringify(name)} (1-10 of [a-z0-9-])`);
+  if (!namePattern.test(name))
+    throw new Error(`startSecondEngine: invalid name ${JSON.stringify(name)} (1-10 of [a-z0-9-])`);
   const timeoutMs = options.timeoutMs ?? 60_000;
   const storage = options.storage ?? 'tmpfs';
   await sweepStaleSecondEngines();
@@ -156,7 +157,14 @@ export async function startSecondEngine(options: SecondEngineOptions = {}): Prom
       // on a busy test machine (a parallel suite bootstrapping images) costs tens of seconds per stop().
       // overlay2 works on tmpfs; the tmpfs only holds what is loaded (a headers image ≈ 450 MB).
       await mkdir(paths.dataRoot, { mode: 0o711 });
-      await execa('mount', ['-t', 'tmpfs', '-o', `mode=711,size=${options.tmpfsSize ?? '8g'}`, `kfarm-e2-${name}`, paths.dataRoot]);
+      await execa('mount', [
+        '-t',
+        'tmpfs',
+        '-o',
+        `mode=711,size=${options.tmpfsSize ?? '8g'}`,
+        `kfarm-e2-${name}`,
+        paths.dataRoot,
+      ]);
     }
     const daemonConfig: Record<string, string> = {};
     // dockerd < 23 creates /etc/docker/key.json when it is missing; keep even that inside the engine's directory.
@@ -261,7 +269,11 @@ export async function startSecondEngine(options: SecondEngineOptions = {}): Prom
     try {
       await cleanupEngine(paths);
     } catch (cleanupError) {
-      throw new AggregateError([error, cleanupError], `startSecondEngine failed and so did its cleanup: ${(error as Error).message}`);
+      throw new AggregateError(
+        [error, cleanupError],
+        `startSecondEngine failed and so did its cleanup: ${(error as Error).message}`,
+        { cause: cleanupError },
+      );
     }
     throw error;
   }
@@ -280,7 +292,8 @@ export async function sweepStaleSecondEngines(): Promise<string[]> {
     const paths = pathsFor(name);
     const owner = await readFile(paths.ownerFile, 'utf8').catch(() => '');
     const [ownerPid] = owner.split(' ');
-    if (owner !== '' && ownerPid !== undefined && (await ownerStamp(Number(ownerPid)).catch(() => '')) === owner) continue;
+    if (owner !== '' && ownerPid !== undefined && (await ownerStamp(Number(ownerPid)).catch(() => '')) === owner)
+      continue;
     await cleanupEngine(paths);
     swept.push(name);
   }
@@ -314,7 +327,12 @@ function daemonEnv(): Record<string, string> {
 
 /** The client environment for the second engine: DOCKER_CONTEXT would conflict with DOCKER_HOST. */
 function clientEnv(paths: EnginePaths): Record<string, string | undefined> {
-  return { DOCKER_HOST: `unix://${paths.socket}`, DOCKER_CONTEXT: undefined, DOCKER_TLS_VERIFY: undefined, DOCKER_CERT_PATH: undefined };
+  return {
+    DOCKER_HOST: `unix://${paths.socket}`,
+    DOCKER_CONTEXT: undefined,
+    DOCKER_TLS_VERIFY: undefined,
+    DOCKER_CERT_PATH: undefined,
+  };
 }
 
 /**
@@ -364,11 +382,15 @@ async function waitUntilAnswering(
   while (true) {
     if (hasExited()) {
       const result = await exit;
-      throw new Error(`dockerd exited during start-up (${result.signal ?? `exit ${result.exitCode ?? '?'}`}); its log ends:\n${await logTail(paths)}`);
+      throw new Error(
+        `dockerd exited during start-up (${result.signal ?? `exit ${result.exitCode ?? '?'}`}); its log ends:\n${await logTail(paths)}`,
+      );
     }
     if (await pingSocket(paths.socket, 1_000)) return;
     if (Date.now() - started > timeoutMs) {
-      throw new Error(`dockerd did not answer on ${paths.socket} within ${timeoutMs} ms; its log ends:\n${await logTail(paths)}`);
+      throw new Error(
+        `dockerd did not answer on ${paths.socket} within ${timeoutMs} ms; its log ends:\n${await logTail(paths)}`,
+      );
     }
     await sleep(100);
   }
@@ -410,17 +432,26 @@ async function loadImages(paths: EnginePaths, refs: string[]): Promise<void> {
   try {
     // The source is the main engine as the test process sees it (its DOCKER_HOST, if any). Its stdout is the
     // image archive: streamed into the load, never buffered (hundreds of MB).
-    await execa('docker', ['save', ...refs], { buffer: { stdout: false }, timeout: 600_000 }).pipe('docker', ['load', '--quiet'], {
-      env: clientEnv(paths),
-      timeout: 600_000,
-    });
+    await execa('docker', ['save', ...refs], { buffer: { stdout: false }, timeout: 600_000 }).pipe(
+      'docker',
+      ['load', '--quiet'],
+      {
+        env: clientEnv(paths),
+        timeout: 600_000,
+      },
+    );
   } catch (error) {
     const e = error as { shortMessage?: string; stderr?: unknown; message: string };
     const stderr = typeof e.stderr === 'string' ? e.stderr.trim() : '';
-    throw new Error(`loadImages(${refs.join(' ')}): ${e.shortMessage ?? e.message}${stderr ? `: ${stderr}` : ''}`, { cause: error });
+    throw new Error(`loadImages(${refs.join(' ')}): ${e.shortMessage ?? e.message}${stderr ? `: ${stderr}` : ''}`, {
+      cause: error,
+    });
   }
   // `docker load` succeeds on an archive it only partly understood; make sure every name arrived.
-  const check = await execa('docker', ['image', 'inspect', '--format', '{{.Id}}', ...refs], { env: clientEnv(paths), reject: false });
+  const check = await execa('docker', ['image', 'inspect', '--format', '{{.Id}}', ...refs], {
+    env: clientEnv(paths),
+    reject: false,
+  });
   if (check.exitCode !== 0) throw new Error(`loadImages: not all of ${refs.join(' ')} arrived: ${check.stderr.trim()}`);
 }
 
@@ -493,7 +524,13 @@ async function cgroupDirs(paths: EnginePaths): Promise<string[]> {
   for (const mount of await mountTable()) {
     if (mount.fstype !== 'cgroup' && mount.fstype !== 'cgroup2') continue;
     const dir = join(mount.mountPoint, paths.cgroupParent);
-    if (await stat(dir).then((s) => s.isDirectory(), () => false)) dirs.push(dir);
+    if (
+      await stat(dir).then(
+        (s) => s.isDirectory(),
+        () => false,
+      )
+    )
+      dirs.push(dir);
   }
   return dirs;
 }
@@ -536,7 +573,7 @@ async function engineProcesses(paths: EnginePaths): Promise<{ pids: Set<number>;
   const liveSet = new Set(live.map((p) => p.pid));
   for (const pid of await cgroupPids(paths)) if (liveSet.has(pid)) pids.add(pid);
   // Descendants, to a fixed point.
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false;
     for (const p of live) {
       if (!pids.has(p.pid) && pids.has(p.ppid)) {
@@ -557,7 +594,8 @@ interface MountInfo {
 
 async function mountTable(): Promise<MountInfo[]> {
   const text = await readFile('/proc/self/mountinfo', 'utf8');
-  const unescape = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+  const unescape = (s: string): string =>
+    s.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
   const mounts: MountInfo[] = [];
   for (const line of text.split('\n')) {
     if (line === '') continue;
@@ -639,7 +677,8 @@ async function cleanupEngine(paths: EnginePaths): Promise<void> {
         } catch (error) {
           const code = (error as NodeJS.ErrnoException).code;
           if (code === 'ENOENT') break;
-          if (attempt >= 50) throw new Error(`second engine ${paths.name}: cannot remove cgroup ${dir}: ${code}`);
+          if (attempt >= 50)
+            throw new Error(`second engine ${paths.name}: cannot remove cgroup ${dir}: ${code}`, { cause: error });
           await sleep(20);
         }
       }
@@ -648,7 +687,9 @@ async function cleanupEngine(paths: EnginePaths): Promise<void> {
 
   // 4. Sockets of killed shims, named sha256(<containerd address>/<namespace>/<id>).
   for (const { namespace, id } of shimIds) {
-    const hash = createHash('sha256').update(join(paths.containerdAddress, namespace, id)).digest('hex');
+    const hash = createHash('sha256')
+      .update(join(paths.containerdAddress, namespace, id))
+      .digest('hex');
     await rm(join(shimSocketDir, hash), { force: true });
   }
 
@@ -656,7 +697,8 @@ async function cleanupEngine(paths: EnginePaths): Promise<void> {
   if (await bridgeExists(paths.bridge)) await execa('ip', ['link', 'del', paths.bridge]);
 
   // 6. The directory, only once nothing is mounted below it.
-  if ((await mountsUnder(paths.base)).length > 0) throw new Error(`second engine ${paths.name}: mounts reappeared under ${paths.base}`);
+  if ((await mountsUnder(paths.base)).length > 0)
+    throw new Error(`second engine ${paths.name}: mounts reappeared under ${paths.base}`);
   // rm(1), not fs.rm: several times faster on an unpacked image's tens of thousands of files; and
   // --one-file-system refuses to cross into a mount, should one appear after the check above.
   await execa('rm', ['-rf', '--one-file-system', paths.base]);
@@ -667,6 +709,12 @@ async function cleanupEngine(paths: EnginePaths): Promise<void> {
   if (pids.size > 0) left.push(`processes ${[...pids].join(' ')}`);
   if ((await cgroupDirs(paths)).length > 0) left.push(`cgroups ${paths.cgroupParent}`);
   if (await bridgeExists(paths.bridge)) left.push(`bridge ${paths.bridge}`);
-  if (await stat(paths.base).then(() => true, () => false)) left.push(paths.base);
+  if (
+    await stat(paths.base).then(
+      () => true,
+      () => false,
+    )
+  )
+    left.push(paths.base);
   if (left.length > 0) throw new Error(`second engine ${paths.name}: left behind: ${left.join('; ')}`);
 }

@@ -24,6 +24,15 @@ let keyDir: string;
 let signerCn: string;
 const key = (name: string) => join(keyDir, name);
 
+/** The fields of the built target's entry in report.json that these tests read. */
+interface ReportTarget {
+  id: string;
+  status: string;
+  verify: { status: string; log: string };
+  packages: string[];
+  artifacts: string[];
+}
+
 beforeAll(async () => {
   docker = await requireEngine();
   const targets = await resolveTargets({ matrix: join(repoRoot, 'matrix/debian-supported.yaml') });
@@ -33,8 +42,26 @@ beforeAll(async () => {
 
   keyDir = await mkdtemp(join(tmpdir(), 'kfarm-cli-keys-'));
   signerCn = `kfarm cli ${randomBytes(4).toString('hex')}`;
-  for (const [name, cn] of [['a', signerCn], ['b', 'someone else']]) {
-    await execa('openssl', ['req', '-new', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=${cn}`, '-keyout', key(`${name}.key`), '-out', key(`${name}.pem`)]);
+  for (const [name, cn] of [
+    ['a', signerCn],
+    ['b', 'someone else'],
+  ]) {
+    await execa('openssl', [
+      'req',
+      '-new',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-days',
+      '1',
+      '-subj',
+      `/CN=${cn}`,
+      '-keyout',
+      key(`${name}.key`),
+      '-out',
+      key(`${name}.pem`),
+    ]);
   }
   await writeFile(key('not-a-key.pem'), 'this is not a private key\n');
 });
@@ -42,7 +69,11 @@ beforeAll(async () => {
 const kfarm = (args: string[], env: Record<string, string> = {}) =>
   execa('node', [cli, ...args], { reject: false, env: { ...env, CI: 'true' }, cwd: repoRoot });
 
-const exists = (path: string) => stat(path).then(() => true, () => false);
+const exists = (path: string) =>
+  stat(path).then(
+    () => true,
+    () => false,
+  );
 const kfarmLines = (stderr: string) => stderr.split('\n').filter((l) => l.startsWith('kfarm:'));
 
 /** Containers of one kfarm process (other kfarm runs and test files may share the engine). */
@@ -76,7 +107,8 @@ async function watchedKfarm(args: string[]) {
 
 /** The kernel's module-signature trailer: PKCS#7 DER, 12-byte `struct module_signature`, magic. */
 const SIG_MAGIC = Buffer.from('~Module signature appended~\n');
-const isSigned = (ko: Buffer) => ko.length > SIG_MAGIC.length && ko.subarray(ko.length - SIG_MAGIC.length).equals(SIG_MAGIC);
+const isSigned = (ko: Buffer) =>
+  ko.length > SIG_MAGIC.length && ko.subarray(ko.length - SIG_MAGIC.length).equals(SIG_MAGIC);
 
 /** Splits a signed module and checks its CMS signature against `certPem` with openssl; returns openssl's exit code. */
 async function signatureVerifies(ko: Buffer, certPem: string): Promise<number> {
@@ -90,53 +122,87 @@ async function signatureVerifies(ko: Buffer, certPem: string): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'kfarm-cli-sig-'));
   await writeFile(join(dir, 'content'), content);
   await writeFile(join(dir, 'sig.der'), ko.subarray(sigStart, sigStart + sigLen));
-  const check = await execa('openssl', ['cms', '-verify', '-binary', '-noverify', '-inform', 'DER', '-in', join(dir, 'sig.der'), '-content', join(dir, 'content'), '-certfile', certPem, '-out', '/dev/null'], { reject: false });
+  const check = await execa(
+    'openssl',
+    [
+      'cms',
+      '-verify',
+      '-binary',
+      '-noverify',
+      '-inform',
+      'DER',
+      '-in',
+      join(dir, 'sig.der'),
+      '-content',
+      join(dir, 'content'),
+      '-certfile',
+      certPem,
+      '-out',
+      '/dev/null',
+    ],
+    { reject: false },
+  );
   return check.exitCode as number;
 }
 
 describe('kfarm targets', () => {
-  it('--release bookworm --flavour amd64: a header row, then one row per bookworm amd64 kernel, the same as --json, including the default matrix\'s kernel', async () => {
-    const table = await kfarm(['targets', '--release', 'bookworm', '--flavour', 'amd64']);
-    expect(table.exitCode, table.stderr).toBe(0);
-    const [header, ...rows] = table.stdout.trimEnd().split('\n').map((l) => l.trim().split(/\s+/));
-    expect(header).toEqual(['TARGET', 'FLAVOUR', 'HEADERS', 'VERSION', 'SUITE']);
-    expect(rows.length).toBeGreaterThan(0);
-    for (const row of rows) {
-      expect(row, row.join(' ')).toHaveLength(5);
-      const [id, flavour, headers, version, suite] = row as [string, string, string, string, string];
-      expect(id).toMatch(/^debian\/bookworm\/[0-9][\w.+~-]*$/);
-      expect(flavour).toBe('amd64');
-      expect(headers).toBe(`linux-headers-${id.split('/')[2]}`);
-      expect(version).toMatch(/^[0-9][\w.+~:-]*$/);
-      expect(suite).toMatch(/^bookworm(-updates|-security|-backports)?$/);
-    }
-    const ids = rows.map((r) => r[0]);
-    expect(new Set(ids).size).toBe(ids.length);
-    expect(ids).toContain(bookworm);
+  it(
+    '--release bookworm --flavour amd64: a header row, then one row per bookworm amd64 kernel, the same as --json, ' +
+      "including the default matrix's kernel",
+    async () => {
+      const table = await kfarm(['targets', '--release', 'bookworm', '--flavour', 'amd64']);
+      expect(table.exitCode, table.stderr).toBe(0);
+      const [header, ...rows] = table.stdout
+        .trimEnd()
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/));
+      expect(header).toEqual(['TARGET', 'FLAVOUR', 'HEADERS', 'VERSION', 'SUITE']);
+      expect(rows.length).toBeGreaterThan(0);
+      for (const row of rows) {
+        expect(row, row.join(' ')).toHaveLength(5);
+        const [id, flavour, headers, version, suite] = row as [string, string, string, string, string];
+        expect(id).toMatch(/^debian\/bookworm\/[0-9][\w.+~-]*$/);
+        expect(flavour).toBe('amd64');
+        expect(headers).toBe(`linux-headers-${id.split('/')[2]}`);
+        expect(version).toMatch(/^[0-9][\w.+~:-]*$/);
+        expect(suite).toMatch(/^bookworm(-updates|-security|-backports)?$/);
+      }
+      const ids = rows.map((r) => r[0]);
+      expect(new Set(ids).size).toBe(ids.length);
+      expect(ids).toContain(bookworm);
 
-    const json = await kfarm(['targets', '--release', 'bookworm', '--flavour', 'amd64', '--json']);
-    expect(json.exitCode, json.stderr).toBe(0);
-    const kernels = JSON.parse(json.stdout) as Record<string, unknown>[];
-    expect(Array.isArray(kernels)).toBe(true);
-    for (const k of kernels) {
-      expect(k).toMatchObject({
-        id: expect.stringMatching(/^debian\/bookworm\//),
-        flavour: 'amd64',
-        headersPackage: expect.stringMatching(/^linux-headers-/),
-        headersVersion: expect.stringMatching(/^[0-9]/),
-        suite: expect.stringMatching(/^bookworm/),
-      });
-    }
-    // The table is the JSON, column for column, in the same order.
-    expect(kernels.map((k) => [k.id, k.flavour, k.headersPackage, k.headersVersion, k.suite])).toEqual(rows);
+      const json = await kfarm(['targets', '--release', 'bookworm', '--flavour', 'amd64', '--json']);
+      expect(json.exitCode, json.stderr).toBe(0);
+      const kernels = JSON.parse(json.stdout) as Record<string, unknown>[];
+      expect(Array.isArray(kernels)).toBe(true);
+      for (const k of kernels) {
+        expect(k).toMatchObject({
+          id: expect.stringMatching(/^debian\/bookworm\//),
+          flavour: 'amd64',
+          headersPackage: expect.stringMatching(/^linux-headers-/),
+          headersVersion: expect.stringMatching(/^[0-9]/),
+          suite: expect.stringMatching(/^bookworm/),
+        });
+      }
+      // The table is the JSON, column for column, in the same order.
+      expect(kernels.map((k) => [k.id, k.flavour, k.headersPackage, k.headersVersion, k.suite])).toEqual(rows);
 
-    // --no-backports leaves out exactly the -backports kernels.
-    const noBackports = await kfarm(['targets', '--release', 'bookworm', '--flavour', 'amd64', '--no-backports', '--json']);
-    expect(noBackports.exitCode, noBackports.stderr).toBe(0);
-    expect((JSON.parse(noBackports.stdout) as { id: string }[]).map((k) => k.id)).toEqual(
-      kernels.filter((k) => !String(k.suite).endsWith('-backports')).map((k) => k.id),
-    );
-  });
+      // --no-backports leaves out exactly the -backports kernels.
+      const noBackports = await kfarm([
+        'targets',
+        '--release',
+        'bookworm',
+        '--flavour',
+        'amd64',
+        '--no-backports',
+        '--json',
+      ]);
+      expect(noBackports.exitCode, noBackports.stderr).toBe(0);
+      expect((JSON.parse(noBackports.stdout) as { id: string }[]).map((k) => k.id)).toEqual(
+        kernels.filter((k) => !String(k.suite).endsWith('-backports')).map((k) => k.id),
+      );
+    },
+  );
 
   it('an unknown release exits 2 with one line naming it; another distro exits 2', async () => {
     const release = await kfarm(['targets', '--release', 'nosuch']);
@@ -156,16 +222,29 @@ describe('kfarm targets', () => {
 describe('kfarm build --verify --package deb,dkms --sign-key --sign-cert, end to end', () => {
   let out: string;
   let build: Awaited<ReturnType<typeof watchedKfarm>>;
-  let target: Record<string, any>;
+  let target: ReportTarget;
   /** Passed with --verify-params: the module prints it when it loads. */
   const whom = `kf${randomBytes(4).toString('hex')}`;
 
   beforeAll(async () => {
     out = await tempOut('kfarm-cli-pipeline-');
     build = await watchedKfarm([
-      'build', 'examples/hello', '--target', bookworm, '--out', out, '--no-cache',
-      '--verify', '--verify-params', `whom=${whom}`,
-      '--package', 'deb,dkms', '--sign-key', key('a.key'), '--sign-cert', key('a.pem'),
+      'build',
+      'examples/hello',
+      '--target',
+      bookworm,
+      '--out',
+      out,
+      '--no-cache',
+      '--verify',
+      '--verify-params',
+      `whom=${whom}`,
+      '--package',
+      'deb,dkms',
+      '--sign-key',
+      key('a.key'),
+      '--sign-cert',
+      key('a.pem'),
     ]);
     const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
     target = report.targets.find((t: { id: string }) => t.id === bookworm);
@@ -183,7 +262,7 @@ describe('kfarm build --verify --package deb,dkms --sign-key --sign-cert, end to
     expect(line, build.run.stdout).toMatch(/\bloaded\b/);
   });
 
-  it('report.json: verify.status loaded, verify.log holds the booted kernel and the module\'s own load and unload lines', async () => {
+  it("report.json: verify.status loaded, verify.log holds the booted kernel and the module's own load and unload lines", async () => {
     expect(target.verify, JSON.stringify(target.verify)).toMatchObject({ status: 'loaded', log: expect.any(String) });
     expect(target.verify.log).not.toMatch(/^\//);
     const log = await readFile(join(out, target.verify.log), 'utf8');
@@ -199,7 +278,7 @@ describe('kfarm build --verify --package deb,dkms --sign-key --sign-cert, end to
     expect(row).toMatch(/\bloaded\b/);
   });
 
-  it('junit.xml shows the load result in the target\'s test case', async () => {
+  it("junit.xml shows the load result in the target's test case", async () => {
     const junit = await readFile(join(out, 'junit.xml'), 'utf8');
     const start = junit.indexOf(`name="${bookworm}"`);
     expect(start, junit).toBeGreaterThan(-1);
@@ -210,7 +289,7 @@ describe('kfarm build --verify --package deb,dkms --sign-key --sign-cert, end to
   });
 
   it('report.json lists the packages, relative paths under packages/, all existing, and stdout names them', async () => {
-    const packages = target.packages as string[];
+    const packages = target.packages;
     expect(packages).toEqual(expect.any(Array));
     expect(packages.some((p) => p.endsWith('.deb'))).toBe(true);
     expect(packages.some((p) => p.endsWith('.dkms.tar.gz'))).toBe(true);
@@ -219,42 +298,66 @@ describe('kfarm build --verify --package deb,dkms --sign-key --sign-cert, end to
       expect(await exists(join(out, p)), p).toBe(true);
       expect(build.run.stdout).toContain(p.slice('packages/'.length));
     }
-    expect((await readdir(join(out, 'packages'))).sort()).toEqual(packages.map((p) => p.slice('packages/'.length)).sort());
+    expect((await readdir(join(out, 'packages'))).sort()).toEqual(
+      packages.map((p) => p.slice('packages/'.length)).sort(),
+    );
     expect((await readdir(out)).filter((n) => n.startsWith('.kfarm-tmp'))).toEqual([]);
   });
 
-  it('the .deb is hello-modules-<kver>, carries hello.ko in the kernel\'s updates/dkms, signed with the given key', async () => {
-    const deb = join(out, (target.packages as string[]).find((p) => p.endsWith('.deb')) as string);
+  it("the .deb is hello-modules-<kver>, carries hello.ko in the kernel's updates/dkms, signed with the given key", async () => {
+    const deb = join(out, target.packages.find((p) => p.endsWith('.deb')) as string);
     const info = await execa('dpkg-deb', ['-I', deb]);
     expect(info.stdout).toMatch(new RegExp(`^ Package: hello-modules-${kver.replace(/[.+]/g, '\\$&')}$`, 'm'));
     expect(info.stdout).toMatch(new RegExp(`^ Depends: .*\\blinux-image-${kver.replace(/[.+]/g, '\\$&')}\\b`, 'm'));
     const member = `./lib/modules/${kver}/updates/dkms/hello.ko`;
     expect((await execa('dpkg-deb', ['-c', deb])).stdout).toContain(member);
-    const ko = Buffer.from((await execa('sh', ['-c', 'dpkg-deb --fsys-tarfile "$1" | tar -xO "$2"', 'sh', deb, member], { encoding: 'buffer', stripFinalNewline: false })).stdout);
+    const ko = Buffer.from(
+      (
+        await execa('sh', ['-c', 'dpkg-deb --fsys-tarfile "$1" | tar -xO "$2"', 'sh', deb, member], {
+          encoding: 'buffer',
+          stripFinalNewline: false,
+        })
+      ).stdout,
+    );
     expect(isSigned(ko)).toBe(true);
     expect(await signatureVerifies(ko, key('a.pem'))).toBe(0);
     expect(await signatureVerifies(ko, key('b.pem'))).not.toBe(0);
   });
 
-  it('the DKMS tarball has dkms_main_tree/<kver>/x86_64/module/hello.ko for this kernel, signed; the DKMS tree stays unsigned', async () => {
-    const tarball = join(out, (target.packages as string[]).find((p) => p.endsWith('.dkms.tar.gz')) as string);
-    const member = `./dkms_main_tree/${kver}/x86_64/module/hello.ko`;
-    expect((await execa('tar', ['-tzf', tarball])).stdout.split('\n')).toContain(member);
-    const ko = Buffer.from((await execa('tar', ['-xzOf', tarball, member], { encoding: 'buffer', stripFinalNewline: false })).stdout);
-    expect(ko.includes(Buffer.from(`vermagic=${kver} `))).toBe(true);
-    expect(isSigned(ko)).toBe(true);
-    expect(await signatureVerifies(ko, key('a.pem'))).toBe(0);
-    const tree = await readFile(join(out, target.artifacts.find((a: string) => a.endsWith('/hello.ko'))));
-    expect(tree.includes(Buffer.from(`vermagic=${kver} `))).toBe(true);
-    expect(isSigned(tree)).toBe(false);
-  });
+  it(
+    'the DKMS tarball has dkms_main_tree/<kver>/x86_64/module/hello.ko for this kernel, signed; ' +
+      'the DKMS tree stays unsigned',
+    async () => {
+      const tarball = join(out, target.packages.find((p) => p.endsWith('.dkms.tar.gz')) as string);
+      const member = `./dkms_main_tree/${kver}/x86_64/module/hello.ko`;
+      expect((await execa('tar', ['-tzf', tarball])).stdout.split('\n')).toContain(member);
+      const ko = Buffer.from(
+        (await execa('tar', ['-xzOf', tarball, member], { encoding: 'buffer', stripFinalNewline: false })).stdout,
+      );
+      expect(ko.includes(Buffer.from(`vermagic=${kver} `))).toBe(true);
+      expect(isSigned(ko)).toBe(true);
+      expect(await signatureVerifies(ko, key('a.pem'))).toBe(0);
+      const tree = await readFile(join(out, target.artifacts.find((a) => a.endsWith('/hello.ko')) as string));
+      expect(tree.includes(Buffer.from(`vermagic=${kver} `))).toBe(true);
+      expect(isSigned(tree)).toBe(false);
+    },
+  );
 });
 
 describe('signing options are checked before any build starts', () => {
   /** A build that must stop at once: exit 2, one `kfarm:` line, nothing written, no container, no build line. */
   async function rejected(args: string[]): Promise<string> {
     const out = join(await tempOut('kfarm-cli-sign-'), 'out');
-    const { run, seconds, seen, left } = await watchedKfarm(['build', 'examples/hello', '--target', bookworm, '--out', out, '--no-cache', ...args]);
+    const { run, seconds, seen, left } = await watchedKfarm([
+      'build',
+      'examples/hello',
+      '--target',
+      bookworm,
+      '--out',
+      out,
+      '--no-cache',
+      ...args,
+    ]);
     expect(run.exitCode, run.stderr).toBe(2);
     const lines = kfarmLines(run.stderr);
     expect(lines, run.stderr).toHaveLength(1);
@@ -272,8 +375,18 @@ describe('signing options are checked before any build starts', () => {
   });
 
   it('a key and a certificate that do not belong together (either way round): exit 2 before any build', async () => {
-    for (const [k, c] of [['a.key', 'b.pem'], ['b.key', 'a.pem']]) {
-      const line = await rejected(['--package', 'deb', '--sign-key', key(k as string), '--sign-cert', key(c as string)]);
+    for (const [k, c] of [
+      ['a.key', 'b.pem'],
+      ['b.key', 'a.pem'],
+    ]) {
+      const line = await rejected([
+        '--package',
+        'deb',
+        '--sign-key',
+        key(k as string),
+        '--sign-cert',
+        key(c as string),
+      ]);
       expect(line.includes(key(k as string)) || line.includes(key(c as string)), line).toBe(true);
     }
   });

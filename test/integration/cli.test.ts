@@ -4,7 +4,7 @@ import type Docker from 'dockerode';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { resolveTargets } from '../../src/plan/resolve.js';
-import { cli, example, fixture, kfarmContainers, repoRoot, requireEngine, tempOut } from '../helpers/engine.js';
+import { cli, fixture, kfarmContainers, repoRoot, requireEngine, tempOut } from '../helpers/engine.js';
 
 let docker: Docker;
 let bookworm: string;

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
-import { connectEngine, type Engine } from '../../src/engine/index.js';
+import { connectEngine } from '../../src/engine/index.js';
 import { newSession } from '../../src/engine/labels.js';
 import { headersRef, ImageStore } from '../../src/images/image-store.js';
 import { discoverReleaseIndex } from '../../src/plan/debian-index.js';

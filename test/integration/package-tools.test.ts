@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { connectEngine, type Engine } from '../../src/engine/index.js';
+import { connectEngine } from '../../src/engine/index.js';
 import { newSession } from '../../src/engine/labels.js';
 import { ImageStore } from '../../src/images/image-store.js';
 import { ToolImages, toolRef } from '../../src/images/tool-images.js';

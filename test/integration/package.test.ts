@@ -49,13 +49,13 @@ async function buildAndPackage(formats: ('dkms' | 'deb' | 'rpm')[] = ['dkms', 'd
     sourceDateEpoch: EPOCH,
     engine,
   });
-  const report = (await packageOutput(out, run.report, {
+  const report = await packageOutput(out, run.report, {
     formats,
     signKey: join(keyDir, 'signing.key'),
     signCert: join(keyDir, 'signing.der'),
     sourceDateEpoch: EPOCH,
     engine,
-  })) as FarmReport;
+  });
   return { out, report };
 }
 
@@ -222,60 +222,64 @@ describe('kfarm package: exact bytes', () => {
 
 describe('kfarm package: DKMS tarballs with the distribution dkms', () => {
   for (const release of ['bookworm', 'trixie']) {
-    it(`${release}: ldtarball needs the /usr/src stub for binaries-only, then dkms status shows built and dkms install -k puts the module in /lib/modules/<kver>/updates/dkms`, async () => {
-      const kver = target(release).kernel;
-      const file = one(first.report, release, '.dkms.tar.gz');
-      const tarball = await readFile(join(first.out, file));
-      const ko = await readFile(join(first.out, 'dkms/hello/1.0', kver, 'x86_64/module/hello.ko'));
-      await withContainer(await tool(release, 'dkms'), 'none', async (c) => {
-        await put(c, '/tmp', { 'hello.dkms.tar.gz': tarball });
-        const version = await sh(c, "dpkg-query -W -f '${Version}' dkms");
-        expect(version.out).toMatch(release === 'bookworm' ? /^3\.0\.10-/ : /^3\.[1-9]/);
+    it(
+      `${release}: ldtarball needs the /usr/src stub for binaries-only, then dkms status shows built ` +
+        'and dkms install -k puts the module in /lib/modules/<kver>/updates/dkms',
+      async () => {
+        const kver = target(release).kernel;
+        const file = one(first.report, release, '.dkms.tar.gz');
+        const tarball = await readFile(join(first.out, file));
+        const ko = await readFile(join(first.out, 'dkms/hello/1.0', kver, 'x86_64/module/hello.ko'));
+        await withContainer(await tool(release, 'dkms'), 'none', async (c) => {
+          await put(c, '/tmp', { 'hello.dkms.tar.gz': tarball });
+          const version = await sh(c, "dpkg-query -W -f '${Version}' dkms");
+          expect(version.out).toMatch(release === 'bookworm' ? /^3\.0\.10-/ : /^3\.[1-9]/);
 
-        // Without /usr/src/hello-1.0 a binaries-only tarball does not load cleanly: dkms exits 1 (3.0.10 still
-        // lists the module as built; 3.2.x does not list it at all).
-        const bare = await sh(c, 'dkms ldtarball /tmp/hello.dkms.tar.gz');
-        expect(bare.code, bare.out).toBe(1);
-        const bareStatus = await sh(c, 'dkms status');
-        if (release === 'trixie') expect(bareStatus.out).not.toContain('hello/1.0');
-        expect((await sh(c, 'rm -rf /var/lib/dkms/hello')).code).toBe(0);
+          // Without /usr/src/hello-1.0 a binaries-only tarball does not load cleanly: dkms exits 1 (3.0.10 still
+          // lists the module as built; 3.2.x does not list it at all).
+          const bare = await sh(c, 'dkms ldtarball /tmp/hello.dkms.tar.gz');
+          expect(bare.code, bare.out).toBe(1);
+          const bareStatus = await sh(c, 'dkms status');
+          if (release === 'trixie') expect(bareStatus.out).not.toContain('hello/1.0');
+          expect((await sh(c, 'rm -rf /var/lib/dkms/hello')).code).toBe(0);
 
-        // The stub: dkms_binaries_only/dkms.conf copied to /usr/src/hello-1.0/dkms.conf.
-        const stub = await sh(
-          c,
-          'mkdir -p /usr/src/hello-1.0 && tar -xzOf /tmp/hello.dkms.tar.gz ./dkms_binaries_only/dkms.conf > /usr/src/hello-1.0/dkms.conf',
-        );
-        expect(stub.code, stub.out).toBe(0);
-        const load = await sh(c, 'dkms ldtarball /tmp/hello.dkms.tar.gz');
-        expect(load.code, load.out).toBe(0);
-        const status = await sh(c, `dkms status -m hello -v 1.0 -k ${kver}`);
-        expect(status.out.trim()).toBe(`hello/1.0, ${kver}, x86_64: built`);
+          // The stub: dkms_binaries_only/dkms.conf copied to /usr/src/hello-1.0/dkms.conf.
+          const stub = await sh(
+            c,
+            'mkdir -p /usr/src/hello-1.0 && tar -xzOf /tmp/hello.dkms.tar.gz ./dkms_binaries_only/dkms.conf > /usr/src/hello-1.0/dkms.conf',
+          );
+          expect(stub.code, stub.out).toBe(0);
+          const load = await sh(c, 'dkms ldtarball /tmp/hello.dkms.tar.gz');
+          expect(load.code, load.out).toBe(0);
+          const status = await sh(c, `dkms status -m hello -v 1.0 -k ${kver}`);
+          expect(status.out.trim()).toBe(`hello/1.0, ${kver}, x86_64: built`);
 
-        // dkms install only needs the kernel's module directory to exist (no headers, no kernel image).
-        const install = await sh(c, `mkdir -p /lib/modules/${kver} && dkms install -k ${kver} hello/1.0`);
-        expect(install.code, install.out).toBe(0);
-        const installed = await sh(
-          c,
-          `sha256sum < /lib/modules/${kver}/updates/dkms/hello.ko; dkms status -m hello -v 1.0 -k ${kver}`,
-        );
-        const [hash, line] = installed.out.trim().split('\n');
-        expect(hash?.split(' ')[0]).toBe(sha256(await signedKo(tarball, kver)));
-        expect(line?.trim()).toMatch(new RegExp(`^hello/1\\.0, ${kver.replace(/[.+]/g, '\\$&')}, x86_64: installed`));
-        // What was installed is the signed copy of the module built for this kernel.
-        expect(parseModuleSignature(await signedKo(tarball, kver))?.module.equals(ko)).toBe(true);
-      });
-    });
+          // dkms install only needs the kernel's module directory to exist (no headers, no kernel image).
+          const install = await sh(c, `mkdir -p /lib/modules/${kver} && dkms install -k ${kver} hello/1.0`);
+          expect(install.code, install.out).toBe(0);
+          const installed = await sh(
+            c,
+            `sha256sum < /lib/modules/${kver}/updates/dkms/hello.ko; dkms status -m hello -v 1.0 -k ${kver}`,
+          );
+          const [hash, line] = installed.out.trim().split('\n');
+          expect(hash?.split(' ')[0]).toBe(sha256(await signedKo(tarball, kver)));
+          expect(line?.trim()).toMatch(new RegExp(`^hello/1\\.0, ${kver.replace(/[.+]/g, '\\$&')}, x86_64: installed`));
+          // What was installed is the signed copy of the module built for this kernel.
+          expect(parseModuleSignature(await signedKo(tarball, kver))?.module.equals(ko)).toBe(true);
+        });
+      },
+    );
   }
 
   it('--with-source: the tarball carries the source tree (no stub needed) and loads as built in both releases', async () => {
     const out = await tempOut('kfarm-pkg-src-');
     await cp(second.out, out, { recursive: true });
     await rm(join(out, 'packages'), { recursive: true });
-    const report = (await packageOutput(out, second.report, {
+    const report = await packageOutput(out, second.report, {
       formats: ['dkms'],
       withSource: example('hello'),
       sourceDateEpoch: EPOCH,
-    })) as FarmReport;
+    });
     for (const release of ['bookworm', 'trixie']) {
       const kver = target(release).kernel;
       const tarball = await readFile(join(out, one(report, release, '.dkms.tar.gz')));
@@ -300,64 +304,71 @@ describe('kfarm package: DKMS tarballs with the distribution dkms', () => {
 
 describe('kfarm package: .deb with dpkg and lintian of the target release', () => {
   for (const release of ['bookworm', 'trixie']) {
-    it(`${release}: lintian reports no error; dpkg -i with the real linux-image-<kver> installed; dpkg -L and dpkg --verify are clean; depmod ran for that kernel`, async () => {
-      const kver = target(release).kernel;
-      const moddir = release === 'bookworm' ? '/lib/modules' : '/usr/lib/modules';
-      const file = one(first.report, release, '.deb');
-      const pkg = `hello-modules-${kver}`;
-      await withContainer(await tool(release, 'lintian'), 'bridge', async (c) => {
-        await put(c, '/tmp', { 'hello.deb': await readFile(join(first.out, file)) });
-        const lint = await sh(
-          c,
-          'lintian --version; lintian --tag-display-limit 0 --display-info --pedantic /tmp/hello.deb',
-        );
-        expect(lint.out).toMatch(/^Lintian v2\.\d+/);
-        expect(
-          lint.out.split('\n').filter((l) => /^E: /.test(l)),
-          lint.out,
-        ).toEqual([]);
-        expect(lint.out).not.toMatch(
-          /aliased-location|no-copyright-file|changelog-file-missing|md5sum|control-file-has-bad-permissions|wrong-file-owner|ancient/,
-        );
+    it(
+      `${release}: lintian reports no error; dpkg -i with the real linux-image-<kver> installed; ` +
+        'dpkg -L and dpkg --verify are clean; depmod ran for that kernel',
+      async () => {
+        const kver = target(release).kernel;
+        const moddir = release === 'bookworm' ? '/lib/modules' : '/usr/lib/modules';
+        const file = one(first.report, release, '.deb');
+        const pkg = `hello-modules-${kver}`;
+        await withContainer(await tool(release, 'lintian'), 'bridge', async (c) => {
+          await put(c, '/tmp', { 'hello.deb': await readFile(join(first.out, file)) });
+          const lint = await sh(
+            c,
+            'lintian --version; lintian --tag-display-limit 0 --display-info --pedantic /tmp/hello.deb',
+          );
+          expect(lint.out).toMatch(/^Lintian v2\.\d+/);
+          expect(
+            lint.out.split('\n').filter((l) => /^E: /.test(l)),
+            lint.out,
+          ).toEqual([]);
+          expect(lint.out).not.toMatch(
+            /aliased-location|no-copyright-file|changelog-file-missing|md5sum|control-file-has-bad-permissions|wrong-file-owner|ancient/,
+          );
 
-        // The dependency is real: without the kernel dpkg refuses to configure the package.
-        const unmet = await sh(
-          c,
-          'dpkg -i /tmp/hello.deb; status=$?; dpkg -r hello-modules-' + kver + ' >/dev/null 2>&1; exit $status',
-        );
-        expect(unmet.code).not.toBe(0);
-        expect(unmet.out).toContain(`depends on linux-image-${kver} | linux-image-${kver}-unsigned`);
+          // The dependency is real: without the kernel dpkg refuses to configure the package.
+          const unmet = await sh(
+            c,
+            'dpkg -i /tmp/hello.deb; status=$?; dpkg -r hello-modules-' + kver + ' >/dev/null 2>&1; exit $status',
+          );
+          expect(unmet.code).not.toBe(0);
+          expect(unmet.out).toContain(`depends on linux-image-${kver} | linux-image-${kver}-unsigned`);
 
-        const kernel = await sh(
-          c,
-          `apt-get -q update >/dev/null && apt-get install -y -q --no-install-recommends linux-image-${kver} >/tmp/apt.log 2>&1 || { tail -5 /tmp/apt.log; exit 1; }; ls /boot`,
-          {
-            DEBIAN_FRONTEND: 'noninteractive',
-            INITRD: 'No',
-          },
-        );
-        expect(kernel.code, kernel.out).toBe(0);
-        expect(kernel.out).toContain(`System.map-${kver}`);
+          const kernel = await sh(
+            c,
+            `apt-get -q update >/dev/null && apt-get install -y -q --no-install-recommends linux-image-${kver} ` +
+              '>/tmp/apt.log 2>&1 || { tail -5 /tmp/apt.log; exit 1; }; ls /boot',
+            {
+              DEBIAN_FRONTEND: 'noninteractive',
+              INITRD: 'No',
+            },
+          );
+          expect(kernel.code, kernel.out).toBe(0);
+          expect(kernel.out).toContain(`System.map-${kver}`);
 
-        const install = await sh(c, 'dpkg -i /tmp/hello.deb');
-        expect(install.code, install.out).toBe(0);
-        const listed = await sh(c, `dpkg -L ${pkg}`);
-        expect(listed.out.split('\n')).toContain(`${moddir}/${kver}/updates/dkms/hello.ko`);
-        expect(listed.out.split('\n')).toContain(`/usr/share/doc/${pkg}/copyright`);
-        const verify = await sh(c, `dpkg --verify ${pkg}`);
-        expect(verify).toEqual({ code: 0, out: '' });
-        const state = await sh(
-          c,
-          `dpkg-query -W -f '\${Status} \${Version}' ${pkg}; echo; stat -c '%a %U:%G' ${moddir}/${kver}/updates/dkms/hello.ko; grep -c '^updates/dkms/hello.ko:' ${moddir}/${kver}/modules.dep`,
-        );
-        expect(state.out.split('\n').slice(0, 3)).toEqual(['install ok installed 1.0-1', '644 root:root', '1']);
-        const removed = await sh(
-          c,
-          `dpkg -r ${pkg} && test ! -e ${moddir}/${kver}/updates/dkms/hello.ko && ! grep -q hello.ko ${moddir}/${kver}/modules.dep`,
-        );
-        expect(removed.code, removed.out).toBe(0);
-      });
-    });
+          const install = await sh(c, 'dpkg -i /tmp/hello.deb');
+          expect(install.code, install.out).toBe(0);
+          const listed = await sh(c, `dpkg -L ${pkg}`);
+          expect(listed.out.split('\n')).toContain(`${moddir}/${kver}/updates/dkms/hello.ko`);
+          expect(listed.out.split('\n')).toContain(`/usr/share/doc/${pkg}/copyright`);
+          const verify = await sh(c, `dpkg --verify ${pkg}`);
+          expect(verify).toEqual({ code: 0, out: '' });
+          const state = await sh(
+            c,
+            `dpkg-query -W -f '\${Status} \${Version}' ${pkg}; echo; ` +
+              `stat -c '%a %U:%G' ${moddir}/${kver}/updates/dkms/hello.ko; ` +
+              `grep -c '^updates/dkms/hello.ko:' ${moddir}/${kver}/modules.dep`,
+          );
+          expect(state.out.split('\n').slice(0, 3)).toEqual(['install ok installed 1.0-1', '644 root:root', '1']);
+          const removed = await sh(
+            c,
+            `dpkg -r ${pkg} && test ! -e ${moddir}/${kver}/updates/dkms/hello.ko && ! grep -q hello.ko ${moddir}/${kver}/modules.dep`,
+          );
+          expect(removed.code, removed.out).toBe(0);
+        });
+      },
+    );
   }
 });
 
@@ -409,7 +420,10 @@ describe('kfarm package: .rpm', () => {
         const root = `/tmp/root-${release}`;
         const install = await sh(
           c,
-          `mkdir -p ${root} && rpm -i --root ${root} --nodeps --noscripts /tmp/hello.rpm 2>&1 | grep -v 'private mounts' ; rpm --root ${root} -qa; stat -c '%a %s' ${root}${moddir}/${kver}/extra/hello/hello.ko; sha256sum < ${root}${moddir}/${kver}/extra/hello/hello.ko`,
+          `mkdir -p ${root} && rpm -i --root ${root} --nodeps --noscripts /tmp/hello.rpm 2>&1 | grep -v 'private mounts' ; ` +
+            `rpm --root ${root} -qa; ` +
+            `stat -c '%a %s' ${root}${moddir}/${kver}/extra/hello/hello.ko; ` +
+            `sha256sum < ${root}${moddir}/${kver}/extra/hello/hello.ko`,
         );
         const [name, modeSize, hash] = install.out.trim().split('\n');
         expect(name).toBe(`kmod-hello-${kver}-1.0-1.x86_64`);
@@ -425,94 +439,107 @@ describe('kfarm package: .rpm', () => {
 });
 
 describe('kfarm package: signing', () => {
-  it('every packaged module carries a signature that verifies against the certificate; modinfo in the target builder image shows the signer and hash; sign-file makes the same bytes', async () => {
-    for (const release of ['bookworm', 'trixie']) {
-      const kver = target(release).kernel;
-      const unsigned = await readFile(join(first.out, 'dkms/hello/1.0', kver, 'x86_64/module/hello.ko'));
-      expect(parseModuleSignature(unsigned)).toBeUndefined();
-      const signed = await signedKo(await readFile(join(first.out, one(first.report, release, '.dkms.tar.gz'))), kver);
-      const sig = parseModuleSignature(signed);
-      expect(sig?.idType).toBe(2);
-      expect(sig?.module.equals(unsigned)).toBe(true);
-      const dir = await mkdtemp(join(tmpdir(), 'kfarm-sigcheck-'));
-      await writeFile(join(dir, 'sig.der'), sig?.signature ?? Buffer.alloc(0));
-      await writeFile(join(dir, 'content'), sig?.module ?? Buffer.alloc(0));
-      const verify = await execa(
-        'openssl',
-        [
-          'cms',
-          '-verify',
-          '-binary',
-          '-noverify',
-          '-inform',
-          'DER',
-          '-in',
-          join(dir, 'sig.der'),
-          '-content',
-          join(dir, 'content'),
-          '-certfile',
-          join(keyDir, 'signing.pem'),
-          '-out',
-          '/dev/null',
-        ],
-        { reject: false },
-      );
-      expect(verify.exitCode, verify.stderr).toBe(0);
+  it(
+    'every packaged module carries a signature that verifies against the certificate; ' +
+      'modinfo in the target builder image shows the signer and hash; sign-file makes the same bytes',
+    async () => {
+      for (const release of ['bookworm', 'trixie']) {
+        const kver = target(release).kernel;
+        const unsigned = await readFile(join(first.out, 'dkms/hello/1.0', kver, 'x86_64/module/hello.ko'));
+        expect(parseModuleSignature(unsigned)).toBeUndefined();
+        const signed = await signedKo(
+          await readFile(join(first.out, one(first.report, release, '.dkms.tar.gz'))),
+          kver,
+        );
+        const sig = parseModuleSignature(signed);
+        expect(sig?.idType).toBe(2);
+        expect(sig?.module.equals(unsigned)).toBe(true);
+        const dir = await mkdtemp(join(tmpdir(), 'kfarm-sigcheck-'));
+        await writeFile(join(dir, 'sig.der'), sig?.signature ?? Buffer.alloc(0));
+        await writeFile(join(dir, 'content'), sig?.module ?? Buffer.alloc(0));
+        const verify = await execa(
+          'openssl',
+          [
+            'cms',
+            '-verify',
+            '-binary',
+            '-noverify',
+            '-inform',
+            'DER',
+            '-in',
+            join(dir, 'sig.der'),
+            '-content',
+            join(dir, 'content'),
+            '-certfile',
+            join(keyDir, 'signing.pem'),
+            '-out',
+            '/dev/null',
+          ],
+          { reject: false },
+        );
+        expect(verify.exitCode, verify.stderr).toBe(0);
 
-      await withContainer(headersRef(release, kver), 'none', async (c) => {
-        await put(c, '/tmp', {
-          'signed.ko': signed,
-          'unsigned.ko': unsigned,
-          'signing.key': await readFile(join(keyDir, 'signing.key')),
-          'signing.pem': await readFile(join(keyDir, 'signing.pem')),
+        await withContainer(headersRef(release, kver), 'none', async (c) => {
+          await put(c, '/tmp', {
+            'signed.ko': signed,
+            'unsigned.ko': unsigned,
+            'signing.key': await readFile(join(keyDir, 'signing.key')),
+            'signing.pem': await readFile(join(keyDir, 'signing.pem')),
+          });
+          const info = await sh(
+            c,
+            'modinfo -F signer /tmp/signed.ko; modinfo -F sig_hashalgo /tmp/signed.ko; modinfo -F sig_id /tmp/signed.ko',
+          );
+          expect(info.out.trim().split('\n')).toEqual(['kfarm test signer', 'sha256', 'PKCS#7']);
+          // The kernel's own sign-file (from linux-kbuild) on the unsigned module gives exactly the same bytes.
+          const signFile = await sh(
+            c,
+            `hash=$(sed -n 's/^CONFIG_MODULE_SIG_HASH="\\(.*\\)"/\\1/p' /lib/modules/${kver}/build/.config); ` +
+              '/usr/lib/linux-kbuild-*/scripts/sign-file "$hash" /tmp/signing.key /tmp/signing.pem /tmp/unsigned.ko && ' +
+              'cmp /tmp/unsigned.ko /tmp/signed.ko && echo same',
+          );
+          expect(signFile.out.trim(), signFile.out).toBe('same');
         });
-        const info = await sh(
-          c,
-          'modinfo -F signer /tmp/signed.ko; modinfo -F sig_hashalgo /tmp/signed.ko; modinfo -F sig_id /tmp/signed.ko',
-        );
-        expect(info.out.trim().split('\n')).toEqual(['kfarm test signer', 'sha256', 'PKCS#7']);
-        // The kernel's own sign-file (from linux-kbuild) on the unsigned module gives exactly the same bytes.
-        const signFile = await sh(
-          c,
-          `hash=$(sed -n 's/^CONFIG_MODULE_SIG_HASH="\\(.*\\)"/\\1/p' /lib/modules/${kver}/build/.config); /usr/lib/linux-kbuild-*/scripts/sign-file "$hash" /tmp/signing.key /tmp/signing.pem /tmp/unsigned.ko && cmp /tmp/unsigned.ko /tmp/signed.ko && echo same`,
-        );
-        expect(signFile.out.trim(), signFile.out).toBe('same');
-      });
-    }
-  });
+      }
+    },
+  );
 
-  it('a wrong key/cert pair, an unreadable key or a file that is not a key fails with one usage line before anything is written', async () => {
-    const out = await tempOut('kfarm-pkg-badkey-');
-    await cp(first.out, out, { recursive: true });
-    await rm(join(out, 'packages'), { recursive: true });
-    const before = await readFile(join(out, 'report.json'));
-    const cases: [string, string, RegExp][] = [
-      [
-        join(keyDir, 'signing.key'),
-        join(keyDir, 'other.pem'),
-        /^--sign-cert .*other\.pem: its public key does not match the private key in --sign-key .*signing\.key$/,
-      ],
-      [
-        join(keyDir, 'nope.key'),
-        join(keyDir, 'signing.pem'),
-        /^--sign-key .*nope\.key: cannot read it \(no such file\)$/,
-      ],
-      [join(keyDir, 'signing.pem'), join(keyDir, 'signing.pem'), /^--sign-key .*signing\.pem: not a private key/],
-    ];
-    for (const [signKey, signCert, message] of cases) {
-      const error = await packageOutput(out, first.report, {
-        formats: ['dkms', 'deb', 'rpm'],
-        signKey,
-        signCert,
-        sourceDateEpoch: EPOCH,
-        engine,
-      }).catch((e: unknown) => e);
-      expect(isKfarmError(error, 'KFARM_USAGE'), String(error)).toBe(true);
-      expect((error as Error).message).toMatch(message);
-      expect(await readdir(out)).toEqual(expect.not.arrayContaining(['packages']));
-      expect((await readFile(join(out, 'report.json'))).equals(before)).toBe(true);
-    }
-  });
+  it(
+    'a wrong key/cert pair, an unreadable key or a file that is not a key fails with one usage line ' +
+      'before anything is written',
+    async () => {
+      const out = await tempOut('kfarm-pkg-badkey-');
+      await cp(first.out, out, { recursive: true });
+      await rm(join(out, 'packages'), { recursive: true });
+      const before = await readFile(join(out, 'report.json'));
+      const cases: [string, string, RegExp][] = [
+        [
+          join(keyDir, 'signing.key'),
+          join(keyDir, 'other.pem'),
+          /^--sign-cert .*other\.pem: its public key does not match the private key in --sign-key .*signing\.key$/,
+        ],
+        [
+          join(keyDir, 'nope.key'),
+          join(keyDir, 'signing.pem'),
+          /^--sign-key .*nope\.key: cannot read it \(no such file\)$/,
+        ],
+        [join(keyDir, 'signing.pem'), join(keyDir, 'signing.pem'), /^--sign-key .*signing\.pem: not a private key/],
+      ];
+      for (const [signKey, signCert, message] of cases) {
+        const error = await packageOutput(out, first.report, {
+          formats: ['dkms', 'deb', 'rpm'],
+          signKey,
+          signCert,
+          sourceDateEpoch: EPOCH,
+          engine,
+        }).catch((e: unknown) => e);
+        expect(isKfarmError(error, 'KFARM_USAGE'), String(error)).toBe(true);
+        expect((error as Error).message).toMatch(message);
+        expect(await readdir(out)).toEqual(expect.not.arrayContaining(['packages']));
+        expect((await readFile(join(out, 'report.json'))).equals(before)).toBe(true);
+      }
+    },
+  );
 });
 
 describe('kfarm package: failures leave nothing behind', () => {
@@ -564,8 +591,8 @@ describe('kfarm package: the command', () => {
     const command = packageCommand(new AbortController().signal, (c) => (code = c))
       .exitOverride()
       .configureOutput({ writeErr: () => undefined, writeOut: () => undefined });
-    const stdout = process.stdout.write;
-    process.stdout.write = (() => true) as typeof process.stdout.write;
+    const stdout = process.stdout.write.bind(process.stdout);
+    process.stdout.write = () => true;
     try {
       await command.parseAsync(args, { from: 'user' });
       return { code, error: undefined as unknown };

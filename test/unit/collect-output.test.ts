@@ -30,7 +30,7 @@ describe('collectOutput: build output is untrusted', () => {
   it('keeps the allow-listed files', async () => {
     const { dest } = await fresh();
     const collected = await collectOutput(rawTar(good), dest);
-    expect(collected).toEqual({ modules: ['hello.ko'], symvers: true, log: true, logTruncated: false });
+    expect(collected).toEqual({ modules: ['hello.ko'], symvers: true, log: true, logCutBytes: 0 });
     expect(await listTree(dest)).toEqual(['log', 'log/make.log', 'module', 'module/Module.symvers', 'module/hello.ko']);
     expect(await readFile(join(dest, 'log/make.log'), 'utf8')).toBe('make output\n');
     expect((await stat(join(dest, 'module/hello.ko'))).mode & 0o777).toBe(0o644);
@@ -92,29 +92,34 @@ describe('collectOutput: build output is untrusted', () => {
     expect(await listTree(dest)).toEqual([]);
   });
 
-  it('truncates a make.log over the limit (but under four times it) instead of failing', async () => {
+  it('keeps the head and tail of a make.log over the limit (but under four times it), with a marker', async () => {
     const { dest } = await fresh();
     const saved = outputLimits.logBytes;
-    outputLimits.logBytes = 100;
+    outputLimits.logBytes = 1000;
     try {
+      const log = `${'h'.repeat(1000)}${'m'.repeat(1000)}${'t'.repeat(1000)}`;
       const collected = await collectOutput(
         rawTar([
           { path: 'out/', type: 'Directory' },
-          { path: 'out/make.log', data: 'y'.repeat(300) },
+          { path: 'out/make.log', data: log },
         ]),
         dest,
       );
-      expect(collected.logTruncated).toBe(true);
-      expect((await stat(join(dest, 'log/make.log'))).size).toBe(100);
+      const kept = await readFile(join(dest, 'log/make.log'), 'utf8');
+      expect(kept.length).toBeLessThanOrEqual(1000);
+      expect(kept).toMatch(
+        /^h{372}\n\[kfarm: make\.log is 3000 bytes; 2256 bytes cut here, its head and tail kept\]\nt{372}$/,
+      );
+      expect(collected.logCutBytes).toBe(2256);
       await expect(
         collectOutput(
           rawTar([
             { path: 'out/', type: 'Directory' },
-            { path: 'out/make.log', data: 'y'.repeat(401) },
+            { path: 'out/make.log', data: 'y'.repeat(4001) },
           ]),
           (await fresh()).dest,
         ),
-      ).rejects.toThrow(/"out\/make\.log" is 401 bytes, over the 400-byte limit/);
+      ).rejects.toThrow(/"out\/make\.log" is 4001 bytes, over the 4000-byte limit/);
     } finally {
       outputLimits.logBytes = saved;
     }

@@ -242,7 +242,9 @@ class TestArchive {
     this.routes.set(this.indexPath(suite), { status: 200, body: bytes });
     this.routes.set(this.releasePath(suite), {
       status: 200,
-      body: `Origin: Debian\nSuite: ${suite}\nSHA256:\n ${'0'.repeat(64)} 1 main/binary-amd64/Packages\n ${sha256} ${vouched.length} main/binary-amd64/Packages.xz\n`,
+      body:
+        `Origin: Debian\nSuite: ${suite}\nSHA256:\n ${'0'.repeat(64)} 1 main/binary-amd64/Packages\n` +
+        ` ${sha256} ${vouched.length} main/binary-amd64/Packages.xz\n`,
     });
   }
 

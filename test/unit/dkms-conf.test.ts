@@ -55,7 +55,8 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
       name: '`sort -V -C` version comparison on $kernelver (older kernel)',
       conf:
         head +
-        'if { echo "$kernelver"; echo 6.5; } | sort -V -C; then MAKE[0]="make OLD=1"; else MAKE[0]="make NEW=1"; fi\nDEST_MODULE_LOCATION[0]=/extra\n',
+        'if { echo "$kernelver"; echo 6.5; } | sort -V -C; then MAKE[0]="make OLD=1"; else MAKE[0]="make NEW=1"; fi\n' +
+        'DEST_MODULE_LOCATION[0]=/extra\n',
       kernelver: '6.1.0-47-amd64',
       expect: (p) => expect(p.makeCommand).toBe('make OLD=1'),
     },
@@ -63,7 +64,8 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
       name: '`sort -V -C` version comparison on $kernelver (newer kernel)',
       conf:
         head +
-        'if { echo "$kernelver"; echo 6.5; } | sort -V -C; then MAKE[0]="make OLD=1"; else MAKE[0]="make NEW=1"; fi\nDEST_MODULE_LOCATION[0]=/extra\n',
+        'if { echo "$kernelver"; echo 6.5; } | sort -V -C; then MAKE[0]="make OLD=1"; else MAKE[0]="make NEW=1"; fi\n' +
+        'DEST_MODULE_LOCATION[0]=/extra\n',
       kernelver: '6.12.94+deb13-amd64',
       expect: (p) => expect(p.makeCommand).toBe('make NEW=1'),
     },
@@ -89,7 +91,9 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
       name: 'MAKE_MATCH: the last matching MAKE[i] wins',
       conf:
         head +
-        'MAKE[0]="make A"\nMAKE[1]="make B"\nMAKE_MATCH[1]="^6\\."\nMAKE[2]="make C"\nMAKE_MATCH[2]="^6\\.1\\."\nMAKE[3]="make D"\nMAKE_MATCH[3]="^5\\."\nDEST_MODULE_LOCATION[0]=/extra\n',
+        'MAKE[0]="make A"\nMAKE[1]="make B"\nMAKE_MATCH[1]="^6\\."\n' +
+        'MAKE[2]="make C"\nMAKE_MATCH[2]="^6\\.1\\."\nMAKE[3]="make D"\nMAKE_MATCH[3]="^5\\."\n' +
+        'DEST_MODULE_LOCATION[0]=/extra\n',
       kernelver: '6.1.0-47-amd64',
       expect: (p) => expect(p.makeCommand).toBe('make C'),
     },
@@ -119,7 +123,8 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
       name: 'PATCH / PATCH_MATCH: matching and unconditional patches in array order',
       conf:
         head +
-        'PATCH[0]="a.patch"\nPATCH_MATCH[0]="^6\\.12"\nPATCH[1]="b.patch"\nPATCH[2]="c.patch"\nPATCH_MATCH[2]="^6\\.1\\."\nDEST_MODULE_LOCATION[0]=/extra\n',
+        'PATCH[0]="a.patch"\nPATCH_MATCH[0]="^6\\.12"\nPATCH[1]="b.patch"\n' +
+        'PATCH[2]="c.patch"\nPATCH_MATCH[2]="^6\\.1\\."\nDEST_MODULE_LOCATION[0]=/extra\n',
       kernelver: '6.1.0-47-amd64',
       expect: (p) => expect(p.patches).toEqual(['b.patch', 'c.patch']),
     },
@@ -214,7 +219,9 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
     },
     {
       name: 'without an explicit module, a first reading supplies $module/$module_version (dkms add, then build)',
-      conf: 'PACKAGE_NAME="auto"\nPACKAGE_VERSION="$(cat VERSION)"\nMAKE[0]="make M=$dkms_tree/$module/$module_version/build"\nDEST_MODULE_LOCATION[0]=/extra\n',
+      conf:
+        'PACKAGE_NAME="auto"\nPACKAGE_VERSION="$(cat VERSION)"\n' +
+        'MAKE[0]="make M=$dkms_tree/$module/$module_version/build"\nDEST_MODULE_LOCATION[0]=/extra\n',
       files: { VERSION: '9.8\n' },
       expect: (p) => expect(p.makeCommand).toBe('make M=/var/lib/dkms/auto/9.8/build'),
     },

@@ -7,7 +7,18 @@ import type { KernelTarget } from '../../src/plan/targets.js';
 describe('matrix files', () => {
   it('parses selectors, flavours and backports with defaults', () => {
     const m = parseMatrix(
-      'distro: debian\nreleases:\n  bookworm:\n    kernels: latest:2\n    flavours: [amd64, rt-amd64]\n    backports: true\n  trixie:\n  sid:\n    kernels: [7.2.13+deb14-amd64]\n',
+      [
+        'distro: debian',
+        'releases:',
+        '  bookworm:',
+        '    kernels: latest:2',
+        '    flavours: [amd64, rt-amd64]',
+        '    backports: true',
+        '  trixie:',
+        '  sid:',
+        '    kernels: [7.2.13+deb14-amd64]',
+        '',
+      ].join('\n'),
       'm.yaml',
     );
     expect(m.releases).toEqual([

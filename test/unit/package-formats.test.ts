@@ -103,7 +103,8 @@ describe('DKMS tarball', () => {
     await writeFile(join(dir, 'dkms.conf'), conf);
     const { stdout } = await execa('bash', [
       '-c',
-      'cd / && . "$1" && printf "%s|" "$PACKAGE_NAME" "$PACKAGE_VERSION" "${BUILT_MODULE_NAME[@]}" "${DEST_MODULE_NAME[@]}" "${DEST_MODULE_LOCATION[@]}"',
+      'cd / && . "$1" && printf "%s|" "$PACKAGE_NAME" "$PACKAGE_VERSION" ' +
+        '"${BUILT_MODULE_NAME[@]}" "${DEST_MODULE_NAME[@]}" "${DEST_MODULE_LOCATION[@]}"',
       'x',
       join(dir, 'dkms.conf'),
     ]);
@@ -176,7 +177,8 @@ describe('.deb', () => {
     const postinst = await readFile(join(dir, 'control', 'postinst'), 'utf8');
     expect(postinst).toMatch(/^#!\/bin\/sh\nset -e\n/);
     expect(postinst).toContain(
-      'if [ -e /boot/System.map-6.12.117+deb13-amd64 ]; then\n      depmod -a -F /boot/System.map-6.12.117+deb13-amd64 6.12.117+deb13-amd64',
+      'if [ -e /boot/System.map-6.12.117+deb13-amd64 ]; then\n' +
+        '      depmod -a -F /boot/System.map-6.12.117+deb13-amd64 6.12.117+deb13-amd64',
     );
     expect(postinst).not.toMatch(/depmod -a\s*(\|\||$)/m);
     await execa('sh', ['-n', join(dir, 'control', 'postinst')]);

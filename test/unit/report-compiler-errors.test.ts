@@ -36,7 +36,8 @@ describe('compilerDiagnostics on real gcc 12 / gcc 14 make.logs', () => {
       const all = compilerDiagnostics(fixture(`${gcc}-hdr`), dkms('kf_hdr', '2.0'));
       expect(all.map(formatDiagnostic)).toEqual([
         "include/kf_hdr.h:5:16: 'undefined_in_header' undeclared (first use in this function)",
-        `kf_hdr.c:14:9: implicit declaration of function 'setup_timer'; did you mean 'del_timer'? [${gcc === 'gcc12' ? '-Werror=' : '-W'}implicit-function-declaration]`,
+        "kf_hdr.c:14:9: implicit declaration of function 'setup_timer'; did you mean 'del_timer'? " +
+          `[${gcc === 'gcc12' ? '-Werror=' : '-W'}implicit-function-declaration]`,
         'include/kf_hdr.h:6:1: control reaches end of non-void function [-Werror=return-type]',
       ]);
       expect(all.some((d) => d.message.includes('unused variable'))).toBe(false);
@@ -134,7 +135,8 @@ describe('compilerDiagnostics: other shapes', () => {
     const log = [
       "make[2]: *** No rule to make target 'x.o'.  Stop.",
       "gcc-12: error: unrecognized command-line option '-mfoo'",
-      "ld: /var/lib/dkms/m/1/build/b.o:(.bss+0x0): multiple definition of `shared'; /var/lib/dkms/m/1/build/a.o:(.bss+0x0): first defined here",
+      "ld: /var/lib/dkms/m/1/build/b.o:(.bss+0x0): multiple definition of `shared'; " +
+        '/var/lib/dkms/m/1/build/a.o:(.bss+0x0): first defined here',
       'ld.lld: error: undefined symbol: bar',
       "FATAL: modpost: GPL-incompatible module m.ko uses GPL-only symbol 'x'",
       'WARNING: modpost: "baz" [/var/lib/dkms/m/1/build/m.ko] undefined!',

@@ -78,10 +78,16 @@ describe('githubAnnotations', () => {
     ]);
     const lines = githubAnnotations(report(targets), diagnostics, { sourcePrefix: 'drivers/kf' });
     expect(lines).toEqual([
-      '::error title=kfarm%3A fails on 4 kernels%3A 6.12.90+deb13-amd64%2C 6.12.91+deb13-amd64%2C 6.12.92+deb13-amd64%2C 6.1.0-56-amd64::modpost: "kf_no_such_function" [/var/lib/dkms/kf/1.0/build/kf.ko] undefined!',
-      "::error file=drivers/kf/kf_broken.c,line=7,col=19,title=kfarm%3A fails on 3 kernels%3A 6.12.90+deb13-amd64%2C 6.12.91+deb13-amd64%2C 6.12.92+deb13-amd64::'x' undeclared (first use in this function)",
-      '::error file=drivers/kf/kf_broken.c,line=9,col=19,title=kfarm%3A fails on 1 kernel%3A 6.12.92+deb13-amd64::expected \';\', got "100%25"',
-      "::error title=kfarm%3A fails on 1 kernel%3A 6.1.0-56-amd64::/usr/src/linux-headers-6.1.0-56-common/include/linux/types.h:179:8: redefinition of 'struct list_head'",
+      '::error title=kfarm%3A fails on 4 kernels%3A ' +
+        '6.12.90+deb13-amd64%2C 6.12.91+deb13-amd64%2C 6.12.92+deb13-amd64%2C 6.1.0-56-amd64' +
+        '::modpost: "kf_no_such_function" [/var/lib/dkms/kf/1.0/build/kf.ko] undefined!',
+      '::error file=drivers/kf/kf_broken.c,line=7,col=19,title=kfarm%3A fails on 3 kernels%3A ' +
+        '6.12.90+deb13-amd64%2C 6.12.91+deb13-amd64%2C 6.12.92+deb13-amd64' +
+        "::'x' undeclared (first use in this function)",
+      '::error file=drivers/kf/kf_broken.c,line=9,col=19,title=kfarm%3A fails on 1 kernel%3A 6.12.92+deb13-amd64' +
+        '::expected \';\', got "100%25"',
+      '::error title=kfarm%3A fails on 1 kernel%3A 6.1.0-56-amd64' +
+        "::/usr/src/linux-headers-6.1.0-56-common/include/linux/types.h:179:8: redefinition of 'struct list_head'",
       '::error title=kfarm%3A timeout on 1 kernel%3A 6.1.0-55-amd64::build exceeded 1800 s',
     ]);
   });
@@ -107,7 +113,8 @@ describe('githubAnnotations', () => {
       { sourcePrefix: '' },
     );
     expect(lines).toEqual([
-      "::error file=kf.c,line=14,col=9,title=kfarm%3A fails on 2 kernels%3A 6.1.0-56-amd64%2C 6.12.117+deb13-amd64::implicit declaration of function 'f'",
+      '::error file=kf.c,line=14,col=9,title=kfarm%3A fails on 2 kernels%3A 6.1.0-56-amd64%2C 6.12.117+deb13-amd64' +
+        "::implicit declaration of function 'f'",
     ]);
   });
 
@@ -120,7 +127,8 @@ describe('githubAnnotations', () => {
     });
     expect(lines).toHaveLength(MAX_ANNOTATIONS);
     expect(lines[0]).toBe(
-      '::error file=src/kf.c,line=1,title=kfarm%3A fails on 6 kernels%3A 6.12.90+deb13-amd64%2C 6.12.91+deb13-amd64%2C 6.12.92+deb13-amd64 and 3 more::e0',
+      '::error file=src/kf.c,line=1,title=kfarm%3A fails on 6 kernels%3A ' +
+        '6.12.90+deb13-amd64%2C 6.12.91+deb13-amd64%2C 6.12.92+deb13-amd64 and 3 more::e0',
     );
     expect(lines[49]).toContain('::e49');
   });

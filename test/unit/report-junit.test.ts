@@ -168,7 +168,8 @@ describe('renderJunit', () => {
     const failure = failed.children[0]!;
     expect(failure.attrs).toEqual({ message: 'kf.c:7:19: \'x\' undeclared <first use> & "more"', type: 'failed' });
     expect(failure.text).toBe(
-      `kf.c:7:19: error: 'x' undeclared <first use> & "more"\nmake exited 2 (bad return status for module build on kernel 6.12.117+deb13-amd64 (x86_64))`,
+      `kf.c:7:19: error: 'x' undeclared <first use> & "more"\n` +
+        'make exited 2 (bad return status for module build on kernel 6.12.117+deb13-amd64 (x86_64))',
     );
     const out = failed.children[1]!.text.split('\n');
     expect(out).toHaveLength(100);

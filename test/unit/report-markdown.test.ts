@@ -37,8 +37,10 @@ describe('renderSummary', () => {
     expect(lines[0]).toBe('## kf 1.0: 13 kernels — 1 built, 12 failed');
     const failures = lines.slice(lines.indexOf('### Failures') + 1).filter((l) => l.startsWith('- '));
     expect(failures).toEqual([
-      "- `kf.c:7:19: 'x' undeclared (first use in this function)` on debian/trixie/6.12.90+deb13-amd64, debian/trixie/6.12.91+deb13-amd64, debian/trixie/6.12.92+deb13-amd64 and 6 more",
-      "- `kf.c:14:9: implicit declaration of function 'setup_timer'` on debian/bookworm/6.12.99+deb13-amd64, debian/trixie/6.12.100+deb13-amd64, debian/trixie/6.12.101+deb13-amd64",
+      "- `kf.c:7:19: 'x' undeclared (first use in this function)` on " +
+        'debian/trixie/6.12.90+deb13-amd64, debian/trixie/6.12.91+deb13-amd64, debian/trixie/6.12.92+deb13-amd64 and 6 more',
+      "- `kf.c:14:9: implicit declaration of function 'setup_timer'` on " +
+        'debian/bookworm/6.12.99+deb13-amd64, debian/trixie/6.12.100+deb13-amd64, debian/trixie/6.12.101+deb13-amd64',
     ]);
   });
 
@@ -58,7 +60,8 @@ describe('renderSummary', () => {
     const md = renderSummary(report(targets, { notRun: ['debian/forky/6.17.1-amd64'], partial: true }));
     const lines = md.split('\n');
     expect(lines[0]).toBe(
-      '## kf 1.0: 8 kernels — 1 built, 1 cached, 1 skipped, 1 expected-failure, 1 failed, 1 timeout, 1 oom, 1 not run (interrupted: partial)',
+      '## kf 1.0: 8 kernels — 1 built, 1 cached, 1 skipped, 1 expected-failure, 1 failed, 1 timeout, 1 oom, ' +
+        '1 not run (interrupted: partial)',
     );
     expect(lines.slice(2, 12)).toEqual([
       '| Kernel | Release | Status | Duration | Note |',
@@ -95,7 +98,8 @@ describe('renderSummary', () => {
     expect(groups).toHaveLength(1);
     expect(groups[0]!.label).toBe('make exited 2 (bad return status for module build on kernel <kernel> (x86_64))');
     expect(renderSummary(report(targets))).toContain(
-      '- make exited 2 (bad return status for module build on kernel \\<kernel\\> (x86\\_64)) on debian/trixie/6.12.90+deb13-amd64, debian/trixie/6.12.91+deb13-amd64, debian/trixie/6.12.92+deb13-amd64 and 2 more',
+      '- make exited 2 (bad return status for module build on kernel \\<kernel\\> (x86\\_64)) on ' +
+        'debian/trixie/6.12.90+deb13-amd64, debian/trixie/6.12.91+deb13-amd64, debian/trixie/6.12.92+deb13-amd64 and 2 more',
     );
   });
 

@@ -3,7 +3,6 @@ import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeF
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { TargetResult } from '../../src/model/result.js';
 import type { FarmReport } from '../../src/model/report.js';
 import { writeReports } from '../../src/report/write-reports.js';
 import { readCapped, tailFile } from '../../src/util/read-file.js';
@@ -64,7 +63,8 @@ describe('writeReports', () => {
 
     const summary = readFileSync(written.summary, 'utf8');
     expect(summary).toContain(
-      "- `kf_broken.c:7:19: 'this_symbol_does_not_exist' undeclared (first use in this function)` on debian/bookworm/6.1.0-56-amd64, debian/trixie/6.12.117+deb13-amd64\n",
+      "- `kf_broken.c:7:19: 'this_symbol_does_not_exist' undeclared (first use in this function)` on " +
+        'debian/bookworm/6.1.0-56-amd64, debian/trixie/6.12.117+deb13-amd64\n',
     );
 
     expect(written.diagnostics.get('debian/bookworm/6.1.0-56-amd64')).toEqual([
@@ -77,7 +77,9 @@ describe('writeReports', () => {
     ]);
     expect(written.diagnostics.has('debian/bookworm/6.1.0-55-amd64')).toBe(false);
     expect(written.annotations[0]).toBe(
-      "::error file=test/fixtures/broken/kf_broken.c,line=7,col=19,title=kfarm%3A fails on 2 kernels%3A 6.1.0-56-amd64%2C 6.12.117+deb13-amd64::'this_symbol_does_not_exist' undeclared (first use in this function)",
+      '::error file=test/fixtures/broken/kf_broken.c,line=7,col=19,' +
+        'title=kfarm%3A fails on 2 kernels%3A 6.1.0-56-amd64%2C 6.12.117+deb13-amd64' +
+        "::'this_symbol_does_not_exist' undeclared (first use in this function)",
     );
     expect(printed).toEqual([]);
   });
@@ -97,7 +99,9 @@ describe('writeReports', () => {
     expect(readFileSync(stepSummary, 'utf8')).toBe(`# earlier step\n${summary}\n`);
     expect(printed.join('')).toBe(written.annotations.map((a) => `${a}\n`).join(''));
     expect(written.annotations).toEqual([
-      "::error file=test/fixtures/broken/kf_broken.c,line=7,col=19,title=kfarm%3A fails on 2 kernels%3A 6.1.0-56-amd64%2C 6.12.117+deb13-amd64::'this_symbol_does_not_exist' undeclared (first use in this function)",
+      '::error file=test/fixtures/broken/kf_broken.c,line=7,col=19,' +
+        'title=kfarm%3A fails on 2 kernels%3A 6.1.0-56-amd64%2C 6.12.117+deb13-amd64' +
+        "::'this_symbol_does_not_exist' undeclared (first use in this function)",
       '::error title=kfarm%3A fails on 1 kernel%3A 6.1.0-55-amd64::hostile log path',
     ]);
   });

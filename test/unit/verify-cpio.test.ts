@@ -124,7 +124,8 @@ describe('initramfs', () => {
     expect(Buffer.from(busybox).equals(await readFile('/bin/busybox'))).toBe(true);
     const init = (await execa('bsdtar', ['-xOf', archive, 'init'])).stdout;
     expect(init).toContain(
-      `load mc kernel /lib/modules/kfarm/kernel/mc.ko || return 1\n  load kf_beta package /lib/modules/kfarm/package/kf_beta.ko level=3 'whom="a b"' || return 1`,
+      'load mc kernel /lib/modules/kfarm/kernel/mc.ko || return 1\n' +
+        `  load kf_beta package /lib/modules/kfarm/package/kf_beta.ko level=3 'whom="a b"' || return 1`,
     );
     expect(init).toContain('say "KFARM: plan mc kf_beta"');
     expect(init).toContain('say "KFARM: missing-dependency kf_beta nowhere"');

@@ -6,12 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import {
-  kernelsFromPackages,
-  parsePackages,
-  type KernelImage,
-  type ReleaseIndex,
-} from '../../src/plan/debian-index.js';
+import { kernelsFromPackages, parsePackages, type KernelImage } from '../../src/plan/debian-index.js';
 import { downloadVerified } from '../../src/verify/download.js';
 import { findKernelImage, pickImage } from '../../src/verify/kernel-image.js';
 import { KernelStore, type KernelEvent } from '../../src/verify/kernel-store.js';
@@ -157,7 +152,8 @@ describe('findKernelImage against a local archive', () => {
     await expect(findKernelImage('bookworm', '6.1.0-99-amd64', options())).rejects.toMatchObject({
       code: 'KFARM_TARGET_UNKNOWN',
       message:
-        'no linux-image-6.1.0-99-amd64 or linux-image-6.1.0-99-amd64-unsigned in bookworm, bookworm-updates, bookworm-security, bookworm-backports: cannot boot bookworm/6.1.0-99-amd64',
+        'no linux-image-6.1.0-99-amd64 or linux-image-6.1.0-99-amd64-unsigned in ' +
+        'bookworm, bookworm-updates, bookworm-security, bookworm-backports: cannot boot bookworm/6.1.0-99-amd64',
     });
   });
 });
@@ -209,7 +205,8 @@ async function fakeImageDeb(kernel: string, layout: 'lib' | 'usr/lib', compress:
   await mkdir(join(modules, 'drivers/media'), { recursive: true });
   await writeFile(
     join(root, 'DEBIAN/control'),
-    `Package: linux-image-${kernel}\nVersion: 1.0-1\nArchitecture: amd64\nMaintainer: kfarm tests <t@example.org>\nDescription: test kernel\n`,
+    `Package: linux-image-${kernel}\nVersion: 1.0-1\nArchitecture: amd64\n` +
+      'Maintainer: kfarm tests <t@example.org>\nDescription: test kernel\n',
   );
   await writeFile(join(root, 'boot', `vmlinuz-${kernel}`), 'not really a kernel');
   await fakeModule(join(modules, 'drivers/media/mc.ko'), 'mc', '');

@@ -41,7 +41,8 @@ describe('accelerator', () => {
   it('builds the command line: serial console on stdio, no devices, no reboot, host CPU only with KVM', () => {
     const args = qemuArgs(base);
     expect(args.join(' ')).toBe(
-      '-accel tcg -m 512 -smp 1 -nodefaults -no-user-config -display none -serial stdio -no-reboot -kernel /boot/vmlinuz -initrd /tmp/initrd.cpio.gz -append console=ttyS0 panic=-1',
+      '-accel tcg -m 512 -smp 1 -nodefaults -no-user-config -display none -serial stdio -no-reboot ' +
+        '-kernel /boot/vmlinuz -initrd /tmp/initrd.cpio.gz -append console=ttyS0 panic=-1',
     );
     expect(qemuArgs({ ...base, accel: 'kvm', memoryMb: 1024 }).join(' ')).toMatch(/^-accel kvm -cpu host -m 1024 /);
   });
@@ -50,7 +51,8 @@ describe('accelerator', () => {
 describe('bootKernel', () => {
   it('captures the console until QEMU exits', async () => {
     const qemu = await fakeQemu(
-      `printf 'SeaBIOS\\r\\n\\033[2JKFARM: init 6.1.0-56-amd64\\r\\nKFARM: plan a\\r\\nKFARM: loaded a package (OE)\\r\\nKFARM: done\\r\\n'`,
+      `printf 'SeaBIOS\\r\\n\\033[2JKFARM: init 6.1.0-56-amd64\\r\\nKFARM: plan a\\r\\n` +
+        `KFARM: loaded a package (OE)\\r\\nKFARM: done\\r\\n'`,
     );
     const outcome = await bootKernel({ ...base, qemu });
     expect(outcome).toMatchObject({
@@ -63,7 +65,8 @@ describe('bootKernel', () => {
 
   it('kills a guest that outlives the time limit: timeout, with the console so far', async () => {
     const qemu = await fakeQemu(
-      `echo '[    0.000000] Linux version 6.1.0-56-amd64'; echo 'KFARM: init 6.1.0-56-amd64'; echo 'KFARM: insmod kf_hang package'; exec sleep 30`,
+      "echo '[    0.000000] Linux version 6.1.0-56-amd64'; echo 'KFARM: init 6.1.0-56-amd64'; " +
+        "echo 'KFARM: insmod kf_hang package'; exec sleep 30",
     );
     const started = Date.now();
     const outcome = await bootKernel({ ...base, qemu, timeoutMs: 500 });
