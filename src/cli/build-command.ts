@@ -30,6 +30,11 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
     .option('-j, --jobs <n>', 'builds at a time (default: CPU count)', positiveInt('--jobs'))
     .option('--timeout <seconds>', 'per-target build timeout', positiveInt('--timeout'), 1800)
     .option('--memory <size>', 'memory limit of each build container, e.g. 2g', byteSize('--memory'))
+    .option(
+      '--disk <size>',
+      'what a build may write per in-memory mount (build dir, /tmp, /kfarm), default 2g',
+      byteSize('--disk'),
+    )
     .option('--fail-fast', 'stop scheduling builds after the first failure')
     .option('--no-cache', 'build every target even when an identical build is cached')
     .option('--cache-dir <dir>', 'cache directory (default: $KFARM_CACHE_DIR or ~/.cache/kfarm)')
@@ -117,6 +122,7 @@ function pipelineOptions(
       ...(opts.jobs ? { jobs: opts.jobs } : {}),
       timeoutMs: opts.timeout * 1000,
       ...(opts.memory ? { memoryBytes: opts.memory } : {}),
+      ...(opts.disk ? { diskBytes: opts.disk } : {}),
       ...(opts.failFast ? { failFast: true } : {}),
       cache: opts.cache && cacheDir ? { dir: cacheDir } : false,
       logDir: cacheDir ? join(cacheDir, 'logs') : join(tmpdir(), 'kfarm-logs'),
@@ -171,6 +177,7 @@ interface BuildOpts {
   jobs?: number;
   timeout: number;
   memory?: number;
+  disk?: number;
   failFast?: boolean;
   cache: boolean;
   cacheDir?: string;

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { ExitCode, KfarmError, errorText } from '../model/errors.js';
 import { packageDir } from '../util/paths.js';
+import { printable } from '../util/shell.js';
 import { buildCommand } from './build-command.js';
 import { cacheCommand } from './cache-command.js';
 import { packageCommand } from './package-command.js';
@@ -96,7 +97,8 @@ function reportError(error: unknown, verbose: boolean): number {
     return shown.includes(error.code) ? ExitCode.ok : ExitCode.usage;
   }
   if (error instanceof KfarmError) {
-    process.stderr.write(`kfarm: ${error.message}\n`);
+    // Messages may quote a build's words (a dkms.conf's stderr): one printable line, whatever they hold.
+    process.stderr.write(`kfarm: ${printable(error.message)}\n`);
     if (verbose && error.cause !== undefined) process.stderr.write(`${describeCause(error.cause)}\n`);
     return error.exitCode;
   }

@@ -43,6 +43,8 @@ export interface EvaluateInput extends DkmsKernel {
   confLabel: string;
   /** The source tree where the runner sees it (dkms.conf is evaluated with it as the working directory). */
   sourceDir: string;
+  /** How long sourcing may take (default EVALUATION_TIMEOUT_MS). */
+  timeoutMs?: number;
   signal?: AbortSignal;
 }
 
@@ -62,7 +64,8 @@ export async function evaluateDkmsConf(run: ScriptRunner, input: EvaluateInput):
   const stdout = new BoundedBuffer(16 * 1024 * 1024, 'dkms.conf evaluation printed more than 16 MiB');
   const stderr = new TextTail();
   const script = (await runtimeScripts()).evalConf;
-  const limit = AbortSignal.timeout(EVALUATION_TIMEOUT_MS);
+  const timeoutMs = input.timeoutMs ?? EVALUATION_TIMEOUT_MS;
+  const limit = AbortSignal.timeout(timeoutMs);
   const signal = input.signal ? AbortSignal.any([input.signal, limit]) : limit;
   const code = await run(script, [`${input.sourceDir}/dkms.conf`], {
     env,
@@ -72,7 +75,7 @@ export async function evaluateDkmsConf(run: ScriptRunner, input: EvaluateInput):
     signal,
   }).catch((error: unknown) => {
     if (!limit.aborted || input.signal?.aborted) throw error;
-    const seconds = EVALUATION_TIMEOUT_MS / 1000;
+    const seconds = Math.round(timeoutMs / 1000);
     throw new KfarmError(
       'KFARM_CONFIG_INVALID',
       `${input.confLabel}: sourcing it did not finish within ${seconds} s (an endless loop?)`,

@@ -78,8 +78,10 @@ export class DockerContainer implements EngineContainer {
     const sink = new PassThrough();
     sink.on('data', (chunk: Buffer) => collected.push(chunk));
     const read = 'cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null';
-    // The check itself killed (137): the container's memory is full, which says all there is to say.
-    if ((await this.exec(['sh', '-c', read], { stdout: sink })) === 137) return 1;
+    // The check itself killed (137) or not even started (126: runc's "possibly OOM-killed"): the container's
+    // memory is full (files in its in-memory mounts stay charged to it), which says all there is to say.
+    const code = await this.exec(['sh', '-c', read], { stdout: sink });
+    if (code === 137 || code === 126) return 1;
     const match = /^oom_kill (\d+)$/m.exec(Buffer.concat(collected).toString());
     const state = (await this.#call('inspect', (abortSignal) => this.handle.inspect({ abortSignal }))).State;
     return Math.max(Number(match?.[1] ?? 0), state?.OOMKilled ? 1 : 0);

@@ -3,7 +3,7 @@ import { create as createTar } from 'tar';
 import { DKMS_TREE } from '../dkms/paths.js';
 import type { ScriptRunner } from '../dkms/evaluate.js';
 import { Label, type Engine, type EngineContainer } from '../engine/index.js';
-import { KfarmError } from '../model/errors.js';
+import { KfarmError, errorText } from '../model/errors.js';
 import type { Target } from '../model/result.js';
 import { runtimeScripts } from '../dkms/runtime.js';
 import { outputLimits } from '../model/limits.js';
@@ -112,10 +112,22 @@ export async function copyResultsOut(
     const cut = /^kfarm-cut (\d+)$/m.exec(stderr.text())?.[1];
     return cut === undefined ? collected : { ...collected, logCutBytes: collected.logCutBytes + Number(cut) };
   } catch (error) {
+    // A stream cut short because tar died (killed when the container's memory is full) is tar's failure, not
+    // a hostile archive: tell them apart by tar's exit, which comes at once when the stream ended with it.
+    const code = await Promise.race([exec.catch(() => undefined), delay(3_000)]);
     stop.abort();
     await exec.catch(() => undefined);
+    if (typeof code === 'number' && code !== 0 && !/ rejected: /.test(errorText(error))) {
+      throw new KfarmError('KFARM_ENGINE_ERROR', `reading the build's results failed (tar exited ${code})`, {
+        cause: error,
+      });
+    }
     throw error;
   }
+}
+
+function delay(ms: number): Promise<undefined> {
+  return new Promise((resolve) => setTimeout(() => resolve(undefined), ms).unref());
 }
 
 /** How full each writable mount is, as `<mount> <used KiB> <size KiB>`; a mount that is full explains a failure. */

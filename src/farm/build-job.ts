@@ -1,4 +1,6 @@
 import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { kernelModuleProblem } from '../dkms/elf.js';
 import { dkmsVariables, evaluateDkmsConf } from '../dkms/evaluate.js';
 import type { DkmsPlan } from '../dkms/plan.js';
 import { planScript } from '../dkms/plan-script.js';
@@ -7,6 +9,7 @@ import type { Engine, EngineContainer } from '../engine/index.js';
 import { isKfarmError } from '../model/errors.js';
 import type { Phase } from '../model/events.js';
 import type { Target, TargetResult, TargetStatus } from '../model/result.js';
+import { readHead } from '../util/read-file.js';
 import { TextTail } from '../util/text-tail.js';
 import {
   CONTAINER_SOURCE,
@@ -111,6 +114,9 @@ export class BuildJob {
       kernel: this.target.kernel,
       arch: this.target.arch,
       parallelJobs: this.context.settings.parallelJobs,
+      ...(this.context.settings.evaluationTimeoutMs === undefined
+        ? {}
+        : { timeoutMs: this.context.settings.evaluationTimeoutMs }),
       signal: this.#signal,
     });
     return this.#plan;
@@ -186,7 +192,9 @@ export class BuildJob {
       ? { log: 'log/make.log', ...(collected.logCutBytes > 0 ? { logCutBytes: collected.logCutBytes } : {}) }
       : {};
     if (compiled.code === 0) {
-      const artifacts = compiled.collected.modules.sort().map((name) => `module/${name}`);
+      const artifacts = collected.modules.sort().map((name) => `module/${name}`);
+      const notModule = await this.#notAModule(artifacts);
+      if (notModule) return this.#outcome('failed', { error: notModule, makeCommand: plan.buildCommand, ...log });
       return this.#outcome('built', { artifacts, makeCommand: plan.buildCommand, ...log });
     }
     const { memoryBytes, diskBytes } = this.context.settings.limits;
@@ -220,6 +228,18 @@ export class BuildJob {
       return this.#outcome('failed', { error: error.message });
     }
     throw error;
+  }
+
+  /** A `.ko` that is not a kernel module for the target's machine fails the target (and is not kept). */
+  async #notAModule(artifacts: string[]): Promise<string | undefined> {
+    for (const artifact of artifacts) {
+      const head = await readHead(join(this.context.stageDir, artifact), 64);
+      const problem = kernelModuleProblem(head, this.target.arch);
+      if (!problem) continue;
+      await this.#emptyStage();
+      return `not a kernel module: ${artifact} is ${problem}`;
+    }
+    return undefined;
   }
 
   async #emptyStage(): Promise<void> {

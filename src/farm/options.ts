@@ -19,6 +19,8 @@ export interface FarmOptions {
   imageJobs?: number;
   /** Per-target limit (default 30 min); waiting for a build slot does not count. */
   timeoutMs?: number;
+  /** How long sourcing dkms.conf may take (default 60 s); longer is the user's error (an endless loop), exit 2. */
+  evaluationTimeoutMs?: number;
   /** Memory limit of each build container (default 4 GiB); exceeding it is status `oom`. */
   memoryBytes?: number;
   /**
@@ -51,6 +53,7 @@ export interface FarmSettings {
   parallelJobs: number;
   imageJobs: number;
   timeoutMs: number;
+  evaluationTimeoutMs?: number;
   limits: { memoryBytes: number; diskBytes: number; pids: number; cpus: number };
   knownFailing: readonly KnownFailing[];
   failFast: boolean;
@@ -75,6 +78,7 @@ export function farmSettings(options: FarmOptions): FarmSettings {
     parallelJobs: cores,
     imageJobs: options.imageJobs ?? 3,
     timeoutMs: options.timeoutMs ?? 30 * 60_000,
+    ...(options.evaluationTimeoutMs === undefined ? {} : { evaluationTimeoutMs: options.evaluationTimeoutMs }),
     limits: {
       memoryBytes: options.memoryBytes ?? 4 * 1024 ** 3,
       diskBytes: options.diskBytes ?? 2 * 1024 ** 3,

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path';
 import { KfarmError } from '../model/errors.js';
 import { kernelTreeDir } from '../dkms/paths.js';
 import type { Target, TargetResult } from '../model/result.js';
-import { writingTo } from '../util/output-errors.js';
+import { makeDirs, writingTo } from '../util/output-errors.js';
 import { inside } from '../util/paths.js';
 import { claimDir, sweepStaleDirs } from '../util/stale-dirs.js';
 import type { TargetOutcome } from './results.js';
@@ -33,7 +33,7 @@ export class Staging {
     const outExisted = await checkOutDir(out);
     const dir = join(out, `.kfarm-tmp-${session}`);
     await writingTo(out, async () => {
-      await mkdir(dir, { recursive: true });
+      await makeDirs(dir);
       await claimDir(dir);
     });
     await sweepStaleDirs(out);

@@ -1,8 +1,10 @@
+import { join } from 'node:path';
 import type { ImageEvents } from '../model/events.js';
 import { Label, type Engine } from '../engine/index.js';
 import type { SuiteSource } from '../plan/debian-releases.js';
 import { bootstrapImage } from './bootstrap.js';
 import { commitLayer, prepareLogPath } from './prepare.js';
+import { withLock } from '../util/lock.js';
 import { loadRecipe, type Recipe } from './recipe.js';
 
 /** What a headers image must hold; discovery supplies it. */
@@ -19,6 +21,8 @@ export interface HeadersSpec {
 export interface ImageStoreOptions {
   /** Preparation logs, one per image; kept (under the cache dir) so a failure's log can be read afterwards. */
   logDir: string;
+  /** Where the locks that keep two kfarm processes from preparing the same image live. Default: `<logDir>/../locks`. */
+  lockDir?: string;
   sources: (release: string) => SuiteSource[];
   events?: ImageEvents;
 }
@@ -59,7 +63,7 @@ export class ImageStore {
       const labels = headersLabels(spec, recipe);
       if (await this.holds(ref, labels)) return ref;
       const base = await this.base(spec.release, signal);
-      await this.#prepare(ref, `headers ${spec.headersPackage} ${spec.headersVersion}`, () =>
+      await this.#prepare(ref, labels, `headers ${spec.headersPackage} ${spec.headersVersion}`, signal, () =>
         commitLayer(this.engine, {
           base,
           ref,
@@ -86,7 +90,7 @@ export class ImageStore {
         [Label.recipe]: recipe.hash,
       };
       if (await this.holds(ref, labels)) return ref;
-      await this.#prepare(ref, `base image for debian/${release}`, () =>
+      await this.#prepare(ref, labels, `base image for debian/${release}`, signal, () =>
         bootstrapImage(this.engine, {
           release,
           ref,
@@ -117,10 +121,28 @@ export class ImageStore {
     return promise;
   }
 
-  async #prepare(ref: string, what: string, work: () => Promise<void>): Promise<void> {
+  /**
+   * Prepares an image under a lock shared with other kfarm processes; one that finds the image made by
+   * another while it waited uses it.
+   */
+  async #prepare(
+    ref: string,
+    labels: Record<string, string>,
+    what: string,
+    signal: AbortSignal | undefined,
+    work: () => Promise<void>,
+  ): Promise<void> {
     const started = Date.now();
     this.options.events?.onPrepare?.(ref, what);
-    await work();
+    const locks = this.options.lockDir ?? join(this.options.logDir, '..', 'locks');
+    await withLock(
+      locks,
+      ref,
+      async () => {
+        if (!(await this.holds(ref, labels))) await work();
+      },
+      signal,
+    );
     this.options.events?.onReady?.(ref, Date.now() - started, false);
   }
 }

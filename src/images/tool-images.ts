@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
+import { join } from 'node:path';
 import type { ImageEvents } from '../model/events.js';
 import { Label, type Engine } from '../engine/index.js';
 import type { ImageStore } from './image-store.js';
+import { withLock } from '../util/lock.js';
 import { commitLayer, prepareLogPath } from './prepare.js';
 
 /**
@@ -67,16 +69,26 @@ export class ToolImages {
     const base = await this.images.base(release, signal);
     const started = Date.now();
     this.options.events?.onPrepare?.(ref, `${kind} tools for debian/${release}`);
-    await commitLayer(this.engine, {
-      base,
+    const logDir = this.options.logDir ?? this.images.options.logDir;
+    // Under the same cross-process lock as the builder images: a second process waits, then finds it made.
+    await withLock(
+      join(logDir, '..', 'locks'),
       ref,
-      script: installScript,
-      args: [...toolPackages[kind]],
-      labels,
-      logPath: prepareLogPath(this.options.logDir ?? this.images.options.logDir, ref),
-      what: `apt-get install ${toolPackages[kind].join(' ')}`,
-      ...(signal ? { signal } : {}),
-    });
+      async () => {
+        if (await this.images.holds(ref, labels)) return;
+        await commitLayer(this.engine, {
+          base,
+          ref,
+          script: installScript,
+          args: [...toolPackages[kind]],
+          labels,
+          logPath: prepareLogPath(logDir, ref),
+          what: `apt-get install ${toolPackages[kind].join(' ')}`,
+          ...(signal ? { signal } : {}),
+        });
+      },
+      signal,
+    );
     this.options.events?.onReady?.(ref, Date.now() - started, false);
     return ref;
   }

@@ -1,11 +1,12 @@
-import { constants } from 'node:fs';
-import { open, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { kernelModuleProblem } from '../dkms/elf.js';
 import { parseModinfo } from '../dkms/modinfo.js';
 import { KfarmError, errorText } from '../model/errors.js';
 import { outputLimits } from '../model/limits.js';
 import type { FarmReport } from '../model/report.js';
 import type { TargetResult } from '../model/result.js';
+import { readRegularFile } from '../util/read-file.js';
 import type { KernelBuild } from './types.js';
 
 const SAFE_KERNEL = /^[0-9][A-Za-z0-9.+~_-]*$/;
@@ -51,10 +52,18 @@ async function readModuleDir(moduleDir: string, build: KernelBuild): Promise<voi
   });
   for (const name of names.sort()) {
     const path = join(moduleDir, name);
-    if (name === 'Module.symvers') build.symvers = await readRegular(path, outputLimits.symversBytes);
-    else if (KO_NAME.test(name)) build.modules.push({ name, data: await readRegular(path, outputLimits.moduleBytes) });
+    if (name === 'Module.symvers') build.symvers = await readRegularFile(path, outputLimits.symversBytes);
+    else if (KO_NAME.test(name)) build.modules.push({ name, data: await readModule(path, build.arch) });
     else throw new KfarmError('KFARM_OUTPUT_UNSAFE', `${path}: not a file kfarm puts in the DKMS tree`);
   }
+}
+
+/** A `.ko` of the DKMS tree, refused unless it is a kernel module for the target's machine. */
+async function readModule(path: string, arch: string): Promise<Buffer> {
+  const data = await readRegularFile(path, outputLimits.moduleBytes);
+  const problem = kernelModuleProblem(data, arch);
+  if (problem) throw new KfarmError('KFARM_OUTPUT_UNSAFE', `${path}: not a kernel module (${problem})`);
+  return data;
 }
 
 function checkListed(moduleDir: string, target: TargetResult, build: KernelBuild): void {
@@ -75,7 +84,7 @@ function addModinfo(build: KernelBuild, elf: Buffer): void {
   try {
     info = parseModinfo(elf);
   } catch {
-    return; // Not an ELF module we can read: packaged as is, without license/description.
+    return; // A module without a readable .modinfo: packaged without license and description.
   }
   const add = (list: string[], values: string[] | undefined) => {
     for (const v of values ?? []) if (!list.includes(v)) list.push(v);
@@ -83,26 +92,4 @@ function addModinfo(build: KernelBuild, elf: Buffer): void {
   add(build.licenses, info.get('license'));
   add(build.descriptions, info.get('description'));
   add(build.authors, info.get('author'));
-}
-
-async function readRegular(path: string, limit: number): Promise<Buffer> {
-  let handle;
-  try {
-    handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
-  } catch (error) {
-    throw new KfarmError(
-      'KFARM_OUTPUT_UNSAFE',
-      `${path}: cannot open it as a regular file (${(error as NodeJS.ErrnoException).code ?? errorText(error)})`,
-      { cause: error },
-    );
-  }
-  try {
-    const info = await handle.stat();
-    if (!info.isFile()) throw new KfarmError('KFARM_OUTPUT_UNSAFE', `${path}: not a regular file`);
-    if (info.size > limit)
-      throw new KfarmError('KFARM_OUTPUT_UNSAFE', `${path}: ${info.size} bytes, over the ${limit}-byte limit`);
-    return await handle.readFile();
-  } finally {
-    await handle.close();
-  }
 }

@@ -110,6 +110,7 @@ function parseFlavours(
   release: string,
   fail: (node: Node | null | undefined, message: string) => never,
 ): string[] {
+  // One flavour may be written as a plain scalar (`flavours: amd64`): it means the list of that one.
   const list = isSeq(node) ? node.items : [node];
   return list.map((item) => {
     const name = isScalar(item) ? String(item.value) : '';
@@ -164,11 +165,12 @@ function parseSelector(
   const value = isScalar(node) ? String(node.value) : '';
   if (value === 'all') return { kind: 'all' };
   if (value === 'latest') return { kind: 'latest', count: 1 };
-  const latest = /^latest:(\d+)$/.exec(value);
-  if (latest && Number(latest[1]) > 0) return { kind: 'latest', count: Number(latest[1]) };
+  const latest = /^latest:(\d{1,4})$/.exec(value);
+  // A release has tens of kernels, never thousands: a bigger N is a typo, not a wish for all of them.
+  if (latest && Number(latest[1]) > 0 && Number(latest[1]) <= 1000) return { kind: 'latest', count: Number(latest[1]) };
   return fail(
     node,
-    `${release}: kernels: expected latest, latest:N, all or a list of kernel releases, got ${JSON.stringify(value)}`,
+    `${release}: kernels: expected latest, latest:N (N from 1 to 1000), all or a list of kernel releases, got ${JSON.stringify(value)}`,
   );
 }
 

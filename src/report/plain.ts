@@ -1,5 +1,6 @@
 import type { FarmEvents } from '../model/events.js';
 import type { TargetResult } from '../model/result.js';
+import { printable } from '../util/shell.js';
 
 /** Timestamped progress lines for logs and CI (no TTY tricks). */
 export function plainProgress(write: (line: string) => void, started = Date.now()): FarmEvents {
@@ -20,6 +21,10 @@ export function plainProgress(write: (line: string) => void, started = Date.now(
 }
 
 export function describeResult(result: TargetResult): string {
+  return printable(describe(result));
+}
+
+function describe(result: TargetResult): string {
   const seconds = `${(result.durationMs / 1000).toFixed(1)} s`;
   switch (result.status) {
     case 'built':

@@ -1,6 +1,7 @@
 import type { FarmEvents, Phase } from '../model/events.js';
 import type { Target, TargetResult, TargetStatus } from '../model/result.js';
 import { formatDiagnostic, stripAnsi } from '../dkms/compiler-errors.js';
+import { printable } from '../util/shell.js';
 import { plainProgress } from './plain.js';
 
 export interface TtyProgressOptions {
@@ -244,7 +245,7 @@ export class TtyProgress implements FarmEvents, Progress {
       : result.status === 'built' || result.status === 'cached'
         ? ''
         : (result.expected ?? result.error ?? '');
-    if (why) line += `  ${stripAnsi(why).replace(/[\r\n]+/g, ' ')}`;
+    if (why) line += `  ${printable(stripAnsi(why).replace(/[\r\n]+/g, ' '))}`;
     return line;
   }
 

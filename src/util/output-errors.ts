@@ -1,3 +1,5 @@
+import { mkdir, stat } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { KfarmError } from '../model/errors.js';
 
 /** Errors that say the place kfarm writes to is unusable (not that kfarm or the input is wrong). */
@@ -27,4 +29,28 @@ export async function writingTo<T>(path: string, write: () => Promise<T>): Promi
   } catch (error) {
     throw outputFailure(path, error);
   }
+}
+
+/**
+ * `mkdir -p` whose failure says why: Node's recursive mkdir reports ENOENT when a parent cannot be made on a
+ * read-only file system, so each missing level is made on its own and its own error is the one thrown.
+ */
+export async function makeDirs(path: string): Promise<void> {
+  const missing: string[] = [];
+  for (let dir = resolve(path); !(await exists(dir)); dir = dirname(dir)) {
+    missing.unshift(dir);
+    if (dir === dirname(dir)) break;
+  }
+  for (const dir of missing) {
+    await mkdir(dir).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
+  }
+}
+
+function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
 }

@@ -1,4 +1,6 @@
+import { constants } from 'node:fs';
 import { open } from 'node:fs/promises';
+import { KfarmError, errorText } from '../model/errors.js';
 
 /** make.log bytes read for diagnostics (the first errors are what matters; a runaway log is cut). */
 export const MAX_LOG_BYTES = 64 * 1024 ** 2;
@@ -61,4 +63,42 @@ export function lastLines(text: string, count: number): string {
     if (index === -1) return body;
   }
   return body.slice(index + 1);
+}
+
+/**
+ * A file that came out of a build, read without following links or blocking (a FIFO): a regular file of at
+ * most `limit` bytes, else KFARM_OUTPUT_UNSAFE naming it.
+ */
+export async function readRegularFile(path: string, limit: number): Promise<Buffer> {
+  let handle;
+  try {
+    handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    throw new KfarmError(
+      'KFARM_OUTPUT_UNSAFE',
+      `${path}: cannot open it as a regular file (${(error as NodeJS.ErrnoException).code ?? errorText(error)})`,
+      { cause: error },
+    );
+  }
+  try {
+    const info = await handle.stat();
+    if (!info.isFile()) throw new KfarmError('KFARM_OUTPUT_UNSAFE', `${path}: not a regular file`);
+    if (info.size > limit)
+      throw new KfarmError('KFARM_OUTPUT_UNSAFE', `${path}: ${info.size} bytes, over the ${limit}-byte limit`);
+    return await handle.readFile();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** The first `bytes` bytes of a file (fewer when it is shorter). */
+export async function readHead(path: string, bytes: number): Promise<Buffer> {
+  const handle = await open(path, 'r');
+  try {
+    const buffer = Buffer.alloc(bytes);
+    const { bytesRead } = await handle.read(buffer, 0, bytes, 0);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
 }

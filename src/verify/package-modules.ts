@@ -1,6 +1,8 @@
-import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { kernelModuleProblem } from '../dkms/elf.js';
 import { parseModinfo } from '../dkms/modinfo.js';
+import { outputLimits } from '../model/limits.js';
+import { readRegularFile } from '../util/read-file.js';
 import { KfarmError } from '../model/errors.js';
 import type { TargetResult } from '../model/result.js';
 import { splitDepends, type PackageModule } from './deps.js';
@@ -20,10 +22,11 @@ export async function readPackageModules(out: string, target: TargetResult): Pro
   const modules: LoadedPackageModule[] = [];
   for (const artifact of target.artifacts.filter((a) => a.endsWith('.ko'))) {
     const path = join(out, artifact);
-    let elf: Buffer;
+    const elf = await readRegularFile(path, outputLimits.moduleBytes);
+    const problem = kernelModuleProblem(elf, target.arch);
+    if (problem) throw new KfarmError('KFARM_OUTPUT_UNSAFE', `${path}: not a kernel module (${problem})`);
     let info: Map<string, string[]>;
     try {
-      elf = await readFile(path);
       info = parseModinfo(elf);
     } catch (error) {
       throw new KfarmError(

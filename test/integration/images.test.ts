@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
@@ -32,10 +33,17 @@ describe('builder images', () => {
       sources: releaseSources,
       events: { onPrepare: (r) => prepared.push(r) },
     });
-    const [a, b] = await Promise.all([first.headers(target), first.headers(target)]);
+    // A second store stands for a second kfarm process: only the lock in the shared directory keeps them apart.
+    const other = new ImageStore(engine, { logDir, sources: releaseSources });
+    const dangling = async () => (await docker.listImages({ filters: { dangling: ['true'] } })).length;
+    const danglingBefore = await dangling();
+    const [a, b, c] = await Promise.all([first.headers(target), first.headers(target), other.headers(target)]);
     expect(a).toBe(ref);
     expect(b).toBe(ref);
+    expect(c).toBe(ref);
     expect(prepared.filter((r) => r === ref)).toHaveLength(1);
+    // Prepared once: a second commit under the same tag would have left the first image dangling.
+    expect(await dangling()).toBe(danglingBefore);
 
     const labels = (await docker.getImage(ref).inspect()).Config.Labels;
     expect(labels).toMatchObject({
@@ -58,6 +66,33 @@ describe('builder images', () => {
     expect(prepared).toEqual([]);
     expect(await kfarmContainers(docker)).toEqual([]);
     await docker.getImage(ref).remove({ force: true });
+  });
+
+  it('a failed preparation names its log, and the log is still there afterwards', async () => {
+    const docker = await requireEngine();
+    const engine = await connectEngine(newSession('images-fail-test'));
+    const logDir = join(await tempOut(), 'logs');
+    const store = new ImageStore(engine, { logDir, sources: releaseSources });
+    const spec = {
+      distro: 'debian' as const,
+      release: 'bookworm',
+      kernel: '0.0.0-0-kfarm-none',
+      headersPackage: 'linux-headers-0.0.0-0-kfarm-none',
+      headersVersion: '0.0.0-0',
+      suite: 'bookworm',
+      backports: false,
+    };
+    const error = await store.headers(spec).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    const log = /\(log: ([^)]+)\)/.exec(error?.message ?? '')?.[1];
+    expect(error?.message).toMatch(/^preparing kfarm\/debian-bookworm:0\.0\.0-0-kfarm-none failed: installing/);
+    expect(log?.startsWith(logDir)).toBe(true);
+    expect(await readFile(log as string, 'utf8')).toMatch(
+      /Unable to locate package linux-headers-0\.0\.0-0-kfarm-none/,
+    );
+    expect(await kfarmContainers(docker)).toEqual([]);
   });
 
   it('the host set-up script is idempotent: a second run installs and starts nothing', async () => {

@@ -41,6 +41,11 @@ describe('matrix files', () => {
     expect(m.knownFailing).toEqual([]);
   });
 
+  it('a single flavour may be a plain scalar: the list of that one', () => {
+    const m = parseMatrix('distro: debian\nreleases:\n  bookworm:\n    flavours: cloud-amd64\n', 'm.yaml');
+    expect(m.releases[0]?.flavours).toEqual(['cloud-amd64']);
+  });
+
   it('parses known-failing entries', () => {
     const m = parseMatrix(
       'distro: debian\nreleases:\n  trixie:\nknown-failing:\n  - kernel: "6.12.*"\n    reason: uses removed foo()\n',
@@ -65,9 +70,14 @@ describe('matrix files', () => {
     [
       'a bad selector',
       'distro: debian\nreleases:\n  bookworm:\n    kernels: newest\n',
-      /^m\.yaml:4: bookworm: kernels: expected latest, latest:N, all or a list of kernel releases, got "newest"$/,
+      /^m\.yaml:4: bookworm: kernels: expected latest, latest:N \(N from 1 to 1000\), all or a list of kernel releases, got "newest"$/,
     ],
     ['latest:0', 'distro: debian\nreleases:\n  bookworm:\n    kernels: latest:0\n', /^m\.yaml:4: /],
+    [
+      'a latest:N too large to mean anything',
+      'distro: debian\nreleases:\n  bookworm:\n    kernels: latest:99999999999999999999\n',
+      /^m\.yaml:4: bookworm: kernels: expected latest, latest:N \(N from 1 to 1000\)/,
+    ],
     [
       'an unknown flavour',
       'distro: debian\nreleases:\n  bookworm:\n    flavours: [amd64, arm64]\n',
