@@ -1,6 +1,9 @@
 import Docker from 'dockerode';
+import { execa } from 'execa';
+import type { Target } from '../../src/model/result.js';
+import { resolveTargets } from '../../src/plan/resolve.js';
 import { fileURLToPath } from 'node:url';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdir, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -33,4 +36,26 @@ export async function kfarmContainers(docker: Docker): Promise<string[]> {
 
 export function tempOut(prefix = 'kfarm-it-'): Promise<string> {
   return mkdtemp(join(tmpdir(), prefix));
+}
+
+/** The target the default matrix picks for `release` (the kernel a user of that release runs today). */
+export async function supportedTarget(release: string): Promise<Target> {
+  const targets = await resolveTargets({ matrix: join(repoRoot, 'matrix/debian-supported.yaml') });
+  const target = targets.find((t) => t.release === release);
+  if (!target) throw new Error(`the default matrix has no ${release} target`);
+  return target;
+}
+
+/** A tmpfs mounted at a new directory (root only); `unmountAll` removes every one mounted so far. */
+const mounted: string[] = [];
+export async function tmpfsMount(options: string): Promise<string> {
+  const dir = join(await tempOut(), 'mnt');
+  await mkdir(dir);
+  await execa('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', dir]);
+  mounted.push(dir);
+  return dir;
+}
+
+export async function unmountAll(): Promise<void> {
+  for (const dir of mounted.splice(0)) await execa('umount', ['-l', dir], { reject: false });
 }

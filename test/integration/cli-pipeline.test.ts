@@ -7,6 +7,7 @@ import type Docker from 'dockerode';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { resolveTargets } from '../../src/plan/resolve.js';
+import { cmsVerifyExit, makeSigningKey } from '../helpers/signing.js';
 import { cli, repoRoot, requireEngine, tempOut } from '../helpers/engine.js';
 
 /**
@@ -46,22 +47,7 @@ beforeAll(async () => {
     ['a', signerCn],
     ['b', 'someone else'],
   ]) {
-    await execa('openssl', [
-      'req',
-      '-new',
-      '-x509',
-      '-newkey',
-      'rsa:2048',
-      '-nodes',
-      '-days',
-      '1',
-      '-subj',
-      `/CN=${cn}`,
-      '-keyout',
-      key(`${name}.key`),
-      '-out',
-      key(`${name}.pem`),
-    ]);
+    await makeSigningKey(keyDir, name as string, cn as string);
   }
   await writeFile(key('not-a-key.pem'), 'this is not a private key\n');
 });
@@ -119,30 +105,7 @@ async function signatureVerifies(ko: Buffer, certPem: string): Promise<number> {
   expect(sigStart).toBeGreaterThan(0);
   const content = ko.subarray(0, sigStart);
   expect(content.subarray(0, 4).toString('latin1')).toBe('\x7fELF');
-  const dir = await mkdtemp(join(tmpdir(), 'kfarm-cli-sig-'));
-  await writeFile(join(dir, 'content'), content);
-  await writeFile(join(dir, 'sig.der'), ko.subarray(sigStart, sigStart + sigLen));
-  const check = await execa(
-    'openssl',
-    [
-      'cms',
-      '-verify',
-      '-binary',
-      '-noverify',
-      '-inform',
-      'DER',
-      '-in',
-      join(dir, 'sig.der'),
-      '-content',
-      join(dir, 'content'),
-      '-certfile',
-      certPem,
-      '-out',
-      '/dev/null',
-    ],
-    { reject: false },
-  );
-  return check.exitCode as number;
+  return cmsVerifyExit(ko.subarray(sigStart, sigStart + sigLen), content, certPem);
 }
 
 describe('kfarm targets', () => {

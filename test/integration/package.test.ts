@@ -21,6 +21,7 @@ import { parseModuleSignature } from '../../src/package/sign.js';
 import { releaseSources, resolveTargets } from '../../src/plan/resolve.js';
 import type { FarmReport } from '../../src/model/report.js';
 import { example, repoRoot, requireEngine, tempOut } from '../helpers/engine.js';
+import { cmsVerifyExit, makeSigningKey } from '../helpers/signing.js';
 
 /**
  * Packages built for real kernels, checked with the real tools of each target release: its dkms (bookworm
@@ -123,47 +124,9 @@ beforeAll(async () => {
   const logDir = await tempOut('kfarm-pkg-logs-');
   tools = new ToolImages(engine, new ImageStore(engine, { logDir, sources: releaseSources }), { logDir });
   keyDir = await mkdtemp(join(tmpdir(), 'kfarm-pkg-key-'));
-  await execa('openssl', [
-    'req',
-    '-new',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=kfarm test signer/O=kfarm',
-    '-keyout',
-    join(keyDir, 'signing.key'),
-    '-out',
-    join(keyDir, 'signing.pem'),
-  ]);
-  await execa('openssl', [
-    'x509',
-    '-in',
-    join(keyDir, 'signing.pem'),
-    '-outform',
-    'DER',
-    '-out',
-    join(keyDir, 'signing.der'),
-  ]);
-  await execa('openssl', [
-    'req',
-    '-new',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=someone else',
-    '-keyout',
-    join(keyDir, 'other.key'),
-    '-out',
-    join(keyDir, 'other.pem'),
-  ]);
+  // The subject has an O= too: modinfo's signer is the CN alone.
+  await makeSigningKey(keyDir, 'signing', 'kfarm test signer/O=kfarm', { der: true });
+  await makeSigningKey(keyDir, 'other', 'someone else');
   first = await buildAndPackage();
 });
 
@@ -454,30 +417,12 @@ describe('kfarm package: signing', () => {
         const sig = parseModuleSignature(signed);
         expect(sig?.idType).toBe(2);
         expect(sig?.module.equals(unsigned)).toBe(true);
-        const dir = await mkdtemp(join(tmpdir(), 'kfarm-sigcheck-'));
-        await writeFile(join(dir, 'sig.der'), sig?.signature ?? Buffer.alloc(0));
-        await writeFile(join(dir, 'content'), sig?.module ?? Buffer.alloc(0));
-        const verify = await execa(
-          'openssl',
-          [
-            'cms',
-            '-verify',
-            '-binary',
-            '-noverify',
-            '-inform',
-            'DER',
-            '-in',
-            join(dir, 'sig.der'),
-            '-content',
-            join(dir, 'content'),
-            '-certfile',
-            join(keyDir, 'signing.pem'),
-            '-out',
-            '/dev/null',
-          ],
-          { reject: false },
+        const verified = await cmsVerifyExit(
+          sig?.signature ?? Buffer.alloc(0),
+          sig?.module ?? Buffer.alloc(0),
+          join(keyDir, 'signing.pem'),
         );
-        expect(verify.exitCode, verify.stderr).toBe(0);
+        expect(verified).toBe(0);
 
         await withContainer(headersRef(release, kver), 'none', async (c) => {
           await put(c, '/tmp', {

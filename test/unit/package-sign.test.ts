@@ -4,31 +4,13 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { isKfarmError } from '../../src/model/errors.js';
+import { cmsVerifyExit, makeSigningKey } from '../helpers/signing.js';
 import { loadSigningKey, parseModuleSignature, signModule, SIGNATURE_MAGIC } from '../../src/package/sign.js';
 
 let dir: string;
 const path = (name: string) => join(dir, name);
 
-/** A throw-away RSA key and self-signed certificate, as a module signing key would be made. */
-async function makeKey(name: string, cn: string): Promise<void> {
-  await execa('openssl', [
-    'req',
-    '-new',
-    '-x509',
-    '-newkey',
-    'rsa:2048',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    `/CN=${cn}`,
-    '-keyout',
-    path(`${name}.key`),
-    '-out',
-    path(`${name}.pem`),
-  ]);
-  await execa('openssl', ['x509', '-in', path(`${name}.pem`), '-outform', 'DER', '-out', path(`${name}.der`)]);
-}
+const makeKey = (name: string, cn: string) => makeSigningKey(dir, name, cn, { der: true });
 
 async function usageError(promise: Promise<unknown>): Promise<string> {
   const error = await promise.then(
@@ -124,27 +106,7 @@ describe('module signatures', () => {
     expect(signed.length).toBe(module.length + sig.signature.length + 12 + 28);
     await writeFile(path('sig.der'), sig.signature);
     await writeFile(path('content.bin'), sig.module);
-    const verify = await execa(
-      'openssl',
-      [
-        'cms',
-        '-verify',
-        '-binary',
-        '-noverify',
-        '-inform',
-        'DER',
-        '-in',
-        path('sig.der'),
-        '-content',
-        path('content.bin'),
-        '-certfile',
-        path('a.pem'),
-        '-out',
-        '/dev/null',
-      ],
-      { reject: false },
-    );
-    expect(verify.exitCode, verify.stderr).toBe(0);
+    expect(await cmsVerifyExit(sig.signature, sig.module, path('a.pem'))).toBe(0);
     // Detached, no certificates, no signed attributes: what sign-file makes.
     const printed = await execa('openssl', ['cms', '-cmsout', '-print', '-inform', 'DER', '-in', path('sig.der')]);
     expect(printed.stdout).toMatch(/eContent: <ABSENT>/);
@@ -152,27 +114,7 @@ describe('module signatures', () => {
     expect(printed.stdout).toMatch(/signedAttrs:\s*<ABSENT>/);
     expect(printed.stdout).toMatch(/algorithm: sha256/);
     // Against the wrong certificate it does not verify.
-    const wrong = await execa(
-      'openssl',
-      [
-        'cms',
-        '-verify',
-        '-binary',
-        '-noverify',
-        '-inform',
-        'DER',
-        '-in',
-        path('sig.der'),
-        '-content',
-        path('content.bin'),
-        '-certfile',
-        path('b.pem'),
-        '-out',
-        '/dev/null',
-      ],
-      { reject: false },
-    );
-    expect(wrong.exitCode).not.toBe(0);
+    expect(await cmsVerifyExit(sig.signature, sig.module, path('b.pem'))).not.toBe(0);
     // RSA PKCS#1 v1.5 is deterministic: the same module signs to the same bytes.
     expect((await signModule(module, 'sha256', key, dir)).equals(signed)).toBe(true);
     expect((await signModule(module, 'sha512', key, dir)).equals(signed)).toBe(false);

@@ -1,32 +1,32 @@
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveTargets } from '../../../src/plan/resolve.js';
-import { cli, repoRoot, requireEngine, tempOut } from '../../helpers/engine.js';
+import {
+  cli,
+  repoRoot,
+  requireEngine,
+  supportedTarget,
+  tempOut,
+  tmpfsMount,
+  unmountAll,
+} from '../../helpers/engine.js';
 
 // Issue: with --out on a nearly full file system, a failed write was swallowed: a 0-byte .ko was placed in
 // the tree, stored in the result cache, and served to later runs as `cached`, exit 0. Every write is checked
 // now; nothing unverified is placed or cached; a cache that cannot be used never fails a build.
 let target: string;
-const mounts: string[] = [];
 
 beforeAll(async () => {
   await requireEngine();
-  const targets = await resolveTargets({ matrix: join(repoRoot, 'matrix/debian-supported.yaml') });
-  target = targets.find((t) => t.release === 'bookworm')?.id as string;
+  target = (await supportedTarget('bookworm')).id;
 });
 
-afterAll(async () => {
-  for (const dir of mounts.splice(0)) await execa('umount', ['-l', dir], { reject: false });
-});
+afterAll(unmountAll);
 
 /** A tmpfs of `size` at a new directory, filled until only `free` bytes are left. */
 async function smallDisk(size: string, free: number, options: string[] = []): Promise<string> {
-  const dir = join(await tempOut(), 'disk');
-  await mkdir(dir);
-  await execa('mount', ['-t', 'tmpfs', '-o', [`size=${size}`, ...options].join(','), 'tmpfs', dir]);
-  mounts.push(dir);
+  const dir = await tmpfsMount([`size=${size}`, ...options].join(','));
   const { stdout } = await execa('df', ['-B1', '--output=avail', dir]);
   const avail = Number(stdout.split('\n')[1]);
   if (avail > free) await execa('fallocate', ['-l', String(avail - free), join(dir, 'filler')]);
@@ -95,10 +95,7 @@ describe('a full disk', () => {
   });
 
   it('a read-only --cache-dir is a usage error before anything runs; one that is a file, too', async () => {
-    const cache = join(await tempOut(), 'ro');
-    await mkdir(cache);
-    await execa('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', cache]);
-    mounts.push(cache);
+    const cache = await tmpfsMount('size=1m,ro');
     const started = Date.now();
     const run = await kfarm([
       'build',

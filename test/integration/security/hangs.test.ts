@@ -6,8 +6,15 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { runFarm } from '../../../src/farm/run.js';
 import { isKfarmError } from '../../../src/model/errors.js';
 import type { Target } from '../../../src/model/result.js';
-import { resolveTargets } from '../../../src/plan/resolve.js';
-import { cli, example, kfarmContainers, repoRoot, requireEngine, tempOut } from '../../helpers/engine.js';
+import {
+  cli,
+  example,
+  kfarmContainers,
+  repoRoot,
+  requireEngine,
+  tempOut,
+  supportedTarget,
+} from '../../helpers/engine.js';
 import type Docker from 'dockerode';
 
 // Issue: input errors that looked like hangs. An endless loop in dkms.conf made every target wait its whole
@@ -18,8 +25,7 @@ let target: Target;
 
 beforeAll(async () => {
   docker = await requireEngine();
-  const targets = await resolveTargets({ matrix: join(repoRoot, 'matrix/debian-supported.yaml') });
-  target = targets.find((t) => t.release === 'bookworm') as Target;
+  target = await supportedTarget('bookworm');
 });
 
 const kfarm = (args: string[]) =>

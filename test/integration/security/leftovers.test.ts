@@ -3,23 +3,26 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveTargets } from '../../../src/plan/resolve.js';
-import { cli, repoRoot, requireEngine, tempOut } from '../../helpers/engine.js';
+import {
+  cli,
+  repoRoot,
+  requireEngine,
+  supportedTarget,
+  tempOut,
+  tmpfsMount,
+  unmountAll,
+} from '../../helpers/engine.js';
 
 // Issue: a killed run's staging directories stayed in --out forever; bad --out values ended in an internal
 // error and a stack trace.
 let target: string;
-const mounts: string[] = [];
 
 beforeAll(async () => {
   await requireEngine();
-  const targets = await resolveTargets({ matrix: join(repoRoot, 'matrix/debian-supported.yaml') });
-  target = targets.find((t) => t.release === 'bookworm')?.id as string;
+  target = (await supportedTarget('bookworm')).id;
 });
 
-afterAll(async () => {
-  for (const dir of mounts.splice(0)) await execa('umount', ['-l', dir], { reject: false });
-});
+afterAll(unmountAll);
 
 const kfarm = (args: string[]) => execa('node', [cli, ...args], { reject: false, cwd: repoRoot, env: { CI: 'true' } });
 
@@ -54,10 +57,7 @@ describe('leftovers and unusable output directories', () => {
     const root = await kfarm(['build', 'examples/hello', '--target', target, '--out', '/']);
     expect(root.exitCode, root.stderr).toBe(2);
     expect(root.stderr.trim()).toBe('kfarm: --out /: refusing to write a build into /');
-    const ro = join(await tempOut(), 'ro');
-    await mkdir(ro);
-    await execa('mount', ['-t', 'tmpfs', '-o', 'size=1m,ro', 'tmpfs', ro]);
-    mounts.push(ro);
+    const ro = await tmpfsMount('size=1m,ro');
     const readOnly = await kfarm(['build', 'examples/hello', '--target', target, '--out', join(ro, 'out')]);
     expect(readOnly.exitCode, readOnly.stderr).toBe(2);
     expect(readOnly.stderr.trim()).toBe(`kfarm: cannot write ${join(ro, 'out')}: read-only file system`);

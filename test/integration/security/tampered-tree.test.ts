@@ -4,16 +4,14 @@ import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { FarmReport } from '../../../src/model/report.js';
 import type { Target } from '../../../src/model/result.js';
-import { resolveTargets } from '../../../src/plan/resolve.js';
-import { cli, repoRoot, tempOut } from '../../helpers/engine.js';
+import { cli, repoRoot, tempOut, supportedTarget } from '../../helpers/engine.js';
 
 // Issue: `kfarm package` and `kfarm verify` trusted what a DKMS tree held: a .ko that is not a kernel module
 // was packaged as it was, and verify followed a symlinked .ko. Both now refuse either, naming the file.
 let target: Target;
 
 beforeAll(async () => {
-  const targets = await resolveTargets({ matrix: join(repoRoot, 'matrix/debian-supported.yaml') });
-  target = targets.find((t) => t.release === 'bookworm') as Target;
+  target = await supportedTarget('bookworm');
 });
 
 const kfarm = (args: string[]) => execa('node', [cli, ...args], { reject: false, cwd: repoRoot, env: { CI: 'true' } });
