@@ -76,7 +76,7 @@ export class DockerEngine implements Engine {
         const stream = (await this.docker.importImage(rootfs, { repo, tag, changes, abortSignal })) as unknown;
         await followProgress(this.docker, stream as NodeJS.ReadableStream);
       },
-      { signal },
+      { signal, timeoutMs: null },
     );
   }
 
@@ -202,10 +202,12 @@ export class DockerEngine implements Engine {
   #call<T>(
     what: string,
     request: (signal: AbortSignal) => Promise<T>,
-    options: { timeoutMs?: number; signal?: AbortSignal | undefined } = {},
+    options: { timeoutMs?: number | null; signal?: AbortSignal | undefined } = {},
   ): Promise<T> {
+    // null: a call that lasts as long as its input (an image import), bounded by the caller's signal only.
+    const timeoutMs = options.timeoutMs === null ? undefined : (options.timeoutMs ?? EngineTimeouts.call);
     return engineCall(this.endpoint, what, request, {
-      timeoutMs: options.timeoutMs ?? EngineTimeouts.call,
+      ...(timeoutMs === undefined ? {} : { timeoutMs }),
       ...(options.signal ? { signal: options.signal } : {}),
     });
   }

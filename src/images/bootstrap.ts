@@ -46,21 +46,31 @@ async function importRootfs(engine: Engine, spec: BootstrapSpec, partial: string
   mmdebstrap.stderr.pipe(log, { end: false });
   const rootfs = new PassThrough();
   mmdebstrap.stdout.pipe(rootfs);
-  const imported = engine.importImage(rootfs, partial, spec.labels, spec.signal);
+  // An import that fails (the engine refuses, or goes away) stops mmdebstrap: nobody would read its output.
+  let importFailure: unknown;
+  const imported = engine.importImage(rootfs, partial, spec.labels, spec.signal).catch((error: unknown) => {
+    importFailure = error;
+    mmdebstrap.kill();
+    rootfs.destroy();
+  });
   try {
     await mmdebstrap;
   } catch (cause) {
     rootfs.destroy();
-    await imported.catch(() => undefined);
+    await imported;
     await engine.removeImage(partial, { force: true }).catch(() => undefined);
+    if (importFailure !== undefined) throw importError(spec.ref, importFailure);
     const why = `mmdebstrap ${describeExit(cause)} (log: ${spec.logPath})${await reasonIn(spec.logPath)}`;
     throw new KfarmError('KFARM_IMAGE_FAILED', `preparing ${spec.ref} failed: ${why}`, { cause });
   }
-  await imported.catch((cause: unknown) => {
-    if (cause instanceof KfarmError && cause.code === 'KFARM_ENGINE_UNAVAILABLE') throw cause;
-    throw new KfarmError('KFARM_IMAGE_FAILED', `importing ${spec.ref} into the engine failed: ${errorText(cause)}`, {
-      cause,
-    });
+  await imported;
+  if (importFailure !== undefined) throw importError(spec.ref, importFailure);
+}
+
+function importError(ref: string, cause: unknown): KfarmError {
+  if (cause instanceof KfarmError && cause.code === 'KFARM_ENGINE_UNAVAILABLE') return cause;
+  return new KfarmError('KFARM_IMAGE_FAILED', `importing ${ref} into the engine failed: ${errorText(cause)}`, {
+    cause,
   });
 }
 
