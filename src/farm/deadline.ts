@@ -30,7 +30,7 @@ export class Deadline {
     if (this.#timer || this.#stopped || this.#controller.signal.aborted) return;
     this.#since = Date.now();
     // Unreferenced like AbortSignal.timeout: a pending limit never keeps the process alive.
-    const expire = () => this.#controller.abort(new Error('the time limit passed'));
+    const expire = () => this.#controller.abort(new DOMException('the time limit passed', 'TimeoutError'));
     this.#timer = setTimeout(expire, Math.max(0, this.#left)).unref();
   }
 
