@@ -71,20 +71,22 @@ export class DockerContainer implements EngineContainer {
 
   /**
    * The engine's State.OOMKilled only covers the main process, and builds run through exec; the container's
-   * own memory cgroup counts every kill (cgroup v2: memory.events, v1: memory.oom_control).
+   * own memory cgroup counts every kill (cgroup v2: memory.events, v1: memory.oom_control). When the memory
+   * is full of what the build wrote to its in-memory mounts, the OOM killer may take the container's main
+   * process (the container stops), or the check cannot even start (126, runc's "possibly OOM-killed") or is
+   * killed itself (137): each of those says the memory ran out.
    */
   async oomKills(): Promise<number> {
+    const before = (await this.#call('inspect', (abortSignal) => this.handle.inspect({ abortSignal }))).State;
+    if (!before?.Running) return before?.OOMKilled || before?.ExitCode === 137 ? 1 : 0;
     const collected: Buffer[] = [];
     const sink = new PassThrough();
     sink.on('data', (chunk: Buffer) => collected.push(chunk));
     const read = 'cat /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null';
-    // The check itself killed (137) or not even started (126: runc's "possibly OOM-killed"): the container's
-    // memory is full (files in its in-memory mounts stay charged to it), which says all there is to say.
-    const code = await this.exec(['sh', '-c', read], { stdout: sink });
+    const code = await this.exec(['sh', '-c', read], { stdout: sink }).catch(() => 126);
     if (code === 137 || code === 126) return 1;
     const match = /^oom_kill (\d+)$/m.exec(Buffer.concat(collected).toString());
-    const state = (await this.#call('inspect', (abortSignal) => this.handle.inspect({ abortSignal }))).State;
-    return Math.max(Number(match?.[1] ?? 0), state?.OOMKilled ? 1 : 0);
+    return Math.max(Number(match?.[1] ?? 0), before.OOMKilled ? 1 : 0);
   }
 
   async putArchive(tar: Readable | Buffer, path: string, signal?: AbortSignal): Promise<void> {

@@ -100,30 +100,39 @@ export async function copyResultsOut(
     stderr,
     signal: AbortSignal.any([signal, stop.signal]),
   });
-  void exec.then(
-    () => archive.end(),
-    (error: unknown) => archive.destroy(error as Error),
+  // Settled for good: what the exec came to, its exit code or why it could not run.
+  const ended = exec.then(
+    (code) => {
+      archive.end();
+      return { code };
+    },
+    (error: unknown) => {
+      archive.destroy(error as Error);
+      return { error };
+    },
   );
   try {
     const collected = await collectOutput(archive, stageDir);
-    const code = await exec;
-    if (code !== 0)
-      throw new KfarmError('KFARM_ENGINE_ERROR', `reading the build's results failed (tar exited ${code})`);
+    const { code } = await exec.then((c) => ({ code: c }));
+    if (code !== 0) throw tarFailed(code);
     const cut = /^kfarm-cut (\d+)$/m.exec(stderr.text())?.[1];
     return cut === undefined ? collected : { ...collected, logCutBytes: collected.logCutBytes + Number(cut) };
   } catch (error) {
-    // A stream cut short because tar died (killed when the container's memory is full) is tar's failure, not
-    // a hostile archive: tell them apart by tar's exit, which comes at once when the stream ended with it.
-    const code = await Promise.race([exec.catch(() => undefined), delay(3_000)]);
+    // A stream cut short because tar died (killed when the container's memory is full) or never ran (the
+    // container stopped) is not a hostile archive: tell them apart by how the exec ended, which is known at once
+    // when the stream ended with it.
+    const outcome = await Promise.race([ended, delay(3_000)]);
     stop.abort();
-    await exec.catch(() => undefined);
-    if (typeof code === 'number' && code !== 0 && !/ rejected: /.test(errorText(error))) {
-      throw new KfarmError('KFARM_ENGINE_ERROR', `reading the build's results failed (tar exited ${code})`, {
-        cause: error,
-      });
-    }
-    throw error;
+    await ended;
+    if (/ rejected: /.test(errorText(error)) || outcome === undefined) throw error;
+    if ('error' in outcome) throw outcome.error;
+    throw outcome.code !== 0 ? tarFailed(outcome.code, error) : error;
   }
+}
+
+function tarFailed(code: number, cause?: unknown): KfarmError {
+  const message = `reading the build's results failed (tar exited ${code})`;
+  return new KfarmError('KFARM_ENGINE_ERROR', message, cause === undefined ? {} : { cause });
 }
 
 function delay(ms: number): Promise<undefined> {
