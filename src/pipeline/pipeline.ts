@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { preflightSource } from '../dkms/preflight.js';
 import { runFarm, type FarmOptions } from '../farm/run.js';
 import { ExitCode, isKfarmError } from '../model/errors.js';
@@ -114,7 +115,7 @@ async function buildStage(
 
 async function readStage(out: string): Promise<PipelineRun> {
   const report = await readJsonReport(out);
-  return { report, reportPath: `${out}/report.json` };
+  return { report, reportPath: join(out, 'report.json') };
 }
 
 async function verifyStage(

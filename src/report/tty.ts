@@ -1,4 +1,5 @@
 import type { FarmEvents, Phase } from '../model/events.js';
+import { countStatuses } from '../model/report.js';
 import type { Target, TargetResult, TargetStatus } from '../model/result.js';
 import { formatDiagnostic, stripAnsi } from '../dkms/compiler-errors.js';
 import { printable } from '../util/shell.js';
@@ -197,19 +198,10 @@ export class TtyProgress implements FarmEvents, Progress {
   }
 
   #footer(now: number): string {
-    const counts: Record<TargetStatus, number> = {
-      built: 0,
-      failed: 0,
-      'expected-failure': 0,
-      skipped: 0,
-      cached: 0,
-      timeout: 0,
-      oom: 0,
-    };
+    const counts = countStatuses(this.#finished);
     let timedMs = 0;
     let timed = 0;
     for (const result of this.#finished) {
-      counts[result.status]++;
       if (timedStatuses.has(result.status)) {
         timedMs += result.durationMs;
         timed++;
