@@ -12,9 +12,10 @@ fi
 # archive's package indexes; binutils: reading .modinfo in tests; gpgv: checking signed Release files;
 # qemu-system-x86 + busybox-static: `kfarm verify` boots each target's real kernel with an initramfs around
 # busybox to load the built modules; dpkg: dpkg-deb unpacks the kernel image packages; cpio + libarchive-tools:
-# the tests list the generated initramfs with independent tools.
+# the tests list the generated initramfs with independent tools; iproute2: the engine-loss tests give the second
+# dockerd they start a bridge of its own.
 packages=(docker.io mmdebstrap debian-archive-keyring xz-utils binutils gpgv ca-certificates curl
-  qemu-system-x86 busybox-static dpkg cpio libarchive-tools)
+  qemu-system-x86 busybox-static dpkg cpio libarchive-tools iproute2)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -89,7 +89,7 @@ export function planFromConf(records: ConfRecords, context: PlanContext): DkmsPl
  * DKMS itself only splits `<name>/<version>` at the first `/`; kfarm also refuses what could leave a directory
  * (`..`, `/`), pass for an option (a leading `-`), or reach a terminal raw (control characters, blanks).
  */
-export const IDENTITY = /^[A-Za-z0-9_+~:@%=][A-Za-z0-9_.+~:@%=-]*$/;
+const IDENTITY = /^[A-Za-z0-9_+~:@%=][A-Za-z0-9_.+~:@%=-]*$/;
 
 function identityProblems(directive: string, value: string): string[] {
   if (value === '' || (IDENTITY.test(value) && value.length <= 128)) return [];

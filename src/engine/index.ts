@@ -2,5 +2,4 @@
 export type { ContainerSpec, Engine, EngineContainer, ExecOptions, ImageInfo } from './engine.js';
 export { EngineTimeouts } from './engine.js';
 export { connectEngine, engineEndpoint } from './docker-engine.js';
-export { isConnectionError } from './engine-errors.js';
 export { Label, newSession, type Session } from './labels.js';

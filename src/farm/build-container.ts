@@ -58,7 +58,7 @@ export function startBuildContainer(
 const SMALL_MOUNT = 64 * 1024 ** 2;
 
 /** Where the build may write, for telling a full disk limit from other failures. */
-export const WRITABLE_MOUNTS = [DKMS_TREE, '/tmp', '/kfarm'] as const;
+const WRITABLE_MOUNTS = [DKMS_TREE, '/tmp', '/kfarm'] as const;
 
 /**
  * The source tree goes in as a tar stream on `tar -x`'s stdin (the archive API cannot write to an in-memory
@@ -111,12 +111,9 @@ export async function copyResultsOut(
       return { error };
     },
   );
+  let collected: Collected;
   try {
-    const collected = await collectOutput(archive, stageDir);
-    const { code } = await exec.then((c) => ({ code: c }));
-    if (code !== 0) throw tarFailed(code);
-    const cut = /^kfarm-cut (\d+)$/m.exec(stderr.text())?.[1];
-    return cut === undefined ? collected : { ...collected, logCutBytes: collected.logCutBytes + Number(cut) };
+    collected = await collectOutput(archive, stageDir);
   } catch (error) {
     // A stream cut short because tar died (killed when the container's memory is full) or never ran (the
     // container stopped) is not a hostile archive: tell them apart by how the exec ended, which is known at once
@@ -128,6 +125,11 @@ export async function copyResultsOut(
     if ('error' in outcome) throw outcome.error;
     throw outcome.code !== 0 ? tarFailed(outcome.code, error) : error;
   }
+  const outcome = await ended;
+  if ('error' in outcome) throw outcome.error;
+  if (outcome.code !== 0) throw tarFailed(outcome.code);
+  const cut = /^kfarm-cut (\d+)$/m.exec(stderr.text())?.[1];
+  return cut === undefined ? collected : { ...collected, logCutBytes: collected.logCutBytes + Number(cut) };
 }
 
 function tarFailed(code: number, cause?: unknown): KfarmError {

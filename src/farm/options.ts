@@ -31,6 +31,7 @@ export interface FarmOptions {
   knownFailing?: readonly KnownFailing[];
   /** Stop scheduling builds after the first failure. */
   failFast?: boolean;
+  /** Dates make.log and is part of the cache key. Default: the source's last git commit, else its newest file. */
   sourceDateEpoch?: number;
   /** The result cache (`<dir>/results`); false builds everything and stores nothing. Default: kfarm's cache dir. */
   cache?: { dir: string } | false;
@@ -67,6 +68,7 @@ export interface FarmSettings {
 
 export function farmSettings(options: FarmOptions): FarmSettings {
   const cores = cpus().length;
+  const cacheDir = options.cache ? options.cache.dir : cacheRoot();
   return {
     source: resolve(options.source),
     out: resolve(options.out),
@@ -88,9 +90,9 @@ export function farmSettings(options: FarmOptions): FarmSettings {
     knownFailing: options.knownFailing ?? [],
     failFast: options.failFast === true,
     ...(options.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: options.sourceDateEpoch }),
-    cacheDir: options.cache ? options.cache.dir : cacheRoot(),
+    cacheDir,
     useCache: options.cache !== false,
-    logDir: options.logDir ?? join(options.cache ? options.cache.dir : cacheRoot(), 'logs'),
+    logDir: options.logDir ?? join(cacheDir, 'logs'),
     events: options.events ?? {},
   };
 }

@@ -6,6 +6,7 @@ import { countStatuses, REPORT_SCHEMA_VERSION, writeJsonReport, type FarmReport 
 import { startHeartbeat } from './heartbeat.js';
 import { farmSettings, type FarmOptions, type FarmSettings } from './options.js';
 import { Scheduler } from './scheduler.js';
+import { resolveSourceDateEpoch } from '../util/source-date-epoch.js';
 import { Staging, type Placed } from './staging.js';
 import { TargetCache } from './target-cache.js';
 
@@ -14,6 +15,8 @@ export { farmConcurrency, type FarmOptions } from './options.js';
 export interface FarmRun {
   report: FarmReport;
   reportPath: string;
+  /** What the builds were dated by (the option, else the source's last commit or newest file): packages use it too. */
+  sourceDateEpoch?: number;
 }
 
 /**
@@ -23,8 +26,10 @@ export interface FarmRun {
  */
 export async function runFarm(options: FarmOptions): Promise<FarmRun> {
   const started = Date.now();
-  const settings = farmSettings(options);
-  const { confLabel } = await preflightSource(settings.source);
+  const { confLabel } = await preflightSource(options.source);
+  // Reproducible builds: make.log and the cache key are dated by the source, not the clock (checked first).
+  const sourceDateEpoch = options.sourceDateEpoch ?? (await resolveSourceDateEpoch(options.source));
+  const settings = farmSettings({ ...options, ...(sourceDateEpoch === undefined ? {} : { sourceDateEpoch }) });
   if (settings.targets.length === 0) throw new KfarmError('KFARM_USAGE', 'no targets: give --target or --matrix');
   const engine = options.engine ?? (await connect(options.signal));
   await engine.sweep();
@@ -38,7 +43,8 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
     stopHeartbeat();
     await cleanUp(engine, settings);
   }
-  return finish(scheduler, staging, started, options.signal);
+  const run = await finish(scheduler, staging, started, options.signal);
+  return { ...run, ...(sourceDateEpoch === undefined ? {} : { sourceDateEpoch }) };
 }
 
 function connect(signal: AbortSignal | undefined): Promise<Engine> {

@@ -50,6 +50,11 @@ export class ImageStore {
     readonly options: ImageStoreOptions,
   ) {}
 
+  /** Where the cross-process preparation locks live (tool images use them too). */
+  get lockDir(): string {
+    return this.options.lockDir ?? join(this.options.logDir, '..', 'locks');
+  }
+
   recipe(): Promise<Recipe> {
     this.#recipe ??= loadRecipe('debian');
     return this.#recipe;
@@ -134,9 +139,8 @@ export class ImageStore {
   ): Promise<void> {
     const started = Date.now();
     this.options.events?.onPrepare?.(ref, what);
-    const locks = this.options.lockDir ?? join(this.options.logDir, '..', 'locks');
     await withLock(
-      locks,
+      this.lockDir,
       ref,
       async () => {
         if (!(await this.holds(ref, labels))) await work();

@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { join } from 'node:path';
 import type { ImageEvents } from '../model/events.js';
 import { Label, type Engine } from '../engine/index.js';
 import type { ImageStore } from './image-store.js';
@@ -72,7 +71,7 @@ export class ToolImages {
     const logDir = this.options.logDir ?? this.images.options.logDir;
     // Under the same cross-process lock as the builder images: a second process waits, then finds it made.
     await withLock(
-      join(logDir, '..', 'locks'),
+      this.images.lockDir,
       ref,
       async () => {
         if (await this.images.holds(ref, labels)) return;

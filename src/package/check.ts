@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { KfarmError } from '../model/errors.js';
-import { parseSourceDateEpoch } from './epoch.js';
+import { parseSourceDateEpoch } from '../util/source-date-epoch.js';
 import { loadSigningKey, type SigningKey } from './sign.js';
 import { packageFormats, type PackageFormat, type PackageOptions } from './types.js';
 

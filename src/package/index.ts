@@ -1,5 +1,5 @@
 /** Packaging a build's output: DKMS tarballs, .deb, .rpm, module signing. */
 export { checkPackageOptions, packageOutput, type PackageOptions } from './package.js';
-export { parseSourceDateEpoch, resolveSourceDateEpoch } from './epoch.js';
+export { parseSourceDateEpoch, resolveSourceDateEpoch } from '../util/source-date-epoch.js';
 export { loadSigningKey, parseModuleSignature, signModule, type ModuleSignature, type SigningKey } from './sign.js';
 export { packageFormats, type KernelBuild, type PackageFormat } from './types.js';

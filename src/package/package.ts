@@ -16,7 +16,7 @@ import { checkPackageOptions } from './check.js';
 import { buildDeb, debFileName, maintainerFromEnv } from './deb.js';
 import type { TarEntry } from './archive.js';
 import { dkmsTarball, dkmsTarballName, sourceTreeEntries } from './dkms-tarball.js';
-import { resolveSourceDateEpoch } from './epoch.js';
+import { resolveSourceDateEpoch } from '../util/source-date-epoch.js';
 import { readKernelBuild } from './kernel-build.js';
 import { KernelFactsCache, type KernelFacts } from './kernel-facts.js';
 import { buildRpms } from './rpm.js';

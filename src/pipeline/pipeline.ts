@@ -4,7 +4,7 @@ import { runFarm, type FarmOptions } from '../farm/run.js';
 import { ExitCode, isKfarmError } from '../model/errors.js';
 import { readJsonReport, type FarmReport } from '../model/report.js';
 import { badStatuses, type VerifyResult } from '../model/result.js';
-import { checkPackageOptions, packageOutput, resolveSourceDateEpoch, type PackageOptions } from '../package/index.js';
+import { checkPackageOptions, packageOutput, type PackageOptions } from '../package/index.js';
 import { writeReports, type WriteReportsOptions, type WrittenReports } from '../report/write-reports.js';
 import { parseVerifyParams, verifyReport, type VerifyOptions } from '../verify/index.js';
 
@@ -25,6 +25,8 @@ export interface PipelineOptions {
 export interface PipelineRun {
   report: FarmReport;
   reportPath: string;
+  /** What the build stage dated everything by. */
+  sourceDateEpoch?: number;
   /** Present when the verify stage ran: its result per verified target id. */
   verified?: Map<string, VerifyResult>;
   reports?: WrittenReports;
@@ -37,11 +39,11 @@ export interface PipelineRun {
  * reports written from the partial report.json before the error is rethrown.
  */
 export async function runPipeline(options: PipelineOptions): Promise<PipelineRun> {
-  const build = options.build ? await prepareBuild(options.build) : undefined;
-  await checkStageOptions({ ...options, ...(build ? { build } : {}) });
-  let run: PipelineRun = build ? await buildStage(options, build) : await readStage(options.out);
+  await checkStageOptions(options);
+  let run: PipelineRun = options.build ? await buildStage(options, options.build) : await readStage(options.out);
   if (options.verify) run = await verifyStage(options, run, options.verify);
-  if (options.package) run = await packageStage(options, run, { ...sourceDateEpochOf(build), ...options.package });
+  if (options.package)
+    run = await packageStage(options, run, { ...packageDefaults(options.build, run), ...options.package });
   if (options.reports !== false) run.reports = await writeReports(options.out, run.report, reportOptions(options));
   return run;
 }
@@ -63,8 +65,8 @@ export async function checkPipelineInputs(options: {
   });
 }
 
-async function checkStageOptions(options: Pick<PipelineOptions, 'build' | 'package' | 'verify'>): Promise<void> {
-  if (options.package) await checkPackageOptions({ ...sourceDateEpochOf(options.build), ...options.package });
+async function checkStageOptions(options: Pick<PipelineOptions, 'package' | 'verify'>): Promise<void> {
+  if (options.package) await checkPackageOptions(options.package);
   if (options.verify?.params !== undefined) parseVerifyParams(options.verify.params);
 }
 
@@ -76,21 +78,15 @@ export function pipelineExitCode(report: FarmReport): number {
   return bad ? ExitCode.targetFailed : ExitCode.ok;
 }
 
-/** The source is checked before anything reads it; then builds and packages are dated by it, not the clock. */
-async function prepareBuild(
-  build: NonNullable<PipelineOptions['build']>,
-): Promise<NonNullable<PipelineOptions['build']>> {
-  await preflightSource(build.source);
-  if (build.sourceDateEpoch !== undefined) return build;
-  const sourceDateEpoch = await resolveSourceDateEpoch(build.source);
-  return sourceDateEpoch === undefined ? build : { ...build, sourceDateEpoch };
-}
-
-function sourceDateEpochOf(build: PipelineOptions['build']): { sourceDateEpoch?: number; source?: string } {
+/** Packages of a build are dated like the build, and their DKMS tarballs may carry its source. */
+function packageDefaults(
+  build: PipelineOptions['build'],
+  run: PipelineRun,
+): { source?: string; sourceDateEpoch?: number } {
   if (!build) return {};
   return {
     source: build.source,
-    ...(build.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: build.sourceDateEpoch }),
+    ...(run.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: run.sourceDateEpoch }),
   };
 }
 

@@ -59,3 +59,16 @@ export async function tmpfsMount(options: string): Promise<string> {
 export async function unmountAll(): Promise<void> {
   for (const dir of mounted.splice(0)) await execa('umount', ['-l', dir], { reject: false });
 }
+
+/** Runs the built CLI as CI would (`CI=true`: plain progress lines), never throwing on its exit code. */
+export function runKfarm(
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string; timeout?: number } = {},
+) {
+  return execa('node', [cli, ...args], {
+    reject: false,
+    cwd: options.cwd ?? repoRoot,
+    env: { ...options.env, CI: 'true' },
+    ...(options.timeout ? { timeout: options.timeout } : {}),
+  });
+}

@@ -8,7 +8,7 @@ import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { resolveTargets } from '../../src/plan/resolve.js';
 import { cmsVerifyExit, makeSigningKey } from '../helpers/signing.js';
-import { cli, repoRoot, requireEngine, tempOut } from '../helpers/engine.js';
+import { repoRoot, requireEngine, runKfarm, tempOut } from '../helpers/engine.js';
 
 /**
  * The CLI as a user drives it: `kfarm targets`, then `kfarm build --verify --package` end to end, and the
@@ -52,8 +52,7 @@ beforeAll(async () => {
   await writeFile(key('not-a-key.pem'), 'this is not a private key\n');
 });
 
-const kfarm = (args: string[], env: Record<string, string> = {}) =>
-  execa('node', [cli, ...args], { reject: false, env: { ...env, CI: 'true' }, cwd: repoRoot });
+const kfarm = (args: string[], env: Record<string, string> = {}) => runKfarm(args, { env });
 
 const exists = (path: string) =>
   stat(path).then(

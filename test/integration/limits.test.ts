@@ -4,7 +4,7 @@ import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { TargetResult } from '../../src/model/result.js';
 import { resolveTargets } from '../../src/plan/resolve.js';
-import { cli, example, fixture, repoRoot, requireEngine, tempOut } from '../helpers/engine.js';
+import { example, fixture, repoRoot, requireEngine, runKfarm, tempOut } from '../helpers/engine.js';
 
 let bookworm: string;
 
@@ -14,7 +14,7 @@ beforeAll(async () => {
   bookworm = targets.find((t) => t.release === 'bookworm')?.id as string;
 });
 
-const kfarm = (args: string[]) => execa('node', [cli, ...args], { reject: false, env: { CI: 'true' }, cwd: repoRoot });
+const kfarm = (args: string[]) => runKfarm(args);
 
 async function report(out: string): Promise<{ targets: TargetResult[]; counts: Record<string, number> }> {
   return JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 import { isKfarmError } from '../../src/model/errors.js';
-import { newestMtime, parseSourceDateEpoch, resolveSourceDateEpoch } from '../../src/package/epoch.js';
+import { newestMtime, parseSourceDateEpoch, resolveSourceDateEpoch } from '../../src/util/source-date-epoch.js';
 
 describe('SOURCE_DATE_EPOCH', () => {
   it('takes a whole number of seconds from the environment', async () => {

@@ -2,15 +2,7 @@ import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  cli,
-  repoRoot,
-  requireEngine,
-  supportedTarget,
-  tempOut,
-  tmpfsMount,
-  unmountAll,
-} from '../../helpers/engine.js';
+import { requireEngine, runKfarm, supportedTarget, tempOut, tmpfsMount, unmountAll } from '../../helpers/engine.js';
 
 // Issue: with --out on a nearly full file system, a failed write was swallowed: a 0-byte .ko was placed in
 // the tree, stored in the result cache, and served to later runs as `cached`, exit 0. Every write is checked
@@ -33,8 +25,7 @@ async function smallDisk(size: string, free: number, options: string[] = []): Pr
   return dir;
 }
 
-const kfarm = (args: string[], env: Record<string, string> = {}) =>
-  execa('node', [cli, ...args], { reject: false, cwd: repoRoot, env: { CI: 'true', ...env } });
+const kfarm = (args: string[], env: Record<string, string> = {}) => runKfarm(args, { env });
 
 async function files(dir: string): Promise<{ path: string; size: number }[]> {
   const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);

@@ -6,15 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { runFarm } from '../../../src/farm/run.js';
 import { isKfarmError } from '../../../src/model/errors.js';
 import type { Target } from '../../../src/model/result.js';
-import {
-  cli,
-  example,
-  kfarmContainers,
-  repoRoot,
-  requireEngine,
-  tempOut,
-  supportedTarget,
-} from '../../helpers/engine.js';
+import { example, kfarmContainers, requireEngine, runKfarm, supportedTarget, tempOut } from '../../helpers/engine.js';
 import type Docker from 'dockerode';
 
 // Issue: input errors that looked like hangs. An endless loop in dkms.conf made every target wait its whole
@@ -28,8 +20,7 @@ beforeAll(async () => {
   target = await supportedTarget('bookworm');
 });
 
-const kfarm = (args: string[]) =>
-  execa('node', [cli, ...args], { reject: false, cwd: repoRoot, env: { CI: 'true' }, timeout: 60_000 });
+const kfarm = (args: string[]) => runKfarm(args, { timeout: 60_000 });
 
 async function helloCopy(): Promise<string> {
   const src = join(await tempOut(), 'src');

@@ -3,15 +3,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  cli,
-  repoRoot,
-  requireEngine,
-  supportedTarget,
-  tempOut,
-  tmpfsMount,
-  unmountAll,
-} from '../../helpers/engine.js';
+import { requireEngine, runKfarm, supportedTarget, tempOut, tmpfsMount, unmountAll } from '../../helpers/engine.js';
 
 // Issue: a killed run's staging directories stayed in --out forever; bad --out values ended in an internal
 // error and a stack trace.
@@ -24,7 +16,7 @@ beforeAll(async () => {
 
 afterAll(unmountAll);
 
-const kfarm = (args: string[]) => execa('node', [cli, ...args], { reject: false, cwd: repoRoot, env: { CI: 'true' } });
+const kfarm = (args: string[]) => runKfarm(args);
 
 /** A pid that ran and is gone now. */
 async function deadPid(): Promise<number> {

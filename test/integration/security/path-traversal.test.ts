@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
 import { cp, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { resolveTargets } from '../../../src/plan/resolve.js';
-import { cli, example, kfarmContainers, repoRoot, requireEngine, tempOut } from '../../helpers/engine.js';
+import { example, kfarmContainers, repoRoot, requireEngine, runKfarm, tempOut } from '../../helpers/engine.js';
 import type Docker from 'dockerode';
 
 // Issue: PACKAGE_NAME/PACKAGE_VERSION name directories. A dkms.conf whose names climb out of --out replaced
@@ -21,8 +20,7 @@ beforeAll(async () => {
   kernel = target.split('/')[2] as string;
 });
 
-const kfarm = (args: string[], cwd: string) =>
-  execa('node', [cli, ...args], { reject: false, cwd, env: { CI: 'true' } });
+const kfarm = (args: string[], cwd: string) => runKfarm(args, { cwd });
 
 /** Every file under `dir` with its hash: the victim's tree must come out of the attack byte for byte. */
 async function fingerprint(dir: string): Promise<Record<string, string>> {

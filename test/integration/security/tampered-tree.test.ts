@@ -1,10 +1,9 @@
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { FarmReport } from '../../../src/model/report.js';
 import type { Target } from '../../../src/model/result.js';
-import { cli, repoRoot, tempOut, supportedTarget } from '../../helpers/engine.js';
+import { runKfarm, supportedTarget, tempOut } from '../../helpers/engine.js';
 
 // Issue: `kfarm package` and `kfarm verify` trusted what a DKMS tree held: a .ko that is not a kernel module
 // was packaged as it was, and verify followed a symlinked .ko. Both now refuse either, naming the file.
@@ -14,7 +13,7 @@ beforeAll(async () => {
   target = await supportedTarget('bookworm');
 });
 
-const kfarm = (args: string[]) => execa('node', [cli, ...args], { reject: false, cwd: repoRoot, env: { CI: 'true' } });
+const kfarm = (args: string[]) => runKfarm(args);
 
 /** An output directory whose report says hello.ko built, with `plant` deciding what hello.ko really is. */
 async function tamperedOut(plant: (ko: string) => Promise<void>): Promise<{ out: string; ko: string }> {
