@@ -31,7 +31,7 @@ export interface FarmOptions {
   knownFailing?: readonly KnownFailing[];
   /** Stop scheduling builds after the first failure. */
   failFast?: boolean;
-  /** Dates make.log and is part of the cache key. Default: the source's last git commit, else its newest file. */
+  /** Dates make.log; when given, part of the cache key. Default: the source's last git commit, else its newest file. */
   sourceDateEpoch?: number;
   /** The result cache (`<dir>/results`); false builds everything and stores nothing. Default: kfarm's cache dir. */
   cache?: { dir: string } | false;

@@ -27,14 +27,17 @@ export interface FarmRun {
 export async function runFarm(options: FarmOptions): Promise<FarmRun> {
   const started = Date.now();
   const { confLabel } = await preflightSource(options.source);
-  // Reproducible builds: make.log and the cache key are dated by the source, not the clock (checked first).
-  const sourceDateEpoch = options.sourceDateEpoch ?? (await resolveSourceDateEpoch(options.source));
+  // Reproducible builds: make.log is dated by the source, not the clock (checked first). Only a date the caller
+  // chose enters the cache key: one read from the tree's mtimes would make a `touch` rebuild every kernel, and
+  // the tree's contents are in the key already.
+  const chosenEpoch = options.sourceDateEpoch ?? (await resolveSourceDateEpoch());
+  const sourceDateEpoch = chosenEpoch ?? (await resolveSourceDateEpoch(options.source));
   const settings = farmSettings({ ...options, ...(sourceDateEpoch === undefined ? {} : { sourceDateEpoch }) });
   if (settings.targets.length === 0) throw new KfarmError('KFARM_USAGE', 'no targets: give --target or --matrix');
   const engine = options.engine ?? (await connect(options.signal));
   await engine.sweep();
   const staging = await Staging.open(settings.out, engine.session.id);
-  const cache = await TargetCache.open(engine, settings);
+  const cache = await TargetCache.open(engine, settings, chosenEpoch);
   const scheduler = new Scheduler(engine, settings, staging, cache, confLabel, options.signal);
   const stopHeartbeat = startHeartbeat(engine, (error) => scheduler.stop(error));
   try {

@@ -22,7 +22,8 @@ export class TargetCache {
     readonly warn: (message: string) => void,
   ) {}
 
-  static async open(engine: Engine, settings: FarmSettings): Promise<TargetCache | undefined> {
+  /** `keyedEpoch`: the SOURCE_DATE_EPOCH the caller chose, if any (a default one is not part of the key). */
+  static async open(engine: Engine, settings: FarmSettings, keyedEpoch?: number): Promise<TargetCache | undefined> {
     if (!settings.useCache) return undefined;
     const source = await hashSourceTree(settings.source).catch((error: unknown) => {
       throw new KfarmError('KFARM_USAGE', `${settings.source}: cannot read the source tree (${errorText(error)})`, {
@@ -32,7 +33,7 @@ export class TargetCache {
     const base = {
       source,
       runtime: await runtimeHash(),
-      ...(settings.sourceDateEpoch === undefined ? {} : { sourceDateEpoch: settings.sourceDateEpoch }),
+      ...(keyedEpoch === undefined ? {} : { sourceDateEpoch: keyedEpoch }),
     };
     return new TargetCache(engine, new ResultCache(settings.cacheDir), base, (m) => settings.events.onWarning?.(m));
   }

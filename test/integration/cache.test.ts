@@ -71,6 +71,9 @@ describe('result cache', () => {
     const { utimes } = await import('node:fs/promises');
     await utimes(join(source, 'hello.c'), new Date(), new Date());
     expect((await farm()).statuses).toEqual(['cached', 'cached']);
+    // A date the caller chooses is an input like any other: a new one builds, the same one is served.
+    expect((await farm({ sourceDateEpoch: 1_700_000_000 })).statuses).toEqual(['built', 'built']);
+    expect((await farm({ sourceDateEpoch: 1_700_000_000 })).statuses).toEqual(['cached', 'cached']);
   });
 
   it('changing only the matrix builds only the new targets', async () => {
