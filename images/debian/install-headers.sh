@@ -1,14 +1,26 @@
 #!/bin/bash
-# Runs inside a container of a kfarm base image (with network) to add one kernel's headers as a layer.
-# $1 = linux-headers-<kver> package, $2 = suite it comes from, $3 = "backports" when the suite needs -t.
+# Runs in a container of a kfarm base image with NO network. Unpacks one kernel's headers, -common and
+# linux-kbuild .debs, which kfarm downloaded itself and checked against the signed index, read as a tar on
+# stdin. No apt, no dpkg database, no maintainer scripts: DKMS needs the files only.
+# $1 = kernel release, $2 = the compiler the headers ask for (gcc-N) or "".
+# Exit 3: that compiler is not in this image (kfarm then adds it in a layer of its own and tries again).
 set -euo pipefail
-pkg=$1 suite=$2
-export DEBIAN_FRONTEND=noninteractive
-apt-get -q update
-target=()
-[ "${3:-}" = backports ] && target=(-t "$suite")
-apt-get install -y -q --no-install-recommends "${target[@]}" "$pkg"
-kver=${pkg#linux-headers-}
-test -f "/lib/modules/$kver/build/Makefile" || { echo "kfarm: $pkg installed no /lib/modules/$kver/build/Makefile" >&2; exit 1; }
-apt-get clean
-rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
+kver=$1 compiler=${2:-}
+if [ -n "$compiler" ] && ! command -v "$compiler" >/dev/null; then
+  echo "kfarm: the headers of $kver want $compiler, which this image lacks" >&2
+  exit 3
+fi
+debs=$(mktemp -d)
+tar -x -C "$debs"
+for deb in "$debs"/*.deb; do
+  echo "unpacking ${deb##*/}"
+  # --keep-directory-symlink: the root is merged-/usr, and /lib must stay a symlink (dpkg-deb -x replaces it).
+  dpkg-deb --fsys-tarfile "$deb" | tar -x -C / --keep-directory-symlink
+done
+rm -rf "$debs"
+build=/lib/modules/$kver/build
+test -f "$build/Makefile" || { echo "kfarm: the headers installed no $build/Makefile" >&2; exit 1; }
+# linux-kbuild's host tools must run here: a library the base lacks would fail every build, so say it now.
+missing=$(ldd "$build/scripts/mod/modpost" | grep 'not found' || true)
+[ -z "$missing" ] || { echo "kfarm: linux-kbuild's modpost lacks libraries: $missing" >&2; exit 1; }
+echo "installed $kver"

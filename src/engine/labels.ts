@@ -12,6 +12,8 @@ export const Label = {
   kernel: 'kfarm.kernel',
   headersPackage: 'kfarm.headers.package',
   headersVersion: 'kfarm.headers.version',
+  /** A hash of the headers' .debs' SHA-256s: a republished package makes another image. */
+  headersFiles: 'kfarm.headers.files',
   recipe: 'kfarm.recipe',
 } as const;
 

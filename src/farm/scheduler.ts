@@ -50,6 +50,7 @@ export class Scheduler {
     setMaxListeners(0, this.signal);
     this.#images = new ImageStore(engine, {
       logDir: settings.logDir,
+      packageDir: join(settings.cacheDir, 'packages'),
       sources: settings.sources,
       events: settings.events,
     });

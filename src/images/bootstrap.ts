@@ -1,5 +1,7 @@
 import type { WriteStream } from 'node:fs';
-import { PassThrough } from 'node:stream';
+import { createInterface } from 'node:readline';
+import { PassThrough, type Readable } from 'node:stream';
+import { shellQuote } from '../util/shell.js';
 import { execa } from 'execa';
 import { KfarmError, errorText } from '../model/errors.js';
 import type { Engine } from '../engine/index.js';
@@ -13,6 +15,14 @@ export interface BootstrapSpec {
   sources: string[];
   labels: Record<string, string>;
   logPath: string;
+  /**
+   * The release's share of the package cache: apt's downloads are synced in before and out after, so a
+   * machine whose cache dir was restored bootstraps without downloading any package (apt still checks
+   * every file against the signed index, and fetches what does not match).
+   */
+  packageDir?: string;
+  /** mmdebstrap's stage (`downloading packages with apt`, …) as it reports it. */
+  onStage?: (stage: string) => void;
   signal?: AbortSignal;
 }
 
@@ -35,7 +45,14 @@ export async function bootstrapImage(engine: Engine, spec: BootstrapSpec): Promi
 }
 
 async function importRootfs(engine: Engine, spec: BootstrapSpec, partial: string, log: WriteStream): Promise<void> {
-  const args = ['--variant=apt', `--include=${spec.packages.join(',')}`, '--aptopt=Acquire::Retries "3"'];
+  const args = [
+    '--variant=apt',
+    `--include=${spec.packages.join(',')}`,
+    '--aptopt=Acquire::Retries "3"',
+    // The root file system is a temporary directory thrown away on any failure: dpkg's fsync per file buys nothing.
+    '--dpkgopt=force-unsafe-io',
+    ...(spec.packageDir ? packageCacheHooks(spec.packageDir) : []),
+  ];
   const mmdebstrap = execa('mmdebstrap', [...args, spec.release, '-', ...spec.sources], {
     stdout: 'pipe',
     stderr: 'pipe',
@@ -44,6 +61,7 @@ async function importRootfs(engine: Engine, spec: BootstrapSpec, partial: string
     forceKillAfterDelay: 2000,
   });
   mmdebstrap.stderr.pipe(log, { end: false });
+  if (spec.onStage) reportStages(mmdebstrap.stderr, spec.onStage);
   const rootfs = new PassThrough();
   mmdebstrap.stdout.pipe(rootfs);
   // An import that fails (the engine refuses, or goes away) stops mmdebstrap: nobody would read its output.
@@ -65,6 +83,26 @@ async function importRootfs(engine: Engine, spec: BootstrapSpec, partial: string
   }
   await imported;
   if (importFailure !== undefined) throw importError(spec.ref, importFailure);
+}
+
+/** mmdebstrap's own recipe for a package cache without a proxy (its manual, EXAMPLES). */
+function packageCacheHooks(dir: string): string[] {
+  const quoted = shellQuote(dir);
+  return [
+    '--skip=essential/unlink',
+    `--setup-hook=mkdir -p ${quoted} "$1"/var/cache/apt/archives/`,
+    `--setup-hook=sync-in ${quoted} /var/cache/apt/archives/`,
+    `--customize-hook=sync-out /var/cache/apt/archives ${quoted}`,
+  ];
+}
+
+/** `I: downloading packages with apt...` → `downloading packages with apt`. */
+function reportStages(stderr: Readable, onStage: (stage: string) => void): void {
+  const lines = createInterface({ input: stderr, crlfDelay: Infinity });
+  lines.on('line', (line) => {
+    const stage = /^I: (.*?)\.*$/.exec(line)?.[1];
+    if (stage) onStage(stage);
+  });
 }
 
 function importError(ref: string, cause: unknown): KfarmError {

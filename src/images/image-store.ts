@@ -1,9 +1,15 @@
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { basename, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { create as createTar } from 'tar';
+import { KfarmError } from '../model/errors.js';
+import type { PackageFile } from '../model/target.js';
 import type { ImageEvents } from '../model/events.js';
 import { Label, type Engine } from '../engine/index.js';
 import type { SuiteSource } from '../plan/debian-releases.js';
 import { bootstrapImage } from './bootstrap.js';
-import { commitLayer, prepareLogPath } from './prepare.js';
+import { PackageCache } from './package-cache.js';
+import { commitLayer, LayerFailed, prepareLogPath } from './prepare.js';
 import { withLock } from '../util/lock.js';
 import { loadRecipe, type Recipe } from './recipe.js';
 
@@ -16,6 +22,9 @@ export interface HeadersSpec {
   headersVersion: string;
   suite: string;
   backports: boolean;
+  compiler?: string;
+  /** The headers, -common and linux-kbuild .debs (discovery's `packages`). */
+  packages?: PackageFile[];
 }
 
 export interface ImageStoreOptions {
@@ -24,6 +33,8 @@ export interface ImageStoreOptions {
   /** Where the locks that keep two kfarm processes from preparing the same image live. Default: `<logDir>/../locks`. */
   lockDir?: string;
   sources: (release: string) => SuiteSource[];
+  /** The package cache (.debs kfarm downloaded). Default: `<logDir>/../packages`. */
+  packageDir?: string;
   events?: ImageEvents;
 }
 
@@ -37,22 +48,36 @@ export function headersRef(release: string, kernel: string): string {
 }
 
 /**
- * Prepares builder images: a base per release, one headers layer per kernel. Network is used only here.
+ * Prepares builder images: a base per release, one headers layer per kernel (unpacked from .debs kfarm
+ * downloads and verifies itself, with no network and no apt). Network is used only for the base bootstrap.
  * Each image is prepared once per process even when many jobs ask for it at the same time, and reused
  * across runs when its labels say it holds what is asked (same recipe, same headers version).
  */
 export class ImageStore {
   readonly #inflight = new Map<string, Promise<string>>();
+  readonly #packages: PackageCache;
   #recipe: Promise<Recipe> | undefined;
 
   constructor(
     readonly engine: Engine,
     readonly options: ImageStoreOptions,
-  ) {}
+  ) {
+    this.#packages = new PackageCache(options.packageDir ?? join(options.logDir, '..', 'packages'));
+  }
 
   /** Where the cross-process preparation locks live (tool images use them too). */
   get lockDir(): string {
     return this.options.lockDir ?? join(this.options.logDir, '..', 'locks');
+  }
+
+  /** Verified local copies of `files` from the package cache, downloading what is missing. */
+  fetchPackages(files: PackageFile[], signal?: AbortSignal): Promise<string[]> {
+    return this.#packages.fetchAll(files, signal ? { signal } : {});
+  }
+
+  /** Where the package cache keeps `file`. */
+  packagePath(file: PackageFile): string {
+    return this.#packages.pathOf(file);
   }
 
   recipe(): Promise<Recipe> {
@@ -60,23 +85,80 @@ export class ImageStore {
     return this.#recipe;
   }
 
-  /** Resolves with the image ref to build `spec` in, preparing what is missing. */
+  /**
+   * Resolves with the image ref to build `spec` in, preparing what is missing: its .debs come from the
+   * package cache (downloaded, in parallel with preparing the base, when missing) and are unpacked in a
+   * container with no network.
+   */
   headers(spec: HeadersSpec, signal?: AbortSignal): Promise<string> {
     const ref = headersRef(spec.release, spec.kernel);
     return this.#once(ref, async () => {
       const recipe = await this.recipe();
-      const labels = headersLabels(spec, recipe);
+      const packages = packagesOf(spec);
+      const labels = headersLabels(spec, recipe, packages);
       if (await this.holds(ref, labels)) return ref;
-      const base = await this.base(spec.release, signal);
-      await this.#prepare(ref, labels, `headers ${spec.headersPackage} ${spec.headersVersion}`, signal, () =>
+      await this.#prepare(ref, labels, `headers ${spec.headersPackage} ${spec.headersVersion}`, signal, async () => {
+        const [base, paths] = await Promise.all([this.base(spec.release, signal), this.#fetch(ref, packages, signal)]);
+        await this.#unpackHeaders(spec, { ref, labels, base, paths, recipe }, signal);
+      });
+      return ref;
+    });
+  }
+
+  async #fetch(ref: string, packages: PackageFile[], signal: AbortSignal | undefined): Promise<string[]> {
+    return this.#packages.fetchAll(packages, {
+      ...(signal ? { signal } : {}),
+      onDownload: (count, bytes) =>
+        this.options.events?.onProgress?.(ref, `downloading ${count} package(s), ${(bytes / 1e6).toFixed(1)} MB`),
+    });
+  }
+
+  /** Exit 3 of the script: the headers want a compiler the base lacks; it gets a layer of its own, then again. */
+  async #unpackHeaders(
+    spec: HeadersSpec,
+    layer: { ref: string; labels: Record<string, string>; base: string; paths: string[]; recipe: Recipe },
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const unpack = (base: string) =>
+      commitLayer(this.engine, {
+        base,
+        ref: layer.ref,
+        script: layer.recipe.installHeaders,
+        args: [spec.kernel, spec.compiler ?? ''],
+        network: 'none',
+        stdin: () => debsTar(this.#packages.dir, layer.paths),
+        labels: layer.labels,
+        logPath: prepareLogPath(this.options.logDir, layer.ref),
+        what: `unpacking ${spec.headersPackage}`,
+        ...(signal ? { signal } : {}),
+      });
+    try {
+      await unpack(layer.base);
+    } catch (error) {
+      if (!(error instanceof LayerFailed && error.scriptExit === 3 && spec.compiler)) throw error;
+      this.options.events?.onProgress?.(layer.ref, `adding ${spec.compiler}`);
+      await unpack(await this.compiler(spec.release, spec.compiler, signal));
+    }
+  }
+
+  /** A release's base with one more compiler (from apt, with network): for headers that want a non-default gcc. */
+  compiler(release: string, compiler: string, signal?: AbortSignal): Promise<string> {
+    const ref = `${baseRef(release)}-${compiler}`;
+    return this.#once(ref, async () => {
+      const recipe = await this.recipe();
+      const labels = { [Label.role]: 'compiler', [Label.release]: release, [Label.recipe]: recipe.hash };
+      if (await this.holds(ref, labels)) return ref;
+      const base = await this.base(release, signal);
+      await this.#prepare(ref, labels, `${compiler} for debian/${release}`, signal, () =>
         commitLayer(this.engine, {
           base,
           ref,
-          script: recipe.installHeaders,
-          args: [spec.headersPackage, spec.suite, spec.backports ? 'backports' : ''],
+          script: recipe.installCompiler,
+          args: [compiler],
+          network: 'bridge',
           labels,
           logPath: prepareLogPath(this.options.logDir, ref),
-          what: `installing ${spec.headersPackage} from ${spec.suite}`,
+          what: `apt-get install ${compiler}`,
           ...(signal ? { signal } : {}),
         }),
       );
@@ -103,6 +185,8 @@ export class ImageStore {
           sources: this.options.sources(release).map((s) => `deb ${s.archive} ${s.suite} main`),
           labels,
           logPath: prepareLogPath(this.options.logDir, ref),
+          packageDir: join(this.#packages.dir, `debian-${release}`),
+          onStage: (stage) => this.options.events?.onProgress?.(ref, stage),
           ...(signal ? { signal } : {}),
         }),
       );
@@ -151,8 +235,32 @@ export class ImageStore {
   }
 }
 
-function headersLabels(spec: HeadersSpec, recipe: Recipe): Record<string, string> {
+/** The three .debs, or a clear error for a target discovery could not find them for. */
+function packagesOf(spec: HeadersSpec): PackageFile[] {
+  if (spec.packages && spec.packages.length > 0) return spec.packages;
+  throw new KfarmError(
+    'KFARM_IMAGE_FAILED',
+    `preparing ${headersRef(spec.release, spec.kernel)} failed: the ${spec.suite} index lists no .deb ` +
+      `for ${spec.headersPackage}, its -common package or linux-kbuild`,
+  );
+}
+
+/** The cached .debs as a tar stream, by their cache names. */
+function debsTar(dir: string, paths: string[]): Readable {
+  return createTar(
+    { cwd: dir, portable: true },
+    paths.map((p) => basename(p)),
+  ) as unknown as Readable;
+}
+
+function headersLabels(spec: HeadersSpec, recipe: Recipe, packages: PackageFile[]): Record<string, string> {
+  // The files' hashes, not just the version: a package the archive rebuilt under the same version is new.
+  const files = createHash('sha256')
+    .update(packages.map((p) => p.sha256).join('\n'))
+    .digest('hex')
+    .slice(0, 16);
   return {
+    [Label.headersFiles]: files,
     [Label.role]: 'headers',
     [Label.distro]: spec.distro,
     [Label.release]: spec.release,

@@ -1,6 +1,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { KfarmError } from '../model/errors.js';
 import { Label, type Engine } from '../engine/index.js';
@@ -36,9 +37,13 @@ export async function reasonIn(logPath: string, pattern = /^(E:|error|kfarm:)/i)
 export interface LayerSpec {
   base: string;
   ref: string;
-  /** A bash script run in a container of `base` with network, then committed as `ref`. */
+  /** A bash script run in a container of `base`, then committed as `ref`. */
   script: string;
   args: string[];
+  /** Only a step that downloads with apt gets a network; one fed its packages on stdin does not. */
+  network: 'none' | 'bridge';
+  /** The script's standard input. */
+  stdin?: () => Readable;
   labels: Record<string, string>;
   logPath: string;
   /** What the step does, for the error message, e.g. `installing linux-headers-… from bookworm-security`. */
@@ -47,9 +52,10 @@ export interface LayerSpec {
 }
 
 /**
- * Adds one layer to an image: a container of the base runs a script with network (the only time kfarm
- * gives a container a network), and is committed with labels when the script succeeds. The container is
- * removed in every case; a failure names the log, which stays under the cache directory.
+ * Adds one layer to an image: a container of the base runs a script (with a network only when it uses apt,
+ * the only time kfarm gives a container one), and is committed with labels when the script succeeds. The
+ * container is removed in every case; a failure names the log, which stays under the cache directory and
+ * carries the script's exit code.
  */
 export async function commitLayer(engine: Engine, spec: LayerSpec): Promise<void> {
   await withPrepareLog(spec.logPath, async (log) => {
@@ -57,7 +63,7 @@ export async function commitLayer(engine: Engine, spec: LayerSpec): Promise<void
       {
         image: spec.base,
         cmd: ['sleep', '3600'],
-        network: 'bridge',
+        network: spec.network,
         hardened: false,
         labels: { [Label.role]: 'prepare', [Label.target]: spec.ref },
       },
@@ -65,6 +71,7 @@ export async function commitLayer(engine: Engine, spec: LayerSpec): Promise<void
     );
     try {
       const code = await container.exec(['bash', '-c', spec.script, 'prepare', ...spec.args], {
+        ...(spec.stdin ? { stdin: spec.stdin() } : {}),
         stdout: log,
         stderr: log,
         ...(spec.signal ? { signal: spec.signal } : {}),
@@ -77,11 +84,22 @@ export async function commitLayer(engine: Engine, spec: LayerSpec): Promise<void
   });
 }
 
-async function layerFailed(spec: LayerSpec, code: number, log: WriteStream): Promise<KfarmError> {
+/** A layer's script exited non-zero: `scriptExit` tells a caller which of the script's documented failures it was. */
+export class LayerFailed extends KfarmError {
+  constructor(
+    message: string,
+    readonly scriptExit: number,
+  ) {
+    super('KFARM_IMAGE_FAILED', message);
+  }
+}
+
+async function layerFailed(spec: LayerSpec, code: number, log: WriteStream): Promise<LayerFailed> {
   log.end();
   await finished(log).catch(() => undefined);
-  return new KfarmError(
-    'KFARM_IMAGE_FAILED',
-    `preparing ${spec.ref} failed: ${spec.what} exited ${code} (log: ${spec.logPath})${await reasonIn(spec.logPath)}`,
+  const reason = await reasonIn(spec.logPath);
+  return new LayerFailed(
+    `preparing ${spec.ref} failed: ${spec.what} exited ${code} (log: ${spec.logPath})${reason}`,
+    code,
   );
 }

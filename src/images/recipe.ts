@@ -11,6 +11,7 @@ export interface Recipe {
   hash: string;
   basePackages: string[];
   installHeaders: string;
+  installCompiler: string;
 }
 
 export async function loadRecipe(family: string): Promise<Recipe> {
@@ -33,5 +34,6 @@ export async function loadRecipe(family: string): Promise<Recipe> {
     hash: hash.digest('hex').slice(0, 16),
     basePackages,
     installHeaders: await readFile(dir + 'install-headers.sh', 'utf8'),
+    installCompiler: await readFile(dir + 'install-compiler.sh', 'utf8'),
   };
 }

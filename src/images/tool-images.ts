@@ -82,6 +82,7 @@ export class ToolImages {
           args: [...toolPackages[kind]],
           labels,
           logPath: prepareLogPath(logDir, ref),
+          network: 'bridge',
           what: `apt-get install ${toolPackages[kind].join(' ')}`,
           ...(signal ? { signal } : {}),
         });

@@ -8,6 +8,8 @@ export type TargetActivity = 'image' | Phase;
 
 export interface ImageEvents {
   onPrepare?: (ref: string, what: string) => void;
+  /** What a preparation is doing now (`downloading 3 package(s), 14.2 MB`, mmdebstrap's stage). */
+  onProgress?: (ref: string, what: string) => void;
   onReady?: (ref: string, ms: number, reused: boolean) => void;
 }
 

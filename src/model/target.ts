@@ -2,6 +2,16 @@
 export const FLAVOURS = ['amd64', 'cloud-amd64', 'rt-amd64'] as const;
 export type Flavour = (typeof FLAVOURS)[number];
 
+/** One .deb as the signed index names it: where to download it and what its bytes must hash to. */
+export interface PackageFile {
+  package: string;
+  version: string;
+  /** The archive root plus the index's Filename. */
+  url: string;
+  sha256: string;
+  size: number;
+}
+
 /** A kernel kfarm can build for: one headers package of one release, as discovery found it in the archive. */
 export interface KernelTarget {
   /** `debian/<release>/<kernel>`, e.g. `debian/bookworm/6.1.0-47-amd64`. */
@@ -16,6 +26,11 @@ export interface KernelTarget {
   headersVersion: string;
   commonPackage: string;
   compiler?: string;
+  /**
+   * The headers package, its -common package and linux-kbuild, from the same suite: what a builder unpacks
+   * (no apt). Present whenever discovery found the files in the index.
+   */
+  packages?: PackageFile[];
   /** The suite that publishes this headers version, e.g. `bookworm-security`. */
   suite: string;
   backports: boolean;

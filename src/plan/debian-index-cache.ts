@@ -5,7 +5,7 @@ import { cacheRoot } from '../util/cache-dir.js';
 import type { SuiteIndex } from './debian-packages.js';
 
 /** Bumped when SuiteIndex changes shape, so old cache files are refetched rather than misread. */
-const FORMAT = 2;
+const FORMAT = 3;
 
 export const DEFAULT_INDEX_TTL_MS = 60 * 60 * 1000;
 

@@ -14,7 +14,15 @@ import { formatTargetId, type KernelTarget } from './targets.js';
 
 export { fetchSuiteIndex } from './debian-fetch.js';
 export { FLAVOURS, flavourOf, kernelsFromPackages, parsePackages } from './debian-packages.js';
-export type { Flavour, PackageStanza, SuiteDefault, SuiteImage, SuiteIndex, SuiteKernel } from './debian-packages.js';
+export type {
+  Flavour,
+  PackageStanza,
+  SuiteDefault,
+  SuiteFile,
+  SuiteImage,
+  SuiteIndex,
+  SuiteKernel,
+} from './debian-packages.js';
 
 /** A kernel image package as discovery found it: where to download it and what it must hash to. */
 export interface KernelImage {
@@ -160,6 +168,11 @@ function keepNewestKernels(
       headersVersion: found.headersVersion,
       commonPackage: found.commonPackage,
       ...(found.compiler ? { compiler: found.compiler } : {}),
+      ...(found.files
+        ? {
+            packages: found.files.map(({ filename, ...file }) => ({ ...file, url: `${suite.archiveUrl}/${filename}` })),
+          }
+        : {}),
       suite: suite.name,
       backports: suite.backports,
     });

@@ -109,6 +109,8 @@ export interface SuiteKernel {
   commonPackage: string;
   /** e.g. `gcc-12`, when the headers name the compiler the kernel was built with. */
   compiler?: string;
+  /** The headers, -common and linux-kbuild .debs of this suite, when the index lists all three. */
+  files?: SuiteFile[];
   suite: string;
   /** Source package name, without version: `linux`, `linux-6.1`. */
   source: string;
@@ -139,6 +141,15 @@ export interface SuiteImage {
   suite: string;
 }
 
+/** A .deb of a suite: its index entry's Filename (relative to the archive root), SHA256 and Size. */
+export interface SuiteFile {
+  package: string;
+  version: string;
+  filename: string;
+  sha256: string;
+  size: number;
+}
+
 export interface SuiteIndex {
   suite: string;
   /** Stanzas in the index, kernel or not: zero means an empty (or broken) index. */
@@ -150,6 +161,7 @@ export interface SuiteIndex {
 }
 
 const HEADERS = 'linux-headers-';
+const KBUILD = 'linux-kbuild-';
 const IMAGE = 'linux-image-';
 const UNSIGNED = '-unsigned';
 
@@ -168,9 +180,12 @@ export async function kernelsFromPackages(
   const kernels = new Map<string, SuiteKernel>();
   const defaults = new Map<Flavour, SuiteDefault>();
   const images = new Map<string, SuiteImage>();
+  const files = new Map<string, SuiteFile>();
+  const kbuildOf = new Map<string, string>();
   let packages = 0;
   for await (const stanza of stanzas) {
     packages++;
+    keepBuildFile(files, stanza);
     if (stanza.package.startsWith(IMAGE)) {
       const image = imageOf(stanza, suite);
       if (image) keepNewest(images, image.package, image, (i) => i.version);
@@ -201,20 +216,13 @@ export async function kernelsFromPackages(
         'KFARM_INDEX_UNAVAILABLE',
         `${stanza.package} ${stanza.version} depends on no linux-headers-*-common package`,
       );
-    const compiler = deps.map(compilerOf).find((c) => c !== undefined);
-    const kernel: SuiteKernel = {
-      kernel: rest,
-      flavour,
-      headersPackage: stanza.package,
-      headersVersion: stanza.version,
-      commonPackage,
-      ...(compiler ? { compiler } : {}),
-      suite,
-      source: (stanza.source ?? stanza.package).replace(/\s*\(.*$/, ''),
-    };
+    const kbuild = deps.find((dep) => dep.startsWith(KBUILD));
+    if (kbuild) kbuildOf.set(`${rest}\0${stanza.version}`, kbuild);
+    const kernel = suiteKernel(stanza, { kernel: rest, flavour, commonPackage, suite }, deps);
     keepNewest(kernels, rest, kernel, (k) => k.headersVersion);
   }
-  const index: SuiteIndex = { suite, packages, kernels: [...kernels.values()], defaults: [...defaults.values()] };
+  const found = [...kernels.values()].map((k) => withFiles(k, files, kbuildOf.get(`${k.kernel}\0${k.headersVersion}`)));
+  const index: SuiteIndex = { suite, packages, kernels: found, defaults: [...defaults.values()] };
   if (images.size > 0) index.images = [...images.values()];
   return index;
 }
@@ -242,6 +250,54 @@ function imageOf(stanza: PackageStanza, suite: string): SuiteImage | undefined {
     size: stanza.size,
     suite,
   };
+}
+
+function suiteKernel(
+  stanza: PackageStanza,
+  found: Pick<SuiteKernel, 'kernel' | 'flavour' | 'commonPackage' | 'suite'>,
+  deps: string[],
+): SuiteKernel {
+  const compiler = deps.map(compilerOf).find((c) => c !== undefined);
+  return {
+    kernel: found.kernel,
+    flavour: found.flavour,
+    headersPackage: stanza.package,
+    headersVersion: stanza.version,
+    commonPackage: found.commonPackage,
+    ...(compiler ? { compiler } : {}),
+    suite: found.suite,
+    source: (stanza.source ?? stanza.package).replace(/\s*\(.*$/, ''),
+  };
+}
+
+/** Headers and kbuild .debs, newest version per package (and the exact versions headers ask for, keyed by both). */
+function keepBuildFile(files: Map<string, SuiteFile>, stanza: PackageStanza): void {
+  if (!stanza.package.startsWith(HEADERS) && !stanza.package.startsWith(KBUILD)) return;
+  if (!stanza.filename || !stanza.sha256 || stanza.size === undefined) return;
+  const file: SuiteFile = {
+    package: stanza.package,
+    version: stanza.version,
+    filename: stanza.filename,
+    sha256: stanza.sha256,
+    size: stanza.size,
+  };
+  files.set(`${file.package}\0${file.version}`, file);
+  keepNewest(files, file.package, file, (f) => f.version);
+}
+
+/**
+ * A kernel's three .debs: its headers and -common at the headers' version (the headers depend on `=` that), and
+ * the newest linux-kbuild the suite has (they depend on `>=`). Without all three, none: the kernel is still a
+ * target, and preparing it says what the index lacked.
+ */
+function withFiles(kernel: SuiteKernel, files: Map<string, SuiteFile>, kbuild: string | undefined): SuiteKernel {
+  const wanted = [
+    files.get(`${kernel.headersPackage}\0${kernel.headersVersion}`),
+    files.get(`${kernel.commonPackage}\0${kernel.headersVersion}`),
+    kbuild === undefined ? undefined : files.get(kbuild),
+  ];
+  if (wanted.some((f) => f === undefined)) return kernel;
+  return { ...kernel, files: wanted as SuiteFile[] };
 }
 
 function keepNewest<K, V>(map: Map<K, V>, key: K, value: V, version: (v: V) => string): void {

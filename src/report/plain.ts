@@ -10,6 +10,7 @@ export function plainProgress(write: (line: string) => void, started = Date.now(
   };
   return {
     onPrepare: (ref, what) => write(`${stamp()} preparing image ${ref} (${what})`),
+    onProgress: (ref, doing) => write(`${stamp()} image ${ref}: ${doing}`),
     onReady: (ref, ms) => write(`${stamp()} image ${ref} ready in ${(ms / 1000).toFixed(1)} s`),
     onTargetStart: (target) => write(`${stamp()} ${target.id}: queued`),
     onTargetPhase: (target, phase) => {

@@ -76,7 +76,7 @@ export class TtyProgress implements FarmEvents, Progress {
   readonly #recent: number;
   readonly #started: number;
   readonly #targets = new Map<string, TargetState>();
-  readonly #images = new Map<string, { what: string; since: number }>();
+  readonly #images = new Map<string, { what: string; since: number; doing?: string }>();
   readonly #finished: TargetResult[] = [];
   readonly #timer: NodeJS.Timeout;
   #drawnLines = 0;
@@ -101,6 +101,11 @@ export class TtyProgress implements FarmEvents, Progress {
 
   readonly onPrepare = (ref: string, what: string): void => {
     this.#images.set(ref, { what, since: this.#now() });
+  };
+
+  readonly onProgress = (ref: string, doing: string): void => {
+    const image = this.#images.get(ref);
+    if (image) image.doing = doing;
   };
 
   readonly onReady = (ref: string, _ms?: number, _reused?: boolean): void => {
@@ -178,8 +183,8 @@ export class TtyProgress implements FarmEvents, Progress {
     budget -= runningLines.length;
     const imageLines = clipSection(
       images.map(
-        ([ref, { what, since }]) =>
-          `  ${this.#paint('dim', '◌')} preparing image ${ref} (${what}) ${secs(now - since)}`,
+        ([ref, { what, since, doing }]) =>
+          `  ${this.#paint('dim', '◌')} preparing image ${ref} (${what}) ${secs(now - since)}${doing ? `: ${doing}` : ''}`,
       ),
       budget,
       (n) => `  … and ${n} more images`,

@@ -5,7 +5,7 @@ import { execa } from 'execa';
 import { KfarmError, errorText } from '../model/errors.js';
 import { cacheRoot } from '../util/cache-dir.js';
 import { writeFileAtomic } from '../util/atomic.js';
-import { downloadVerified } from './download.js';
+import { downloadVerified } from '../plan/download.js';
 import { findKernelImage, type KernelImage } from './kernel-image.js';
 import { buildModuleIndex, isModuleIndex, type ModuleIndex } from './module-index.js';
 

@@ -1,6 +1,9 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { execa } from 'execa';
+import { createHash } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { connectEngine } from '../../src/engine/index.js';
 import { newSession } from '../../src/engine/labels.js';
@@ -54,6 +57,15 @@ describe('builder images', () => {
       'kfarm.headers.version': target.headersVersion,
       'kfarm.session': '',
     });
+    expect(labels['kfarm.headers.files']).toMatch(/^[0-9a-f]{16}$/);
+    // The three .debs were downloaded into the package cache, each once, under their SHA-256.
+    const cached = await readdir(join(logDir, '..', 'packages'));
+    for (const file of target.packages ?? []) expect(cached).toContain(basename(first.packagePath(file)));
+    expect(target.packages?.map((p) => p.package)).toEqual([
+      target.headersPackage,
+      target.commonPackage,
+      expect.stringMatching(/^linux-kbuild-/),
+    ]);
     expect(labels['kfarm.recipe']).toMatch(/^[0-9a-f]{16}$/);
 
     prepared.length = 0;
@@ -68,11 +80,53 @@ describe('builder images', () => {
     await docker.getImage(ref).remove({ force: true });
   });
 
+  it('a headers package the archive republished under the same version makes a new image, not the stale one', async () => {
+    const docker = await requireEngine();
+    const index = await discoverReleaseIndex('bookworm', { flavours: ['amd64'], includeBackports: false });
+    const target = index.kernels.filter((k) => k.kernel.startsWith('6.1.0-')).at(0);
+    const kbuild = target?.packages?.at(-1);
+    if (!target?.packages || !kbuild) throw new Error('no bookworm kernel with packages');
+    const engine = await connectEngine(newSession('images-republish-test'));
+    const logDir = join(await tempOut(), 'logs');
+    const store = () => new ImageStore(engine, { logDir, sources: releaseSources });
+    const ref = headersRef('bookworm', target.kernel);
+    const before = (await docker.getImage(await store().headers(target)).inspect()).Id;
+
+    // Rebuilt with the same name and version, as a binNMU-less rebuild in the archive would be: other bytes.
+    const work = await tempOut();
+    const original = await store().fetchPackages([kbuild]);
+    await execa('dpkg-deb', ['-R', original[0] as string, join(work, 'tree')]);
+    await execa('dpkg-deb', ['--root-owner-group', '-Zgzip', '-b', join(work, 'tree'), join(work, 'rebuilt.deb')]);
+    const body = await readFile(join(work, 'rebuilt.deb'));
+    const server = createServer((_req, res) => res.writeHead(200).end(body));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/${basename(new URL(kbuild.url).pathname)}`;
+      const sha256 = createHash('sha256').update(body).digest('hex');
+      const republished = {
+        ...target,
+        packages: [...target.packages.slice(0, 2), { ...kbuild, url, sha256, size: body.length }],
+      };
+      const after = await docker.getImage(await store().headers(republished)).inspect();
+      expect(after.Id).not.toBe(before);
+      expect(after.Config.Labels['kfarm.headers.version']).toBe(target.headersVersion);
+      expect(await readdir(join(logDir, '..', 'packages'))).toContain(`${sha256.slice(0, 16)}_${basename(url)}`);
+    } finally {
+      server.close();
+      // Leave the image as the archive has it for the other tests.
+      await docker.getImage(ref).remove({ force: true });
+    }
+  });
+
   it('a failed preparation names its log, and the log is still there afterwards', async () => {
     const docker = await requireEngine();
     const engine = await connectEngine(newSession('images-fail-test'));
     const logDir = join(await tempOut(), 'logs');
     const store = new ImageStore(engine, { logDir, sources: releaseSources });
+    const index = await discoverReleaseIndex('bookworm', { flavours: ['amd64'], includeBackports: false });
+    const kbuild = index.kernels.at(-1)?.packages?.at(-1);
+    expect(kbuild?.package).toMatch(/^linux-kbuild-/);
+    // A real, verified .deb that is not a kernel's headers: it unpacks, and the check after it fails.
     const spec = {
       distro: 'debian' as const,
       release: 'bookworm',
@@ -81,17 +135,24 @@ describe('builder images', () => {
       headersVersion: '0.0.0-0',
       suite: 'bookworm',
       backports: false,
+      packages: kbuild ? [kbuild] : [],
     };
     const error = await store.headers(spec).then(
       () => undefined,
       (e: unknown) => e as Error,
     );
     const log = /\(log: ([^)]+)\)/.exec(error?.message ?? '')?.[1];
-    expect(error?.message).toMatch(/^preparing kfarm\/debian-bookworm:0\.0\.0-0-kfarm-none failed: installing/);
-    expect(log?.startsWith(logDir)).toBe(true);
-    expect(await readFile(log as string, 'utf8')).toMatch(
-      /Unable to locate package linux-headers-0\.0\.0-0-kfarm-none/,
+    expect(error?.message).toMatch(
+      /^preparing kfarm\/debian-bookworm:0\.0\.0-0-kfarm-none failed: unpacking linux-headers-0\.0\.0-0-kfarm-none exited 1 \(log: .*\): kfarm: the headers installed no \/lib\/modules\/0\.0\.0-0-kfarm-none\/build\/Makefile$/,
     );
+    expect(log?.startsWith(logDir)).toBe(true);
+    expect(await readFile(log as string, 'utf8')).toMatch(/unpacking [0-9a-f]{16}_linux-kbuild-/);
+    expect(
+      await docker
+        .getImage(headersRef('bookworm', spec.kernel))
+        .inspect()
+        .catch(() => undefined),
+    ).toBeUndefined();
     expect(await kfarmContainers(docker)).toEqual([]);
   });
 

@@ -93,6 +93,11 @@ describe('kernelsFromPackages', () => {
       headersVersion: '6.1.170-3',
       commonPackage: 'linux-headers-6.1.0-47-common',
       compiler: 'gcc-12',
+      files: [
+        expect.objectContaining({ package: 'linux-headers-6.1.0-47-amd64', version: '6.1.170-3' }),
+        expect.objectContaining({ package: 'linux-headers-6.1.0-47-common', version: '6.1.170-3' }),
+        expect.objectContaining({ package: 'linux-kbuild-6.1', filename: expect.stringMatching(/^pool\//) }),
+      ],
       suite: 'bookworm',
       source: 'linux',
     });
@@ -327,6 +332,18 @@ describe('discovery against a local archive', () => {
       compiler: 'gcc-12',
       suite: 'bookworm',
       backports: false,
+      packages: [
+        expect.objectContaining({
+          package: 'linux-headers-6.1.0-47-amd64',
+          version: '6.1.170-3',
+          url: `${archive.url}/debian/pool/main/l/linux/linux-headers-6.1.0-47-amd64_6.1.170-3_amd64.deb`,
+          sha256: '2a40c463e108b1ea3abf2e16e38eb9e27b237693b974b862adde73873c7d85c1',
+          size: 1655296,
+        }),
+        // -common at exactly the headers' version (`=`), linux-kbuild the newest of the suite (`>=`).
+        expect.objectContaining({ package: 'linux-headers-6.1.0-47-common', version: '6.1.170-3' }),
+        expect.objectContaining({ package: 'linux-kbuild-6.1', version: '6.1.176-1' }),
+      ],
     });
     // The backports metapackage is newer, but `apt install linux-headers-amd64` without -t picks the security one.
     expect(result.defaults).toEqual({

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { kernelsFromPackages, parsePackages, type KernelImage } from '../../src/plan/debian-index.js';
-import { downloadVerified } from '../../src/verify/download.js';
+import { downloadVerified } from '../../src/plan/download.js';
 import { findKernelImage, pickImage } from '../../src/verify/kernel-image.js';
 import { KernelStore, type KernelEvent } from '../../src/verify/kernel-store.js';
 import { buildModuleIndex } from '../../src/verify/module-index.js';

@@ -5,7 +5,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { KfarmError } from '../model/errors.js';
-import { fetchError, fetchOk } from '../plan/debian-http.js';
+import { fetchError, fetchOk } from './debian-http.js';
 
 export interface Expected {
   sha256: string;
