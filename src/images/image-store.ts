@@ -23,8 +23,8 @@ export interface HeadersSpec {
   suite: string;
   backports: boolean;
   compiler?: string;
-  /** The headers, -common and linux-kbuild .debs (discovery's `packages`). */
-  packages?: PackageFile[];
+  /** The headers, -common and linux-kbuild .debs (discovery's `debs`). */
+  debs?: PackageFile[];
 }
 
 export interface ImageStoreOptions {
@@ -237,7 +237,7 @@ export class ImageStore {
 
 /** The three .debs, or a clear error for a target discovery could not find them for. */
 function packagesOf(spec: HeadersSpec): PackageFile[] {
-  if (spec.packages && spec.packages.length > 0) return spec.packages;
+  if (spec.debs && spec.debs.length > 0) return spec.debs;
   throw new KfarmError(
     'KFARM_IMAGE_FAILED',
     `preparing ${headersRef(spec.release, spec.kernel)} failed: the ${spec.suite} index lists no .deb ` +

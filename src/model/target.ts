@@ -30,7 +30,7 @@ export interface KernelTarget {
    * The headers package, its -common package and linux-kbuild, from the same suite: what a builder unpacks
    * (no apt). Present whenever discovery found the files in the index.
    */
-  packages?: PackageFile[];
+  debs?: PackageFile[];
   /** The suite that publishes this headers version, e.g. `bookworm-security`. */
   suite: string;
   backports: boolean;

@@ -170,7 +170,7 @@ function keepNewestKernels(
       ...(found.compiler ? { compiler: found.compiler } : {}),
       ...(found.files
         ? {
-            packages: found.files.map(({ filename, ...file }) => ({ ...file, url: `${suite.archiveUrl}/${filename}` })),
+            debs: found.files.map(({ filename, ...file }) => ({ ...file, url: `${suite.archiveUrl}/${filename}` })),
           }
         : {}),
       suite: suite.name,

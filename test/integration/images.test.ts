@@ -60,8 +60,8 @@ describe('builder images', () => {
     expect(labels['kfarm.headers.files']).toMatch(/^[0-9a-f]{16}$/);
     // The three .debs were downloaded into the package cache, each once, under their SHA-256.
     const cached = await readdir(join(logDir, '..', 'packages'));
-    for (const file of target.packages ?? []) expect(cached).toContain(basename(first.packagePath(file)));
-    expect(target.packages?.map((p) => p.package)).toEqual([
+    for (const file of target.debs ?? []) expect(cached).toContain(basename(first.packagePath(file)));
+    expect(target.debs?.map((p) => p.package)).toEqual([
       target.headersPackage,
       target.commonPackage,
       expect.stringMatching(/^linux-kbuild-/),
@@ -84,8 +84,8 @@ describe('builder images', () => {
     const docker = await requireEngine();
     const index = await discoverReleaseIndex('bookworm', { flavours: ['amd64'], includeBackports: false });
     const target = index.kernels.filter((k) => k.kernel.startsWith('6.1.0-')).at(0);
-    const kbuild = target?.packages?.at(-1);
-    if (!target?.packages || !kbuild) throw new Error('no bookworm kernel with packages');
+    const kbuild = target?.debs?.at(-1);
+    if (!target?.debs || !kbuild) throw new Error('no bookworm kernel with packages');
     const engine = await connectEngine(newSession('images-republish-test'));
     const logDir = join(await tempOut(), 'logs');
     const store = () => new ImageStore(engine, { logDir, sources: releaseSources });
@@ -105,7 +105,7 @@ describe('builder images', () => {
       const sha256 = createHash('sha256').update(body).digest('hex');
       const republished = {
         ...target,
-        packages: [...target.packages.slice(0, 2), { ...kbuild, url, sha256, size: body.length }],
+        debs: [...target.debs.slice(0, 2), { ...kbuild, url, sha256, size: body.length }],
       };
       const after = await docker.getImage(await store().headers(republished)).inspect();
       expect(after.Id).not.toBe(before);
@@ -124,7 +124,7 @@ describe('builder images', () => {
     const logDir = join(await tempOut(), 'logs');
     const store = new ImageStore(engine, { logDir, sources: releaseSources });
     const index = await discoverReleaseIndex('bookworm', { flavours: ['amd64'], includeBackports: false });
-    const kbuild = index.kernels.at(-1)?.packages?.at(-1);
+    const kbuild = index.kernels.at(-1)?.debs?.at(-1);
     expect(kbuild?.package).toMatch(/^linux-kbuild-/);
     // A real, verified .deb that is not a kernel's headers: it unpacks, and the check after it fails.
     const spec = {
@@ -135,7 +135,7 @@ describe('builder images', () => {
       headersVersion: '0.0.0-0',
       suite: 'bookworm',
       backports: false,
-      packages: kbuild ? [kbuild] : [],
+      debs: kbuild ? [kbuild] : [],
     };
     const error = await store.headers(spec).then(
       () => undefined,

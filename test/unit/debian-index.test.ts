@@ -332,7 +332,7 @@ describe('discovery against a local archive', () => {
       compiler: 'gcc-12',
       suite: 'bookworm',
       backports: false,
-      packages: [
+      debs: [
         expect.objectContaining({
           package: 'linux-headers-6.1.0-47-amd64',
           version: '6.1.170-3',

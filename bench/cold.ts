@@ -1,0 +1,97 @@
+/**
+ * bench/cold: what a machine where nothing is warm waits for.
+ *   1. One new kernel of a release whose base image exists, package cache empty: the whole `kfarm build`
+ *      wall time, the headers image's preparation time, bytes downloaded and disk added (target ≤ 5 s, ≤ 70 MB).
+ *   2. The release's base image bootstrapped with a cold, then a warm package cache (target ≤ 30 s warm).
+ * Usage: bench/cold [release]   (default bookworm; the release's base image is re-made, as it was)
+ */
+import { execa } from 'execa';
+import { cp, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connectEngine, newSession } from '../src/engine/index.js';
+import { baseRef, headersRef, ImageStore } from '../src/images/image-store.js';
+import { discoverReleaseIndex } from '../src/plan/debian-index.js';
+import { releaseSources } from '../src/plan/debian-releases.js';
+import { cacheRoot } from '../src/util/cache-dir.js';
+
+const root = new URL('..', import.meta.url).pathname;
+const release = process.argv[2] ?? 'bookworm';
+const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
+
+async function dirBytes(dir: string): Promise<number> {
+  let total = 0;
+  for (const name of await readdir(dir, { recursive: true }).catch(() => [] as string[])) {
+    const info = await stat(join(dir, name));
+    if (info.isFile()) total += info.size;
+  }
+  return total;
+}
+
+async function imageBytes(ref: string): Promise<number> {
+  const run = await execa('docker', ['image', 'inspect', '--format', '{{.Size}}', ref], { reject: false });
+  return run.exitCode === 0 ? Number(run.stdout) : 0;
+}
+
+/** A cache dir with the package indexes (discovery is not what this measures) and nothing else. */
+async function freshCacheDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'kfarm-cold-cache-'));
+  await cp(join(cacheRoot(), 'index'), join(dir, 'index'), { recursive: true }).catch(() => undefined);
+  return dir;
+}
+
+async function newKernel(): Promise<void> {
+  const index = await discoverReleaseIndex(release, { flavours: ['amd64'], includeBackports: false });
+  // Not the default kernel: the one a user adds, whose image no run has made yet (it is removed first).
+  const kernel = index.kernels.filter((k) => k.kernel !== index.defaults['amd64']).at(-1);
+  if (!kernel) throw new Error(`no second ${release} amd64 kernel`);
+  const ref = headersRef(release, kernel.kernel);
+  await execa('docker', ['image', 'rm', '-f', ref], { reject: false });
+  const cacheDir = await freshCacheDir();
+  const out = await mkdtemp(join(tmpdir(), 'kfarm-cold-out-'));
+  const t0 = performance.now();
+  const run = await execa(
+    'node',
+    [join(root, 'bin/kfarm.js'), 'build', 'examples/hello', '--target', kernel.id, '--out', out, '--no-cache'],
+    { cwd: root, reject: false, env: { CI: 'true', KFARM_CACHE_DIR: cacheDir } },
+  );
+  const wall = (performance.now() - t0) / 1000;
+  if (run.exitCode !== 0) throw new Error(`kfarm failed (exit ${run.exitCode}):\n${run.stdout}\n${run.stderr}`);
+  const ready = /image \S+ ready in ([\d.]+) s/.exec(run.stdout)?.[1];
+  const downloaded = await dirBytes(join(cacheDir, 'packages'));
+  const added = (await imageBytes(ref)) - (await imageBytes(baseRef(release)));
+  console.log(`bench/cold: one new ${release} kernel (${kernel.kernel}), base image present, package cache empty`);
+  console.log(`  kfarm build wall ${wall.toFixed(1)} s, headers image ready in ${ready ?? '?'} s   (target ≤ 5 s)`);
+  console.log(`  downloaded ${mb(downloaded)}, disk added ${mb(added)} (the image layer)   (target ≤ 70 MB)`);
+  await rm(cacheDir, { recursive: true, force: true });
+  await rm(out, { recursive: true, force: true });
+}
+
+async function baseImage(): Promise<void> {
+  const engine = await connectEngine(newSession(`bench-cold-${process.pid}`));
+  const cacheDir = await freshCacheDir();
+  const stages: string[] = [];
+  const store = () =>
+    new ImageStore(engine, {
+      logDir: join(cacheDir, 'logs'),
+      sources: releaseSources,
+      events: { onProgress: (_ref, stage) => stages.push(stage) },
+    });
+  const timed = async () => {
+    await engine.removeImage(baseRef(release));
+    const t0 = performance.now();
+    await store().base(release);
+    return (performance.now() - t0) / 1000;
+  };
+  const cold = await timed();
+  const cached = await dirBytes(join(cacheDir, 'packages'));
+  const warm = await timed();
+  console.log(`bench/cold: the ${release} base image (mmdebstrap), indexes fetched by apt each time`);
+  console.log(
+    `  package cache cold ${cold.toFixed(1)} s (downloads ${mb(cached)}), warm ${warm.toFixed(1)} s   (target ≤ 30 s warm)`,
+  );
+  await rm(cacheDir, { recursive: true, force: true });
+}
+
+await newKernel();
+await baseImage();
