@@ -17,6 +17,17 @@ for deb in "$debs"/*.deb; do
   # --keep-directory-symlink: the root is merged-/usr, and /lib must stay a symlink (dpkg-deb -x replaces it).
   dpkg-deb --fsys-tarfile "$deb" | tar -x -C / --keep-directory-symlink
 done
+# Where this release's headers package ships <moddir>/<kver>/build (bookworm /lib/modules, trixie
+# /usr/lib/modules), as dpkg would have recorded it: packaging installs modules in the same directory.
+mkdir -p /var/lib/kfarm/moddir
+# Listed first, not piped into grep -q: with pipefail, grep's early exit would fail dpkg-deb with SIGPIPE.
+listing=$(dpkg-deb -c "$debs"/*_linux-headers-"$kver"_*.deb)
+for d in /usr/lib/modules /lib/modules; do
+  if grep -qF " .$d/$kver/build -> " <<<"$listing"; then
+    echo "$d" >"/var/lib/kfarm/moddir/$kver"
+    break
+  fi
+done
 rm -rf "$debs"
 build=/lib/modules/$kver/build
 test -f "$build/Makefile" || { echo "kfarm: the headers installed no $build/Makefile" >&2; exit 1; }

@@ -8,7 +8,7 @@ import { headersRef } from '../images/image-store.js';
 export interface KernelFacts {
   /**
    * Where the release's kernel packages put modules: the directory its `linux-headers-<kver>` package ships
-   * `<dir>/<kver>/build` in, as dpkg records it (bookworm `/lib/modules`, trixie `/usr/lib/modules`, where
+   * `<dir>/<kver>/build` in, as the builder image recorded it when it unpacked that package (bookworm `/lib/modules`, trixie `/usr/lib/modules`, where
    * lintian ≥ 2.121 reports `/lib` as an aliased location).
    */
   moduleDir: '/lib/modules' | '/usr/lib/modules';
@@ -20,9 +20,7 @@ export interface KernelFacts {
 
 const query = `set -u
 k=$1
-for d in /usr/lib/modules /lib/modules; do
-  if dpkg-query -S "$d/$k/build" >/dev/null 2>&1; then echo "moddir=$d"; break; fi
-done
+[ -r "/var/lib/kfarm/moddir/$k" ] && echo "moddir=$(cat "/var/lib/kfarm/moddir/$k")"
 sed -n 's/^CONFIG_MODULE_SIG_HASH="\\([A-Za-z0-9-]*\\)"$/sighash=\\1/p' "/lib/modules/$k/build/.config"
 grep -q '^CONFIG_MODULE_SIG=y' "/lib/modules/$k/build/.config" && echo sig=y
 exit 0
@@ -111,7 +109,7 @@ export class KernelFactsCache {
       if (moduleDir !== '/lib/modules' && moduleDir !== '/usr/lib/modules') {
         throw new KfarmError(
           'KFARM_IMAGE_FAILED',
-          `${image}: no package owns <moddir>/${kernel}/build, so the release's module directory is unknown`,
+          `${image}: its headers package shipped no <moddir>/${kernel}/build, so the release's module directory is unknown`,
         );
       }
       const sigHash = values.get('sig') === 'y' ? values.get('sighash') : undefined;
