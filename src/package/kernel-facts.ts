@@ -8,8 +8,8 @@ import { headersRef } from '../images/image-store.js';
 export interface KernelFacts {
   /**
    * Where the release's kernel packages put modules: the directory its `linux-headers-<kver>` package ships
-   * `<dir>/<kver>/build` in, as the builder image recorded it when it unpacked that package (bookworm `/lib/modules`, trixie `/usr/lib/modules`, where
-   * lintian ≥ 2.121 reports `/lib` as an aliased location).
+   * `<dir>/<kver>/build` in, as the builder image recorded it when it unpacked that package (bookworm
+   * `/lib/modules`, trixie `/usr/lib/modules`, where lintian ≥ 2.121 reports `/lib` as an aliased location).
    */
   moduleDir: '/lib/modules' | '/usr/lib/modules';
   /** CONFIG_MODULE_SIG_HASH from the kernel's .config, when the kernel signs modules. */
