@@ -17,6 +17,8 @@ for deb in "$debs"/*.deb; do
   # --keep-directory-symlink: the root is merged-/usr, and /lib must stay a symlink (dpkg-deb -x replaces it).
   dpkg-deb --fsys-tarfile "$deb" | tar -x -C / --keep-directory-symlink
 done
+build=/lib/modules/$kver/build
+test -f "$build/Makefile" || { echo "kfarm: the headers installed no $build/Makefile" >&2; exit 1; }
 # Where this release's headers package ships <moddir>/<kver>/build (bookworm /lib/modules, trixie
 # /usr/lib/modules), as dpkg would have recorded it: packaging installs modules in the same directory.
 mkdir -p /var/lib/kfarm/moddir
@@ -29,8 +31,6 @@ for d in /usr/lib/modules /lib/modules; do
   fi
 done
 rm -rf "$debs"
-build=/lib/modules/$kver/build
-test -f "$build/Makefile" || { echo "kfarm: the headers installed no $build/Makefile" >&2; exit 1; }
 # linux-kbuild's host tools must run here: a library the base lacks would fail every build, so say it now.
 missing=$(ldd "$build/scripts/mod/modpost" | grep 'not found' || true)
 [ -z "$missing" ] || { echo "kfarm: linux-kbuild's modpost lacks libraries: $missing" >&2; exit 1; }

@@ -96,12 +96,16 @@ function packageCacheHooks(dir: string): string[] {
   ];
 }
 
+/** The stages a person waiting wants to see (mmdebstrap says much more, all of it in the log). */
+const STAGES =
+  /^(running apt-get update|downloading packages|extracting archives|installing (essential|remaining) packages|creating tarball|success in)/;
+
 /** `I: downloading packages with apt...` → `downloading packages with apt`. */
 function reportStages(stderr: Readable, onStage: (stage: string) => void): void {
   const lines = createInterface({ input: stderr, crlfDelay: Infinity });
   lines.on('line', (line) => {
     const stage = /^I: (.*?)\.*$/.exec(line)?.[1];
-    if (stage) onStage(stage);
+    if (stage && STAGES.test(stage)) onStage(stage);
   });
 }
 
