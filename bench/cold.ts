@@ -57,7 +57,7 @@ async function newKernel(): Promise<void> {
   );
   const wall = (performance.now() - t0) / 1000;
   if (run.exitCode !== 0) throw new Error(`kfarm failed (exit ${run.exitCode}):\n${run.stdout}\n${run.stderr}`);
-  const ready = /image \S+ ready in ([\d.]+) s/.exec(run.stdout)?.[1];
+  const ready = /image \S+ ready in ([\d.]+) s/.exec(`${run.stdout}\n${run.stderr}`)?.[1];
   const downloaded = await dirBytes(join(cacheDir, 'packages'));
   const added = (await imageBytes(ref)) - (await imageBytes(baseRef(release)));
   console.log(`bench/cold: one new ${release} kernel (${kernel.kernel}), base image present, package cache empty`);
