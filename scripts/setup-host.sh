@@ -13,9 +13,9 @@ fi
 # qemu-system-x86 + busybox-static: `kfarm verify` boots each target's real kernel with an initramfs around
 # busybox to load the built modules; dpkg: dpkg-deb unpacks the kernel image packages; cpio + libarchive-tools:
 # the tests list the generated initramfs with independent tools; iproute2: the engine-loss tests give the second
-# dockerd they start a bridge of its own.
+# dockerd they start a bridge of its own; zstd: base images kept in the cache dir as compressed root filesystems.
 packages=(docker.io mmdebstrap debian-archive-keyring xz-utils binutils gpgv ca-certificates curl
-  qemu-system-x86 busybox-static dpkg cpio libarchive-tools iproute2)
+  qemu-system-x86 busybox-static dpkg cpio libarchive-tools iproute2 zstd)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -51,6 +51,7 @@ export class Scheduler {
     this.#images = new ImageStore(engine, {
       logDir: settings.logDir,
       packageDir: join(settings.cacheDir, 'packages'),
+      rootfsDir: join(settings.cacheDir, 'images'),
       sources: settings.sources,
       events: settings.events,
     });

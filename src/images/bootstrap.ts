@@ -6,6 +6,7 @@ import { execa } from 'execa';
 import { KfarmError, errorText } from '../model/errors.js';
 import type { Engine } from '../engine/index.js';
 import { reasonIn, withPrepareLog } from './prepare.js';
+import { archiveWriter } from './rootfs-archive.js';
 
 export interface BootstrapSpec {
   release: string;
@@ -21,6 +22,8 @@ export interface BootstrapSpec {
    * every file against the signed index, and fetches what does not match).
    */
   packageDir?: string;
+  /** Also keep the root filesystem here (zstd), for `restoreRootfs` on a machine with no such image yet. */
+  archivePath?: string;
   /** mmdebstrap's stage (`downloading packages with apt`, …) as it reports it. */
   onStage?: (stage: string) => void;
   signal?: AbortSignal;
@@ -64,6 +67,8 @@ async function importRootfs(engine: Engine, spec: BootstrapSpec, partial: string
   if (spec.onStage) reportStages(mmdebstrap.stderr, spec.onStage);
   const rootfs = new PassThrough();
   mmdebstrap.stdout.pipe(rootfs);
+  const archive = spec.archivePath ? await archiveWriter(spec.archivePath) : undefined;
+  if (archive) mmdebstrap.stdout.pipe(archive.input);
   // An import that fails (the engine refuses, or goes away) stops mmdebstrap: nobody would read its output.
   let importFailure: unknown;
   const imported = engine.importImage(rootfs, partial, spec.labels, spec.signal).catch((error: unknown) => {
@@ -75,6 +80,7 @@ async function importRootfs(engine: Engine, spec: BootstrapSpec, partial: string
     await mmdebstrap;
   } catch (cause) {
     rootfs.destroy();
+    await archive?.drop();
     await imported;
     await engine.removeImage(partial, { force: true }).catch(() => undefined);
     if (importFailure !== undefined) throw importError(spec.ref, importFailure);
@@ -82,7 +88,11 @@ async function importRootfs(engine: Engine, spec: BootstrapSpec, partial: string
     throw new KfarmError('KFARM_IMAGE_FAILED', `preparing ${spec.ref} failed: ${why}`, { cause });
   }
   await imported;
-  if (importFailure !== undefined) throw importError(spec.ref, importFailure);
+  if (importFailure !== undefined) {
+    await archive?.drop();
+    throw importError(spec.ref, importFailure);
+  }
+  await archive?.keep();
 }
 
 /** mmdebstrap's own recipe for a package cache without a proxy (its manual, EXAMPLES). */

@@ -8,6 +8,7 @@ import type { ImageEvents } from '../model/events.js';
 import { Label, type Engine } from '../engine/index.js';
 import type { SuiteSource } from '../plan/debian-releases.js';
 import { bootstrapImage } from './bootstrap.js';
+import { restoreRootfs, rootfsArchivePath } from './rootfs-archive.js';
 import { PackageCache } from './package-cache.js';
 import { commitLayer, LayerFailed, prepareLogPath } from './prepare.js';
 import { withLock } from '../util/lock.js';
@@ -35,6 +36,8 @@ export interface ImageStoreOptions {
   sources: (release: string) => SuiteSource[];
   /** The package cache (.debs kfarm downloaded). Default: `<logDir>/../packages`. */
   packageDir?: string;
+  /** Base images' root filesystems (zstd), restored when the engine has no base. Default: `<logDir>/../images`. */
+  rootfsDir?: string;
   events?: ImageEvents;
 }
 
@@ -178,20 +181,38 @@ export class ImageStore {
       };
       if (await this.holds(ref, labels)) return ref;
       await this.#prepare(ref, labels, `base image for debian/${release}`, signal, () =>
-        bootstrapImage(this.engine, {
-          release,
-          ref,
-          packages: recipe.basePackages,
-          sources: this.options.sources(release).map((s) => `deb ${s.archive} ${s.suite} main`),
-          labels,
-          logPath: prepareLogPath(this.options.logDir, ref),
-          packageDir: join(this.#packages.dir, `debian-${release}`),
-          onStage: (stage) => this.options.events?.onProgress?.(ref, stage),
-          ...(signal ? { signal } : {}),
-        }),
+        this.#restoreOrBootstrap(release, { ref, labels, recipe }, signal),
       );
       return ref;
     });
+  }
+
+  /** From the cache dir's archive when it has one, else from the archive of Debian (and then archived). */
+  async #restoreOrBootstrap(
+    release: string,
+    image: { ref: string; labels: Record<string, string>; recipe: Recipe },
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    const { ref, labels, recipe } = image;
+    const path = rootfsArchivePath(this.rootfsDir, release, recipe.hash);
+    const onRestore = () => this.options.events?.onProgress?.(ref, `restoring ${basename(path)}`);
+    if (await restoreRootfs(this.engine, { path, ref, labels, onRestore, ...(signal ? { signal } : {}) })) return;
+    await bootstrapImage(this.engine, {
+      release,
+      ref,
+      packages: recipe.basePackages,
+      sources: this.options.sources(release).map((s) => `deb ${s.archive} ${s.suite} main`),
+      labels,
+      logPath: prepareLogPath(this.options.logDir, ref),
+      packageDir: join(this.#packages.dir, `debian-${release}`),
+      archivePath: path,
+      onStage: (stage) => this.options.events?.onProgress?.(ref, stage),
+      ...(signal ? { signal } : {}),
+    });
+  }
+
+  get rootfsDir(): string {
+    return this.options.rootfsDir ?? join(this.options.logDir, '..', 'images');
   }
 
   /** True when the image exists and carries every one of these labels with these values. */

@@ -54,8 +54,8 @@ export interface LayerSpec {
 /**
  * Adds one layer to an image: a container of the base runs a script (with a network only when it uses apt,
  * the only time kfarm gives a container one), and is committed with labels when the script succeeds. The
- * container is removed in every case; a failure names the log, which stays under the cache directory and
- * carries the script's exit code.
+ * container is removed in every case (after a success in the background: `engine.settle` waits for it); a
+ * failure names the log, which stays under the cache directory and carries the script's exit code.
  */
 export async function commitLayer(engine: Engine, spec: LayerSpec): Promise<void> {
   await withPrepareLog(spec.logPath, async (log) => {
@@ -78,9 +78,13 @@ export async function commitLayer(engine: Engine, spec: LayerSpec): Promise<void
       });
       if (code !== 0) throw await layerFailed(spec, code, log);
       await engine.commit(container, spec.ref, spec.labels);
-    } finally {
+    } catch (error) {
       await container.remove().catch(() => undefined);
+      throw error;
     }
+    // Removing a container whose layer holds 15,000 header files takes seconds: the image is ready before that,
+    // so the removal goes on in the background (the run waits for it before it ends, and sweeps what it left).
+    engine.removeLater(container);
   });
 }
 

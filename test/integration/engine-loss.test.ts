@@ -23,6 +23,7 @@ beforeAll(async () => {
   const engine = await connectEngine(newSession(`engine-loss-${process.pid}`));
   const store = new ImageStore(engine, { logDir: await tempOut(), sources: releaseSources });
   await store.headers(target);
+  await engine.settle(30_000);
   images = [baseRef(target.release), headersRef(target.release, target.kernel)];
 });
 

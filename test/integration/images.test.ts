@@ -1,4 +1,4 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { execa } from 'execa';
 import { createHash } from 'node:crypto';
@@ -7,7 +7,9 @@ import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { connectEngine } from '../../src/engine/index.js';
 import { newSession } from '../../src/engine/labels.js';
+import { bootstrapImage } from '../../src/images/bootstrap.js';
 import { headersRef, ImageStore } from '../../src/images/image-store.js';
+import { restoreRootfs } from '../../src/images/rootfs-archive.js';
 import { discoverReleaseIndex } from '../../src/plan/debian-index.js';
 import { releaseSources } from '../../src/plan/resolve.js';
 import { kfarmContainers, repoRoot, requireEngine, tempOut } from '../helpers/engine.js';
@@ -76,6 +78,8 @@ describe('builder images', () => {
     });
     expect(await second.headers(target)).toBe(ref);
     expect(prepared).toEqual([]);
+    // The preparing container is removed in the background once its layer is committed; settle waits for that.
+    expect(await engine.settle(30_000)).toBe(0);
     expect(await kfarmContainers(docker)).toEqual([]);
     await docker.getImage(ref).remove({ force: true });
   });
@@ -113,6 +117,7 @@ describe('builder images', () => {
       expect(await readdir(join(logDir, '..', 'packages'))).toContain(`${sha256.slice(0, 16)}_${basename(url)}`);
     } finally {
       server.close();
+      await engine.settle(30_000);
       // Leave the image as the archive has it for the other tests.
       await docker.getImage(ref).remove({ force: true });
     }
@@ -153,6 +158,51 @@ describe('builder images', () => {
         .inspect()
         .catch(() => undefined),
     ).toBeUndefined();
+    expect(await kfarmContainers(docker)).toEqual([]);
+  });
+
+  it('a base image comes back from its archive in the cache dir, layer for layer; a damaged archive is dropped', async () => {
+    const docker = await requireEngine();
+    const engine = await connectEngine(newSession('images-rootfs-test'));
+    const work = await tempOut();
+    const archive = join(work, 'images', 'debian-bookworm-0123456789abcdef.tar.zst');
+    const labels = { 'kfarm.role': 'base', 'kfarm.release': 'bookworm', 'kfarm.recipe': 'rootfs-test' };
+    const [made, restored] = ['kfarm/test-rootfs:made', 'kfarm/test-rootfs:restored'];
+    try {
+      // The smallest real bootstrap (essential and apt): what a base image's archive is made of, at a third of the cost.
+      await bootstrapImage(engine, {
+        release: 'bookworm',
+        ref: made,
+        packages: ['apt'],
+        sources: releaseSources('bookworm').map((s) => `deb ${s.archive} ${s.suite} main`),
+        labels,
+        logPath: join(work, 'bootstrap.log'),
+        packageDir: join(process.env['KFARM_CACHE_DIR'] ?? work, 'packages', 'debian-bookworm'),
+        archivePath: archive,
+      });
+      expect((await readdir(join(work, 'images'))).filter((n) => n.includes('.tmp-'))).toEqual([]);
+      expect(await restoreRootfs(engine, { path: archive, ref: restored, labels })).toBe(true);
+      const [a, b] = await Promise.all([made, restored].map((ref) => docker.getImage(ref).inspect()));
+      // The same bytes imported twice are the same layer: the archive holds exactly the bootstrapped tree.
+      expect(b?.RootFS.Layers).toEqual(a?.RootFS.Layers);
+      expect(b?.Config.Labels).toMatchObject(labels);
+      await docker.getImage(restored).remove({ force: true });
+
+      const bytes = await readFile(archive);
+      const middle = Math.floor(bytes.length / 2);
+      bytes[middle] = (bytes[middle] ?? 0) ^ 0xff;
+      await writeFile(archive, bytes);
+      expect(await restoreRootfs(engine, { path: archive, ref: restored, labels })).toBe(false);
+      expect(await stat(archive).catch(() => undefined)).toBeUndefined();
+      const left = await docker.listImages({ filters: { reference: ['kfarm/test-rootfs'] } });
+      expect(left.flatMap((i) => i.RepoTags ?? [])).toEqual([made]);
+    } finally {
+      for (const ref of [made, restored])
+        await docker
+          .getImage(ref)
+          .remove({ force: true })
+          .catch(() => undefined);
+    }
     expect(await kfarmContainers(docker)).toEqual([]);
   });
 
