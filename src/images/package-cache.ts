@@ -5,6 +5,7 @@ import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { PackageFile } from '../model/target.js';
 import { downloadVerified } from '../plan/download.js';
+import { markUsed } from '../util/cache-files.js';
 
 /**
  * The .debs kfarm downloaded itself, shared by every kernel and run (`<cache dir>/packages`): a kernel's headers,
@@ -68,7 +69,10 @@ export class PackageCache {
       () => undefined,
     );
     if (size === undefined) return false;
-    if (size === file.size && (await sha256Of(path)) === file.sha256) return true;
+    if (size === file.size && (await sha256Of(path)) === file.sha256) {
+      await markUsed(path);
+      return true;
+    }
     await rm(path, { force: true });
     return false;
   }

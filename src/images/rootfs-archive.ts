@@ -5,6 +5,7 @@ import { PassThrough, type Writable } from 'node:stream';
 import { execa } from 'execa';
 import type { Engine } from '../engine/index.js';
 import { isKfarmError } from '../model/errors.js';
+import { markUsed } from '../util/cache-files.js';
 
 /**
  * Base images kept as zstd-compressed root filesystems in the cache dir, so a machine whose cache dir was
@@ -122,6 +123,7 @@ export async function restoreRootfs(
     const read = await decompressed;
     if (imported && read === 'ok') {
       await engine.tagImage(partial, spec.ref);
+      await markUsed(spec.path);
       return true;
     }
     if (read !== 'no zstd') await rm(spec.path, { force: true });

@@ -1,4 +1,4 @@
-import { appendFile, cp, mkdtemp, readdir, readFile, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, cp, mkdir, mkdtemp, readdir, readFile, stat, truncate, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -112,15 +112,36 @@ describe('result cache', () => {
     expect(noCache.exitCode, noCache.stderr).toBe(0);
     expect(noCache.stdout).toMatch(/built in/);
     expect(noCache.stdout).not.toMatch(/cached/);
-    const info = await execa('node', [cli, 'cache', 'info', '--cache-dir', cacheDir, '--json']);
-    expect(JSON.parse(info.stdout).entries).toBeGreaterThanOrEqual(2);
+    // A base image archive no run has used for a month, and a package used today.
+    const stale = join(cacheDir, 'images', 'debian-bookworm-0123456789abcdef.tar.zst');
+    const fresh = join(cacheDir, 'packages', '0123456789abcdef_linux-kbuild-6.1_6.1.0-1_amd64.deb');
+    await mkdir(join(cacheDir, 'images'), { recursive: true });
+    await mkdir(join(cacheDir, 'packages'), { recursive: true });
+    await writeFile(stale, 'old');
+    await writeFile(fresh, Buffer.alloc(2_000_000));
+    const month = new Date(Date.now() - 30 * 86_400_000);
+    await utimes(stale, month, month);
+    const infoOf = async () =>
+      JSON.parse((await execa('node', [cli, 'cache', 'info', '--cache-dir', cacheDir, '--json'])).stdout) as {
+        entries: number;
+        packages: { files: number; bytes: number };
+        images: { files: number };
+      };
+    const info = await infoOf();
+    expect(info.entries).toBeGreaterThanOrEqual(2);
+    expect(info.packages.files).toBeGreaterThanOrEqual(1);
+    expect(info.packages.bytes).toBeGreaterThanOrEqual(2_000_000);
+    expect(info.images.files).toBe(1);
     const keep = await execa('node', [cli, 'cache', 'prune', '--older-than', '7d', '--cache-dir', cacheDir]);
-    expect(keep.stdout).toMatch(/^removed 0 cached build/);
+    expect(keep.stdout).toMatch(
+      /^removed 0 cached build\(s\), 0\.0 MiB; 0 package file\(s\), 0\.0 MiB, 1 base image archive/,
+    );
+    expect(await stat(stale).catch(() => undefined)).toBeUndefined();
+    expect((await stat(fresh)).size).toBe(2_000_000);
     const prune = await execa('node', [cli, 'cache', 'prune', '--cache-dir', cacheDir]);
-    expect(prune.stdout).toMatch(/^removed [1-9]\d* cached build/);
-    expect(
-      JSON.parse((await execa('node', [cli, 'cache', 'info', '--cache-dir', cacheDir, '--json'])).stdout).entries,
-    ).toBe(0);
+    expect(prune.stdout).toMatch(/^removed [1-9]\d* cached build\(s\), [\d.]+ MiB; [1-9]\d* package file/);
+    const after = await infoOf();
+    expect([after.entries, after.packages.files]).toEqual([0, 0]);
     const bad = await execa('node', [cli, 'cache', 'prune', '--older-than', 'soon'], { reject: false });
     expect(bad.exitCode).toBe(2);
   });
