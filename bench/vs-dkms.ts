@@ -10,7 +10,7 @@ import { cp, mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveTargets } from '../src/plan/resolve.js';
-import { cpuTimes } from './cpu.js';
+import { containerCpu, cpuTimes } from './cpu.js';
 import { generateModule } from './gen-module.js';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -18,12 +18,14 @@ const count = Number(process.argv[process.argv.indexOf('--kernels') + 1] || 5) |
 const cores = cpus().length;
 const log = (line: string) => process.stderr.write(`${line}\n`);
 
-async function measure(run: () => Promise<void>): Promise<{ wall: number; cpu: number }> {
+async function measure(run: () => Promise<void>): Promise<{ wall: number; cpu: number; inContainers: number }> {
   const before = await cpuTimes();
+  const containersBefore = (await containerCpu()) ?? NaN;
   const t0 = performance.now();
   await run();
   const wall = (performance.now() - t0) / 1000;
-  return { wall, cpu: (await cpuTimes()).busy - before.busy };
+  const inContainers = ((await containerCpu()) ?? NaN) - containersBefore;
+  return { wall, cpu: (await cpuTimes()).busy - before.busy, inContainers };
 }
 
 const kernels = (await resolveTargets({ matrix: join(root, 'bench/vs-dkms.yaml') })).slice(0, count);
@@ -113,7 +115,8 @@ for (const m of modules) {
   rows.push(
     `| ${m.label} | ${dkms.wall.toFixed(1)} s | ${kfarm.wall.toFixed(1)} s | **${(kfarm.wall / dkms.wall).toFixed(2)}** | ` +
       `${ideal(dkms.cpu).toFixed(1)} s (${(dkms.wall / ideal(dkms.cpu)).toFixed(2)}×) | ` +
-      `${ideal(kfarm.cpu).toFixed(1)} s (${(kfarm.wall / ideal(kfarm.cpu)).toFixed(2)}×) |`,
+      `${ideal(kfarm.cpu).toFixed(1)} s (${(kfarm.wall / ideal(kfarm.cpu)).toFixed(2)}×) | ` +
+      `${((kfarm.cpu - kfarm.inContainers) / kernels.length).toFixed(2)} s |`,
   );
 }
 await rm(work, { recursive: true, force: true });
@@ -124,9 +127,13 @@ console.log(
 console.log('');
 console.log(
   '| module | DKMS, one kernel after another | kfarm (warm images, cold cache) | kfarm / DKMS | ' +
-    'ideal for DKMS (wall/ideal) | ideal for kfarm (wall/ideal) |',
+    'ideal for DKMS (wall/ideal) | ideal for kfarm (wall/ideal) | overhead per target |',
 );
-console.log('| --- | --- | --- | --- | --- | --- |');
+console.log('| --- | --- | --- | --- | --- | --- | --- |');
 for (const row of rows) console.log(row);
 console.log('');
 console.log('ideal = host CPU seconds the run used / cores: no scheduler can finish that work sooner.');
+console.log(
+  'overhead per target = (host CPU s − CPU s inside the containers, from the docker cgroup) / kernels: what kfarm ' +
+    'and the engine (dockerd, containerd, runc) spend besides the builds themselves',
+);

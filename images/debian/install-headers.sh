@@ -2,20 +2,33 @@
 # Runs in a container of a kfarm base image with NO network. Unpacks one kernel's headers, -common and
 # linux-kbuild .debs, which kfarm downloaded itself and checked against the signed index, read as a tar on
 # stdin. No apt, no dpkg database, no maintainer scripts: DKMS needs the files only.
-# $1 = kernel release, $2 = the compiler the headers ask for (gcc-N) or "".
+# $1 = kernel release, $2 = the compiler the headers ask for (gcc-N) or "", $3 = the kernel's source
+# architecture (x86, arm64, …) or "".
 # Exit 3: that compiler is not in this image (kfarm then adds it in a layer of its own and tries again).
 set -euo pipefail
-kver=$1 compiler=${2:-}
+kver=$1 compiler=${2:-} srcarch=${3:-}
 if [ -n "$compiler" ] && ! command -v "$compiler" >/dev/null; then
   echo "kfarm: the headers of $kver want $compiler, which this image lacks" >&2
   exit 3
+fi
+# The -common package (Architecture: all) carries arch/<a>/ of every architecture the kernel supports, a third
+# of its files; a build uses only arch/$SRCARCH, so the others are left out of the layer (known names only:
+# an architecture not listed here is kept).
+others=()
+if [ -n "$srcarch" ]; then
+  for a in alpha arc arm arm64 csky hexagon ia64 loongarch m68k microblaze mips nios2 openrisc parisc powerpc \
+    riscv s390 sh sparc um x86 xtensa; do
+    [ "$a" = "$srcarch" ] || others+=("--exclude=./usr/src/linux-headers-*/arch/$a")
+  done
 fi
 debs=$(mktemp -d)
 tar -x -C "$debs"
 for deb in "$debs"/*.deb; do
   echo "unpacking ${deb##*/}"
   # --keep-directory-symlink: the root is merged-/usr, and /lib must stay a symlink (dpkg-deb -x replaces it).
-  dpkg-deb --fsys-tarfile "$deb" | tar -x -C / --keep-directory-symlink
+  # Their documentation is not something a build reads.
+  dpkg-deb --fsys-tarfile "$deb" |
+    tar -x -C / --keep-directory-symlink --wildcards --exclude='./usr/share/doc/*' "${others[@]}"
 done
 build=/lib/modules/$kver/build
 test -f "$build/Makefile" || { echo "kfarm: the headers installed no $build/Makefile" >&2; exit 1; }

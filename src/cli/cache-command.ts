@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Command } from 'commander';
 import { ResultCache } from '../farm/cache.js';
+import { KernelStore } from '../verify/kernel-store.js';
 import { KfarmError } from '../model/errors.js';
 import { cacheRoot } from '../util/cache-dir.js';
 import { fileUsage, pruneFiles, type FileUsage } from '../util/cache-files.js';
@@ -28,7 +29,7 @@ const usageText = (usage: FileUsage, label: string) => `${usage.files} ${label},
 
 export function cacheCommand(): Command {
   const command = new Command('cache').description(
-    'inspect or prune the cache dir: build results, downloaded packages, base image archives',
+    'inspect or prune the cache dir: build results, downloaded packages, base image archives, unpacked kernels',
   );
   command
     .command('info')
@@ -41,13 +42,17 @@ export function cacheCommand(): Command {
       const bytes = entries.reduce((sum, e) => sum + e.bytes, 0);
       const oldest = entries.length ? new Date(Math.min(...entries.map((e) => e.createdAt))).toISOString() : null;
       const usage = await Promise.all(stores.map((store) => fileUsage(join(cache.root, store.key))));
+      const kernels = await new KernelStore({ cacheDir: cache.root }).usage();
       if (opts.json) {
-        const files = Object.fromEntries(stores.map((store, i) => [store.key, usage[i]]));
+        const files = { ...Object.fromEntries(stores.map((store, i) => [store.key, usage[i]])), kernels };
         process.stdout.write(
           `${JSON.stringify({ dir: cache.dir, entries: entries.length, bytes, oldest, ...files }, null, 2)}\n`,
         );
       } else {
-        const others = stores.map((store, i) => usageText(usage[i] as FileUsage, store.label)).join(', ');
+        const others = [
+          ...stores.map((store, i) => usageText(usage[i] as FileUsage, store.label)),
+          usageText(kernels, 'unpacked kernel(s) for verify'),
+        ].join(', ');
         process.stdout.write(
           `${cache.dir}: ${entries.length} cached build(s), ${mib(bytes)}${oldest ? `, oldest from ${oldest}` : ''}\n` +
             `${cache.root}: ${others}\n`,
@@ -56,7 +61,9 @@ export function cacheCommand(): Command {
     });
   command
     .command('prune')
-    .description('remove cached builds, packages and base image archives (all, or those unused for --older-than)')
+    .description(
+      'remove cached builds, packages, base image archives and kernels (all, or those unused for --older-than)',
+    )
     .option('--older-than <age>', 'only entries older than this, e.g. 7d, 12h', duration('--older-than'))
     .option('--cache-dir <dir>', 'cache directory (default: $KFARM_CACHE_DIR or ~/.cache/kfarm)')
     .action(async (opts: { cacheDir?: string; olderThan?: number }) => {
@@ -65,7 +72,11 @@ export function cacheCommand(): Command {
       const gone = await Promise.all(
         stores.map((store) => pruneFiles(join(cache.root, store.key), opts.olderThan ?? 0)),
       );
-      const others = stores.map((store, i) => usageText(gone[i] as FileUsage, store.label)).join(', ');
+      const kernels = await new KernelStore({ cacheDir: cache.root }).prune(opts.olderThan ?? 0);
+      const others = [
+        ...stores.map((store, i) => usageText(gone[i] as FileUsage, store.label)),
+        usageText(kernels, 'unpacked kernel(s)'),
+      ].join(', ');
       process.stdout.write(`removed ${removed} cached build(s), ${mib(bytes)}; ${others}\n`);
     });
   return command;

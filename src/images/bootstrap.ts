@@ -52,6 +52,9 @@ async function importRootfs(engine: Engine, spec: BootstrapSpec, partial: string
     '--variant=apt',
     `--include=${spec.packages.join(',')}`,
     '--aptopt=Acquire::Retries "3"',
+    // As discovery does: signatures are checked, Valid-Until is not, so a snapshot or a mirror that is behind
+    // (whose sid/forky Release has expired) still bootstraps. The option stays in the image for its apt layers.
+    '--aptopt=Acquire::Check-Valid-Until "false"',
     // The root file system is a temporary directory thrown away on any failure: dpkg's fsync per file buys nothing.
     '--dpkgopt=force-unsafe-io',
     ...(spec.packageDir ? packageCacheHooks(spec.packageDir) : []),

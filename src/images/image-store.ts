@@ -24,6 +24,8 @@ export interface HeadersSpec {
   suite: string;
   backports: boolean;
   compiler?: string;
+  /** The machine (`x86_64`, `aarch64`, …): only its kernel architecture's `arch/` directory is unpacked. */
+  arch?: string;
   /** The headers, -common and linux-kbuild .debs (discovery's `debs`). */
   debs?: PackageFile[];
 }
@@ -127,7 +129,7 @@ export class ImageStore {
         base,
         ref: layer.ref,
         script: layer.recipe.installHeaders,
-        args: [spec.kernel, spec.compiler ?? ''],
+        args: [spec.kernel, spec.compiler ?? '', kernelArch(spec.arch)],
         network: 'none',
         stdin: () => debsTar(this.#packages.dir, layer.paths),
         labels: layer.labels,
@@ -177,7 +179,7 @@ export class ImageStore {
         [Label.role]: 'base',
         [Label.distro]: 'debian',
         [Label.release]: release,
-        [Label.recipe]: recipe.hash,
+        [Label.recipe]: recipe.baseHash,
       };
       if (await this.holds(ref, labels)) return ref;
       await this.#prepare(ref, labels, `base image for debian/${release}`, signal, () =>
@@ -194,13 +196,13 @@ export class ImageStore {
     signal: AbortSignal | undefined,
   ): Promise<void> {
     const { ref, labels, recipe } = image;
-    const path = rootfsArchivePath(this.rootfsDir, release, recipe.hash);
+    const path = rootfsArchivePath(this.rootfsDir, release, recipe.baseHash);
     const onRestore = () => this.options.events?.onProgress?.(ref, `restoring ${basename(path)}`);
     if (await restoreRootfs(this.engine, { path, ref, labels, onRestore, ...(signal ? { signal } : {}) })) return;
     await bootstrapImage(this.engine, {
       release,
       ref,
-      packages: recipe.basePackages,
+      packages: recipe.basePackages(release),
       sources: this.options.sources(release).map((s) => `deb ${s.archive} ${s.suite} main`),
       labels,
       logPath: prepareLogPath(this.options.logDir, ref),
@@ -254,6 +256,22 @@ export class ImageStore {
     );
     this.options.events?.onReady?.(ref, Date.now() - started, false);
   }
+}
+
+/** The kernel's name for a machine's architecture (its `SRCARCH`), or '' for one not known here: all are kept. */
+function kernelArch(machine: string | undefined): string {
+  const names: Record<string, string> = {
+    x86_64: 'x86',
+    i686: 'x86',
+    aarch64: 'arm64',
+    armv7l: 'arm',
+    ppc64le: 'powerpc',
+    s390x: 's390',
+    riscv64: 'riscv',
+    mips64: 'mips',
+    loongarch64: 'loongarch',
+  };
+  return (machine && names[machine]) ?? '';
 }
 
 /** The three .debs, or a clear error for a target discovery could not find them for. */

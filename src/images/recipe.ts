@@ -9,7 +9,13 @@ export interface Recipe {
   dir: string;
   /** Identifies the recipe's contents: images built from another recipe are not reused. */
   hash: string;
-  basePackages: string[];
+  /**
+   * Identifies what a base image is made of (its package list) and nothing else, so a change to the headers
+   * script re-makes the thin headers layers, not the bases and tool images that take minutes.
+   */
+  baseHash: string;
+  /** The base image's packages for a release (base-packages lines may name the releases they are for). */
+  basePackages: (release: string) => string[];
   installHeaders: string;
   installCompiler: string;
 }
@@ -25,15 +31,29 @@ export async function loadRecipe(family: string): Promise<Recipe> {
       .update(await readFile(dir + name))
       .update('\0');
   }
-  const basePackages = (await readFile(dir + 'base-packages', 'utf8'))
+  const basePackageFile = await readFile(dir + 'base-packages', 'utf8');
+  const baseHash = createHash('sha256').update(IMAGE_FORMAT).update('\0').update(basePackageFile);
+  const entries = basePackageFile
     .split('\n')
     .map((line) => line.replace(/#.*/, '').trim())
-    .filter(Boolean);
+    .filter(Boolean)
+    .map((line) => line.split(/\s+/));
+  const basePackages = (release: string) =>
+    entries.filter(([, ...releases]) => forRelease(releases, release)).map(([name]) => name as string);
   return {
     dir,
     hash: hash.digest('hex').slice(0, 16),
+    baseHash: baseHash.digest('hex').slice(0, 16),
     basePackages,
     installHeaders: await readFile(dir + 'install-headers.sh', 'utf8'),
     installCompiler: await readFile(dir + 'install-compiler.sh', 'utf8'),
   };
+}
+
+/** `pkg` is for every release, `pkg bullseye` only for bullseye, `pkg !bullseye` for every release but bullseye. */
+function forRelease(releases: string[], release: string): boolean {
+  if (releases.length === 0) return true;
+  const excluded = releases.filter((r) => r.startsWith('!')).map((r) => r.slice(1));
+  const only = releases.filter((r) => !r.startsWith('!'));
+  return !excluded.includes(release) && (only.length === 0 || only.includes(release));
 }

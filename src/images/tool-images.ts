@@ -98,7 +98,7 @@ export class ToolImages {
     const hash = createHash('sha256')
       .update(TOOL_FORMAT)
       .update('\0')
-      .update(recipe.hash)
+      .update(recipe.baseHash)
       .update('\0')
       .update(installScript)
       .update('\0')

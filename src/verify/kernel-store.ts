@@ -5,6 +5,7 @@ import { execa } from 'execa';
 import { KfarmError, errorText } from '../model/errors.js';
 import { cacheRoot } from '../util/cache-dir.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { fileUsage, markUsed, pruneFiles, type FileUsage } from '../util/cache-files.js';
 import { downloadVerified } from '../plan/download.js';
 import { findKernelImage, type KernelImage } from './kernel-image.js';
 import { buildModuleIndex, isModuleIndex, type ModuleIndex } from './module-index.js';
@@ -51,6 +52,39 @@ export class KernelStore {
 
   constructor(private readonly options: KernelStoreOptions = {}) {
     this.dir = join(cacheRoot(options.cacheDir), 'kernels');
+  }
+
+  /** Unpacked kernels (`files` counts them) and their bytes, the kept .debs included, for `kfarm cache info`. */
+  async usage(): Promise<FileUsage> {
+    let bytes = (await fileUsage(join(this.dir, 'debs'))).bytes;
+    const trees = await this.trees();
+    for (const tree of trees) bytes += (await fileUsage(tree.path)).bytes;
+    return { files: trees.length, bytes };
+  }
+
+  /** Removes unpacked kernels no run booted for `olderThanMs` (all for 0), and .debs as old; resolves with what went. */
+  async prune(olderThanMs: number, now = Date.now()): Promise<FileUsage> {
+    const gone: FileUsage = { files: 0, bytes: 0 };
+    for (const tree of await this.trees()) {
+      if (now - tree.usedAt < olderThanMs) continue;
+      gone.bytes += (await fileUsage(tree.path)).bytes;
+      await rm(tree.path, { recursive: true, force: true });
+      gone.files++;
+    }
+    gone.bytes += (await pruneFiles(join(this.dir, 'debs'), olderThanMs, now)).bytes;
+    return gone;
+  }
+
+  /** Each unpacked tree with when it was last used (its module index is marked on every use). */
+  private async trees(): Promise<{ path: string; usedAt: number }[]> {
+    const found: { path: string; usedAt: number }[] = [];
+    for (const name of await readdir(this.dir).catch(() => [] as string[])) {
+      if (name === 'debs' || name.startsWith('.tmp-')) continue;
+      const path = join(this.dir, name);
+      const info = await stat(join(path, 'modules.json')).catch(() => stat(path).catch(() => undefined));
+      if (info) found.push({ path, usedAt: info.mtimeMs });
+    }
+    return found;
   }
 
   get(release: string, kernel: string): Promise<KernelFiles> {
@@ -114,6 +148,7 @@ export class KernelStore {
       index = await buildModuleIndex(modulesDir, kernel, this.options.signal);
       await writeFileAtomic(indexPath, JSON.stringify(index));
     }
+    await markUsed(indexPath);
     return { kernel, image, vmlinuz, modulesDir, index: index as ModuleIndex };
   }
 

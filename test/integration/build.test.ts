@@ -1,4 +1,4 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -60,6 +60,22 @@ describe('kfarm build with a real engine and real Debian headers (bookworm gcc-1
     const written = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
     expect(written).toEqual(report);
     expect(written.schemaVersion).toBe(1);
+    expect(await kfarmContainers(docker)).toEqual([]);
+  });
+
+  it('builds for the oldest and the newest release too: bullseye (gcc 10, pahole in dwarves) and sid', async () => {
+    // Each release's base is its own bootstrap: a package one release lacks, or a Release file whose Valid-Until
+    // passed on a mirror that is behind, fails that release only here, so both ends of the range are built.
+    const matrix = join(await tempOut(), 'ends.yaml');
+    await writeFile(
+      matrix,
+      'distro: debian\nreleases:\n  bullseye:\n    kernels: latest\n  sid:\n    kernels: latest\n',
+    );
+    const targets = await resolveTargets({ matrix });
+    expect(targets.map((t) => t.release)).toEqual(['bullseye', 'sid']);
+    const { out, byRelease } = await build(example('hello'), targets);
+    await expectModules(out, byRelease('bullseye'), ['hello.ko']);
+    await expectModules(out, byRelease('sid'), ['hello.ko']);
     expect(await kfarmContainers(docker)).toEqual([]);
   });
 

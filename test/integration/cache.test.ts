@@ -121,23 +121,33 @@ describe('result cache', () => {
     await writeFile(fresh, Buffer.alloc(2_000_000));
     const month = new Date(Date.now() - 30 * 86_400_000);
     await utimes(stale, month, month);
+    // A kernel `kfarm verify` unpacked a month ago: it goes as a whole, though its files are older still.
+    const kernel = join(cacheDir, 'kernels', 'linux-image-6.1.0-1-amd64_6.1.1-1_amd64');
+    await mkdir(join(kernel, 'root', 'boot'), { recursive: true });
+    await writeFile(join(kernel, 'root', 'boot', 'vmlinuz-6.1.0-1-amd64'), 'kernel');
+    await writeFile(join(kernel, 'modules.json'), '{}');
+    await utimes(join(kernel, 'modules.json'), month, month);
     const infoOf = async () =>
       JSON.parse((await execa('node', [cli, 'cache', 'info', '--cache-dir', cacheDir, '--json'])).stdout) as {
         entries: number;
         packages: { files: number; bytes: number };
         images: { files: number };
+        kernels: { files: number };
       };
     const info = await infoOf();
     expect(info.entries).toBeGreaterThanOrEqual(2);
     expect(info.packages.files).toBeGreaterThanOrEqual(1);
     expect(info.packages.bytes).toBeGreaterThanOrEqual(2_000_000);
     expect(info.images.files).toBe(1);
+    expect(info.kernels.files).toBe(1);
     const keep = await execa('node', [cli, 'cache', 'prune', '--older-than', '7d', '--cache-dir', cacheDir]);
     expect(keep.stdout).toMatch(
       /^removed 0 cached build\(s\), 0\.0 MiB; 0 package file\(s\), 0\.0 MiB, 1 base image archive/,
     );
     expect(await stat(stale).catch(() => undefined)).toBeUndefined();
     expect((await stat(fresh)).size).toBe(2_000_000);
+    expect(keep.stdout).toMatch(/, 1 unpacked kernel\(s\), /);
+    expect(await stat(kernel).catch(() => undefined)).toBeUndefined();
     const prune = await execa('node', [cli, 'cache', 'prune', '--cache-dir', cacheDir]);
     expect(prune.stdout).toMatch(/^removed [1-9]\d* cached build\(s\), [\d.]+ MiB; [1-9]\d* package file/);
     const after = await infoOf();
