@@ -59,6 +59,8 @@ async function importRootfs(engine: Engine, spec: BootstrapSpec, partial: string
     '--dpkgopt=force-unsafe-io',
     ...(spec.packageDir ? packageCacheHooks(spec.packageDir) : []),
   ];
+  // Opened before mmdebstrap starts, so it sees the root filesystem from its first byte.
+  const archive = spec.archivePath ? await archiveWriter(spec.archivePath) : undefined;
   const mmdebstrap = execa('mmdebstrap', [...args, spec.release, '-', ...spec.sources], {
     stdout: 'pipe',
     stderr: 'pipe',
@@ -70,7 +72,6 @@ async function importRootfs(engine: Engine, spec: BootstrapSpec, partial: string
   if (spec.onStage) reportStages(mmdebstrap.stderr, spec.onStage);
   const rootfs = new PassThrough();
   mmdebstrap.stdout.pipe(rootfs);
-  const archive = spec.archivePath ? await archiveWriter(spec.archivePath) : undefined;
   if (archive) mmdebstrap.stdout.pipe(archive.input);
   // An import that fails (the engine refuses, or goes away) stops mmdebstrap: nobody would read its output.
   let importFailure: unknown;

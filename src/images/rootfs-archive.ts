@@ -44,8 +44,14 @@ export async function archiveWriter(path: string): Promise<ArchiveWriter | undef
     () => false,
   );
   const input = new PassThrough();
-  // A zstd that cannot write (full disk) or does not exist stops taking input: the bootstrap goes on without it.
-  zstd.stdin.on('error', () => input.unpipe());
+  // A zstd that cannot write (full disk) or does not exist stops taking input: the bootstrap goes on without it,
+  // its data now discarded (a stream nobody reads would hold up mmdebstrap's output for the import too).
+  const discard = () => {
+    input.unpipe();
+    input.resume();
+  };
+  zstd.stdin.on('error', discard);
+  void ended.then((ok) => ok || discard());
   input.pipe(zstd.stdin);
   return {
     input,
@@ -111,6 +117,8 @@ export async function restoreRootfs(
   const rootfs = new PassThrough();
   zstd.stdout?.on('error', (error) => rootfs.destroy(error));
   zstd.stdout?.pipe(rootfs);
+  // A zstd that could not start, or stopped on a damaged frame, ends the import's input with an error.
+  void decompressed.then((read) => read === 'ok' || rootfs.destroy(new Error(`zstd: ${read}`)));
   try {
     const imported = await engine.importImage(rootfs, partial, spec.labels, spec.signal).then(
       () => true,

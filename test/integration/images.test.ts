@@ -190,6 +190,16 @@ describe('builder images', () => {
       expect(back?.Config.Labels).toMatchObject(labels);
       await docker.getImage(restored).remove({ force: true });
 
+      // Without zstd there is nothing to restore with: no image, and the archive stays for a machine that has it.
+      const path = process.env['PATH'];
+      process.env['PATH'] = '/nonexistent';
+      try {
+        expect(await restoreRootfs(engine, { path: archive, ref: restored, labels })).toBe(false);
+      } finally {
+        process.env['PATH'] = path;
+      }
+      expect((await stat(archive)).isFile()).toBe(true);
+
       const damaged = join(await tempOut(), 'damaged.tar.zst');
       const bytes = await readFile(archive);
       const middle = Math.floor(bytes.length / 2);
