@@ -27,22 +27,13 @@ export interface ArchiveWriter {
 
 export async function archiveWriter(path: string): Promise<ArchiveWriter | undefined> {
   const temp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  if (
-    !(await mkdir(dirname(path), { recursive: true }).then(
-      () => true,
-      () => false,
-    ))
-  )
-    return undefined;
+  if (!(await succeeds(mkdir(dirname(path), { recursive: true })))) return undefined;
   const zstd = execa('zstd', ['-q', '-1', '-T0', '-f', '-o', temp], {
     stdin: 'pipe',
     stdout: 'ignore',
     stderr: 'ignore',
   });
-  const ended = zstd.then(
-    () => true,
-    () => false,
-  );
+  const ended = succeeds(zstd);
   const input = new PassThrough();
   // A zstd that cannot write (full disk) or does not exist stops taking input: the bootstrap goes on without it,
   // its data now discarded (a stream nobody reads would hold up mmdebstrap's output for the import too).
@@ -57,14 +48,7 @@ export async function archiveWriter(path: string): Promise<ArchiveWriter | undef
     input,
     keep: async () => {
       input.end();
-      if (
-        (await ended) &&
-        (await rename(temp, path).then(
-          () => true,
-          () => false,
-        ))
-      )
-        await dropOthers(path);
+      if ((await ended) && (await succeeds(rename(temp, path)))) await dropOthers(path);
       else await rm(temp, { force: true });
     },
     drop: async () => {
@@ -95,13 +79,7 @@ export async function restoreRootfs(
   engine: Engine,
   spec: { path: string; ref: string; labels: Record<string, string>; signal?: AbortSignal; onRestore?: () => void },
 ): Promise<boolean> {
-  if (
-    !(await access(spec.path).then(
-      () => true,
-      () => false,
-    ))
-  )
-    return false;
+  if (!(await succeeds(access(spec.path)))) return false;
   spec.onRestore?.();
   const partial = `${spec.ref}-restore-${engine.session.id}`;
   const zstd = execa('zstd', ['-q', '-d', '-c', spec.path], {
@@ -139,4 +117,12 @@ export async function restoreRootfs(
   } finally {
     await engine.removeImage(partial, { force: true }).catch(() => undefined);
   }
+}
+
+/** Whether `work` resolved (its value and its error are of no interest). */
+function succeeds(work: Promise<unknown>): Promise<boolean> {
+  return work.then(
+    () => true,
+    () => false,
+  );
 }
