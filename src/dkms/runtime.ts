@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { imagesDir } from '../util/paths.js';
 
 /**
- * The two bash scripts kfarm runs inside builder containers (images/runtime/): `eval-conf.sh` sources
+ * The scripts kfarm runs inside builder containers (images/runtime/): `eval-conf.sh` sources
  * dkms.conf as DKMS does, `build.sh` is DKMS's prepare_build + actual_build. They are passed to `bash -c`,
  * so nothing is bind-mounted and a remote engine works.
  */
@@ -13,6 +13,8 @@ export interface RuntimeScripts {
   build: string;
   /** Writes the results as a tar stream, cutting an oversized make.log to its head and tail first. */
   collect: string;
+  /** Runs the others (perl), so that a target's steps are not engine calls; see farm/agent-container.ts. */
+  agent: string;
 }
 
 let loaded: Promise<RuntimeScripts> | undefined;
@@ -22,6 +24,7 @@ export function runtimeScripts(): Promise<RuntimeScripts> {
     evalConf: await readFile(join(imagesDir, 'runtime/eval-conf.sh'), 'utf8'),
     build: await readFile(join(imagesDir, 'runtime/build.sh'), 'utf8'),
     collect: await readFile(join(imagesDir, 'runtime/collect.sh'), 'utf8'),
+    agent: await readFile(join(imagesDir, 'runtime/agent.pl'), 'utf8'),
   }))();
   return loaded;
 }

@@ -20,6 +20,7 @@ import {
   startBuildContainer,
 } from './build-container.js';
 import type { Collected } from './collect.js';
+import { AgentContainer } from './agent-container.js';
 import { Deadline } from './deadline.js';
 import type { FarmSettings } from './options.js';
 import { PhaseClock } from './phase-clock.js';
@@ -97,7 +98,8 @@ export class BuildJob {
   async #start(): Promise<EngineContainer> {
     this.#clock.enter('start');
     const { engine, image, settings } = this.context;
-    this.#container = await startBuildContainer(engine, image, this.target, settings, this.#signal);
+    const container = await startBuildContainer(engine, image, this.target, settings, this.#signal);
+    this.#container = new AgentContainer(container, (await runtimeScripts()).agent);
     return this.#container;
   }
 
