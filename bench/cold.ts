@@ -9,11 +9,11 @@
  * Usage: bench/cold [release] [kernel|base|engine …]   (default bookworm, all parts; the base image is re-made)
  */
 import { execa } from 'execa';
-import { cp, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { cp, lstat, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectEngine, newSession } from '../src/engine/index.js';
-import { baseRef, headersRef, ImageStore } from '../src/images/image-store.js';
+import { baseRef, ImageStore } from '../src/images/image-store.js';
 import { discoverReleaseIndex } from '../src/plan/debian-index.js';
 import { releaseSources } from '../src/plan/debian-releases.js';
 import { cacheRoot } from '../src/util/cache-dir.js';
@@ -26,15 +26,10 @@ const mb = (bytes: number) => `${(bytes / 1e6).toFixed(1)} MB`;
 async function dirBytes(dir: string): Promise<number> {
   let total = 0;
   for (const name of await readdir(dir, { recursive: true }).catch(() => [] as string[])) {
-    const info = await stat(join(dir, name));
+    const info = await lstat(join(dir, name));
     if (info.isFile()) total += info.size;
   }
   return total;
-}
-
-async function imageBytes(ref: string): Promise<number> {
-  const run = await execa('docker', ['image', 'inspect', '--format', '{{.Size}}', ref], { reject: false });
-  return run.exitCode === 0 ? Number(run.stdout) : 0;
 }
 
 /** A cache dir with the package indexes (discovery is not what this measures) and nothing else. */
@@ -49,8 +44,14 @@ async function newKernel(): Promise<void> {
   // Not the default kernel: the one a user adds, whose image no run has made yet (it is removed first).
   const kernel = index.kernels.filter((k) => k.kernel !== index.defaults['amd64']).at(-1);
   if (!kernel) throw new Error(`no second ${release} amd64 kernel`);
-  const ref = headersRef(release, kernel.kernel);
-  await execa('docker', ['image', 'rm', '-f', ref], { reject: false });
+  // Its headers volumes, found as a run finds them, are removed: this kernel's, its -common's and its kbuild's.
+  const engine = await connectEngine(newSession(`bench-cold-${process.pid}`));
+  const probe = new ImageStore(engine, { logDir: join(await freshCacheDir(), 'logs'), sources: releaseSources });
+  const volumes = (await probe.headers(kernel)).headers.mounts.map((m) => m.volume);
+  for (const name of volumes) {
+    await engine.removeVolume(`${name}.ok`);
+    await engine.removeVolume(name);
+  }
   const cacheDir = await freshCacheDir();
   const out = await mkdtemp(join(tmpdir(), 'kfarm-cold-out-'));
   const t0 = performance.now();
@@ -63,10 +64,11 @@ async function newKernel(): Promise<void> {
   if (run.exitCode !== 0) throw new Error(`kfarm failed (exit ${run.exitCode}):\n${run.stdout}\n${run.stderr}`);
   const ready = /image \S+ ready in ([\d.]+) s/.exec(`${run.stdout}\n${run.stderr}`)?.[1];
   const downloaded = await dirBytes(join(cacheDir, 'packages'));
-  const added = (await imageBytes(ref)) - (await imageBytes(baseRef(release)));
+  let added = 0;
+  for (const name of volumes) added += await dirBytes(join('/var/lib/docker/volumes', name, '_data'));
   console.log(`bench/cold: one new ${release} kernel (${kernel.kernel}), base image present, package cache empty`);
-  console.log(`  kfarm build wall ${wall.toFixed(1)} s, headers image ready in ${ready ?? '?'} s   (target ≤ 5 s)`);
-  console.log(`  downloaded ${mb(downloaded)}, disk added ${mb(added)} (the image layer)   (target ≤ 70 MB)`);
+  console.log(`  kfarm build wall ${wall.toFixed(1)} s, headers ready in ${ready ?? '?'} s   (target ≤ 5 s)`);
+  console.log(`  downloaded ${mb(downloaded)}, disk added ${mb(added)} (its three volumes)   (target ≤ 70 MB)`);
   await rm(cacheDir, { recursive: true, force: true });
   await rm(out, { recursive: true, force: true });
 }

@@ -8,7 +8,7 @@
 #                   I stdin bytes, E end of stdin, K kill
 #   from the agent: O stdout bytes, R stderr bytes, X exit (payload: the exit code, 128+N for signal N)
 # Each command runs in a process group of its own, which K kills. The end of the agent's stdin (kfarm is
-# gone) kills every command and ends the agent.
+# gone) kills every command, stops the container and ends the agent.
 use strict;
 use warnings;
 use POSIX qw(:sys_wait_h EAGAIN EINTR);
@@ -97,7 +97,12 @@ sub on_frame {
 sub read_kfarm {
   my $n = sysread(STDIN, $from_kfarm, 1 << 16, length $from_kfarm);
   return if !defined $n && ($! == EINTR || $! == EAGAIN);
-  if (!$n) { kill('KILL', -$_->{pid}) for values %commands; exit 0 }
+  if (!$n) {
+    # kfarm is gone: so is every command, and the container (its init passes TERM on to the main process).
+    kill('KILL', -$_->{pid}) for values %commands;
+    kill('TERM', 1);
+    exit 0;
+  }
   while (length $from_kfarm >= 9) {
     my ($type, $id, $len) = unpack('aNN', $from_kfarm);
     last if length $from_kfarm < 9 + $len;

@@ -13,6 +13,8 @@ export interface RuntimeScripts {
   build: string;
   /** Writes the results as a tar stream, cutting an oversized make.log to its head and tail first. */
   collect: string;
+  /** A warm builder's setup (source, kernel links) and its reset between targets. */
+  builder: string;
   /** Runs the others (perl), so that a target's steps are not engine calls; see farm/agent-container.ts. */
   agent: string;
 }
@@ -24,6 +26,7 @@ export function runtimeScripts(): Promise<RuntimeScripts> {
     evalConf: await readFile(join(imagesDir, 'runtime/eval-conf.sh'), 'utf8'),
     build: await readFile(join(imagesDir, 'runtime/build.sh'), 'utf8'),
     collect: await readFile(join(imagesDir, 'runtime/collect.sh'), 'utf8'),
+    builder: await readFile(join(imagesDir, 'runtime/builder.sh'), 'utf8'),
     agent: await readFile(join(imagesDir, 'runtime/agent.pl'), 'utf8'),
   }))();
   return loaded;

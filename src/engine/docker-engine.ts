@@ -1,7 +1,7 @@
 import Docker from 'dockerode';
 import type { Readable } from 'node:stream';
 import { DockerContainer } from './docker-container.js';
-import type { ContainerSpec, Engine, EngineContainer, ImageInfo } from './engine.js';
+import type { ContainerSpec, Engine, EngineContainer, ImageInfo, VolumeInfo } from './engine.js';
 import { EngineTimeouts } from './engine.js';
 import { engineCall, engineUnavailable, isNotFound } from './engine-errors.js';
 import { Label, type Session } from './labels.js';
@@ -109,6 +109,42 @@ export class DockerEngine implements Engine {
         this.docker
           .getImage(ref)
           .remove({ force: options.force === true, noprune: options.force !== true, abortSignal }),
+      );
+    } catch (error) {
+      if (!isNotFound((error as { cause?: unknown }).cause)) throw error;
+    }
+  }
+
+  async volume(name: string): Promise<VolumeInfo | undefined> {
+    try {
+      const info = (await this.#call(`inspecting volume ${name}`, (abortSignal) =>
+        this.docker.getVolume(name).inspect({ abortSignal }),
+      )) as { Name: string; Labels?: Record<string, string> | null };
+      return { name: info.Name, labels: info.Labels ?? {} };
+    } catch (error) {
+      if (isNotFound((error as { cause?: unknown }).cause)) return undefined;
+      throw error;
+    }
+  }
+
+  async createVolume(name: string, labels: Record<string, string>): Promise<void> {
+    await this.#call(`creating volume ${name}`, (abortSignal) =>
+      this.docker.createVolume({ Name: name, Labels: labels, abortSignal }),
+    );
+  }
+
+  async volumes(labels: Record<string, string>): Promise<VolumeInfo[]> {
+    const label = Object.entries(labels).map(([k, v]) => `${k}=${v}`);
+    const answer = (await this.#call('listing volumes', (abortSignal) =>
+      this.docker.listVolumes({ filters: { label }, abortSignal }),
+    )) as { Volumes?: { Name: string; Labels?: Record<string, string> | null }[] | null };
+    return (answer.Volumes ?? []).map((v) => ({ name: v.Name, labels: v.Labels ?? {} }));
+  }
+
+  async removeVolume(name: string): Promise<void> {
+    try {
+      await this.#call(`removing volume ${name}`, (abortSignal) =>
+        this.docker.getVolume(name).remove({ force: true, abortSignal }),
       );
     } catch (error) {
       if (!isNotFound((error as { cause?: unknown }).cause)) throw error;
@@ -227,6 +263,13 @@ function createOptions(spec: ContainerSpec, session: Session): Docker.ContainerC
   if (spec.limits?.cpus) hostConfig.NanoCpus = Math.round(spec.limits.cpus * 1e9);
   if (spec.tmpfs) hostConfig.Tmpfs = spec.tmpfs;
   if (spec.readOnlyRoot) hostConfig.ReadonlyRootfs = true;
+  if (spec.volumes?.length)
+    hostConfig.Mounts = spec.volumes.map((v) => ({
+      Type: 'volume',
+      Source: v.volume,
+      Target: v.target,
+      ReadOnly: v.readOnly,
+    }));
   return {
     Image: spec.image,
     Cmd: spec.cmd,

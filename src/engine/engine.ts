@@ -30,6 +30,15 @@ export interface Engine {
   /** Removes an image; a missing one is not an error. `force` also removes it while containers use it. */
   removeImage(ref: string, options?: { force?: boolean }): Promise<void>;
 
+  /** A named volume's labels, or undefined when there is no such volume. */
+  volume(name: string): Promise<VolumeInfo | undefined>;
+  /** Creates a named volume with labels (an existing one of that name is kept as it is). */
+  createVolume(name: string, labels: Record<string, string>): Promise<void>;
+  /** Volumes carrying every one of these labels with these values. */
+  volumes(labels: Record<string, string>): Promise<VolumeInfo[]>;
+  /** Removes a named volume; a missing one is not an error. */
+  removeVolume(name: string): Promise<void>;
+
   /** Creates and starts a labelled container; one that fails to start is removed before the error propagates. */
   start(spec: ContainerSpec, signal?: AbortSignal): Promise<EngineContainer>;
   /** Removes containers of kfarm runs that are gone (this host, dead pid); resolves with how many. */
@@ -48,6 +57,18 @@ export interface Engine {
 export interface ImageInfo {
   id: string;
   labels: Record<string, string>;
+}
+
+export interface VolumeInfo {
+  name: string;
+  labels: Record<string, string>;
+}
+
+/** A named volume in a container, at `target`. Volumes live in the engine: a remote engine works. */
+export interface VolumeMount {
+  volume: string;
+  target: string;
+  readOnly: boolean;
 }
 
 /** A container kfarm created and owns. */
@@ -92,6 +113,7 @@ export interface ContainerSpec {
   readOnlyRoot?: boolean;
   /** In-memory mounts (path → mount options), charged to the container's memory limit. */
   tmpfs?: Record<string, string>;
+  volumes?: VolumeMount[];
 }
 
 /**

@@ -1,10 +1,8 @@
-import { PassThrough, type Readable } from 'node:stream';
-import { create as createTar } from 'tar';
+import { PassThrough } from 'node:stream';
 import { DKMS_TREE } from '../dkms/paths.js';
 import type { ScriptRunner } from '../dkms/evaluate.js';
-import { Label, type Engine, type EngineContainer } from '../engine/index.js';
+import { Label, type Engine, type EngineContainer, type VolumeMount } from '../engine/index.js';
 import { KfarmError, errorText } from '../model/errors.js';
-import type { Target } from '../model/result.js';
 import { runtimeScripts } from '../dkms/runtime.js';
 import { outputLimits } from '../model/limits.js';
 import { TextTail } from '../util/text-tail.js';
@@ -15,27 +13,29 @@ import type { FarmSettings } from './options.js';
 export const CONTAINER_SOURCE = '/kfarm/src';
 
 /**
- * A build container: no network, no capabilities, resource limits, and a main process that ends by itself
- * (an orphaned container of a killed kfarm outlives it by at most its limit). Its root file system is
- * read-only; what a build can write are in-memory mounts of `--disk` bytes each (the DKMS tree where it
- * builds, /tmp, /kfarm for the source and the results) and a few small ones (/root, /var/tmp, /run), all
+ * A builder container: no network, no capabilities, resource limits, and a main process that ends by itself
+ * (an orphaned builder of a killed kfarm outlives it by at most its targets' limits; its agent stops it sooner,
+ * when kfarm's connection goes). Its root file system is read-only; what a build can write are in-memory
+ * mounts of `--disk` bytes each (the DKMS tree where it builds, /tmp, /kfarm for the source and the results)
+ * and a few small ones (/root, /var/tmp, /run, the module directories that hold each kernel's build link), all
  * counted against the memory limit: a Makefile that writes 20 GB fills its mount, not the host's disk, and
- * removing the container deletes nothing file by file.
+ * removing the container deletes nothing file by file. Headers come in read-only volumes.
  */
 export function startBuildContainer(
   engine: Engine,
   image: string,
-  target: Target,
   settings: FarmSettings,
   signal: AbortSignal,
+  builder: { volumes: VolumeMount[]; moduleDirs: string[]; targets: number },
 ) {
   const sized = (bytes: number, exec: boolean) => `rw,${exec ? 'exec' : 'noexec'},nosuid,nodev,size=${bytes}`;
   const disk = settings.limits.diskBytes;
+  // Each target's own limit plus, at most, a wait for a build slot as long as another target's limit.
+  const lifetime = builder.targets * (2 * Math.ceil(settings.timeoutMs / 1000) + 60);
   return engine.start(
     {
       image,
-      // Its own limit plus, at most, a wait for a build slot as long as another target's limit.
-      cmd: ['sleep', String(2 * Math.ceil(settings.timeoutMs / 1000) + 60)],
+      cmd: ['sh', '-c', `trap 'exit 0' TERM; sleep ${lifetime} & wait`],
       network: 'none',
       hardened: true,
       readOnlyRoot: true,
@@ -47,8 +47,10 @@ export function startBuildContainer(
         '/root': sized(SMALL_MOUNT, false),
         '/var/tmp': sized(SMALL_MOUNT, false),
         '/run': sized(SMALL_MOUNT, false),
+        ...Object.fromEntries(builder.moduleDirs.map((dir) => [dir, sized(SMALL_MOUNT, false)])),
       },
-      labels: { [Label.role]: 'build', [Label.target]: target.id },
+      volumes: builder.volumes,
+      labels: { [Label.role]: 'build', [Label.target]: image },
     },
     signal,
   );
@@ -61,24 +63,17 @@ const SMALL_MOUNT = 64 * 1024 ** 2;
 const WRITABLE_MOUNTS = [DKMS_TREE, '/tmp', '/kfarm'] as const;
 
 /**
- * The source tree goes in as a tar stream on `tar -x`'s stdin (the archive API cannot write to an in-memory
- * mount; no bind mount either, so remote engines work). The tree was checked to hold only what DKMS copies.
+ * Each target starts from a builder as fresh as a new one: what targets before it left (processes, files in
+ * the writable mounts) is removed, and /kfarm/src is copied afresh from the source the builder got once.
  */
-export async function copySourceIn(container: EngineContainer, source: string, signal: AbortSignal): Promise<void> {
-  const tarball = createTar({ cwd: source, portable: true }, ['.']) as unknown as Readable;
+export async function resetBuilder(container: EngineContainer, signal: AbortSignal): Promise<void> {
   const stderr = new TextTail();
-  const code = await container.exec(
-    ['/bin/sh', '-c', `mkdir -p ${CONTAINER_SOURCE} && exec tar -x -C ${CONTAINER_SOURCE}`],
-    {
-      stdin: tarball,
-      stderr,
-      signal,
-    },
-  );
+  const script = (await runtimeScripts()).builder;
+  const code = await container.exec(['bash', '-c', script, 'builder', 'reset'], { stderr, signal });
   if (code !== 0)
     throw new KfarmError(
       'KFARM_ENGINE_ERROR',
-      `copying the source into the container failed (tar exited ${code}: ${stderr.lastLine()})`,
+      `resetting the builder failed (exit ${code}: ${stderr.lastLine() || 'no message'})`,
     );
 }
 

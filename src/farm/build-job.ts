@@ -5,33 +5,30 @@ import { dkmsVariables, evaluateDkmsConf } from '../dkms/evaluate.js';
 import type { DkmsPlan } from '../dkms/plan.js';
 import { planScript } from '../dkms/plan-script.js';
 import { runtimeScripts } from '../dkms/runtime.js';
-import type { Engine, EngineContainer } from '../engine/index.js';
+import type { EngineContainer } from '../engine/index.js';
 import { isKfarmError } from '../model/errors.js';
 import type { Phase } from '../model/events.js';
 import type { Target, TargetResult, TargetStatus } from '../model/result.js';
 import { readHead } from '../util/read-file.js';
 import { TextTail } from '../util/text-tail.js';
-import {
-  CONTAINER_SOURCE,
-  containerRunner,
-  copyResultsOut,
-  copySourceIn,
-  fullMount,
-  startBuildContainer,
-} from './build-container.js';
+import { CONTAINER_SOURCE, containerRunner, copyResultsOut, fullMount, resetBuilder } from './build-container.js';
+import type { Builder } from './builder-pool.js';
 import type { Collected } from './collect.js';
-import { AgentContainer } from './agent-container.js';
 import { Deadline } from './deadline.js';
 import type { FarmSettings } from './options.js';
 import { PhaseClock } from './phase-clock.js';
 import { resultOf, type TargetOutcome } from './results.js';
 
 export interface BuildJobContext {
-  engine: Engine;
   settings: FarmSettings;
+  /**
+   * Leases the warm builder this target runs in, and gives it back: `clean` when the target ended without
+   * leaving a trace that concerns the next (no time limit, OOM kill, full disk, rejected output or error).
+   */
+  builders: { lease: (signal: AbortSignal) => Promise<Builder>; release: (builder: Builder, clean: boolean) => void };
   /** dkms.conf as the user names it, for error messages. */
   confLabel: string;
-  /** The target's builder image, already prepared. */
+  /** The target's builder image, already prepared (for the report). */
   image: string;
   /** A fresh directory this job owns; module/ and log/ are collected into it. */
   stageDir: string;
@@ -66,8 +63,11 @@ export class BuildJob {
   readonly #clock: PhaseClock;
   readonly #started = Date.now();
   #waited = 0;
+  #builder: Builder | undefined;
   #container: EngineContainer | undefined;
   #plan: DkmsPlan | undefined;
+  /** Set by a verdict after which the builder can serve another target. */
+  #clean = false;
 
   constructor(
     readonly target: Target,
@@ -84,28 +84,44 @@ export class BuildJob {
       const container = await this.#start();
       await this.#copyIn(container);
       const plan = await this.#evaluate(container);
-      if (plan.excluded) return this.#outcome('skipped', { error: plan.excluded });
+      if (plan.excluded) {
+        this.#clean = true;
+        return this.#outcome('skipped', { error: plan.excluded });
+      }
       const compiled = await this.#inSlot(() => this.#compileAndCopyOut(container, plan));
       return await this.#verdict(container, plan, compiled);
     } catch (error) {
       return await this.#failure(error);
     } finally {
       this.#deadline.stop();
-      if (this.#container) this.context.engine.removeLater(this.#container);
+      if (this.#builder) this.context.builders.release(this.#builder, this.#clean);
     }
   }
 
+  /**
+   * A free builder, or a new one. Waiting for one is not this target's time (as for a build slot): its `start`
+   * is the making of a builder made for it, 0 for one it found warm.
+   */
   async #start(): Promise<EngineContainer> {
     this.#clock.enter('start');
-    const { engine, image, settings } = this.context;
-    const container = await startBuildContainer(engine, image, this.target, settings, this.#signal);
-    this.#container = new AgentContainer(container, (await runtimeScripts()).agent);
+    this.#deadline.pause();
+    const asked = Date.now();
+    try {
+      this.#builder = await this.context.builders.lease(this.context.signal);
+    } finally {
+      this.#deadline.resume();
+    }
+    this.#clock.enter(undefined);
+    const made = this.#builder.madeMs ?? 0;
+    this.#clock.phases.start = made;
+    this.#waited += Date.now() - asked - made;
+    this.#container = this.#builder.container;
     return this.#container;
   }
 
   async #copyIn(container: EngineContainer): Promise<void> {
     this.#clock.enter('copyIn');
-    await copySourceIn(container, this.context.settings.source, this.#signal);
+    await resetBuilder(container, this.#signal);
   }
 
   async #evaluate(container: EngineContainer): Promise<DkmsPlan> {
@@ -130,7 +146,7 @@ export class BuildJob {
     this.#clock.enter(undefined);
     const waitStarted = Date.now();
     return this.context.buildSlot(async () => {
-      this.#waited = Date.now() - waitStarted;
+      this.#waited += Date.now() - waitStarted;
       this.#deadline.resume();
       this.#signal.throwIfAborted();
       try {
@@ -197,6 +213,7 @@ export class BuildJob {
       const artifacts = collected.modules.sort().map((name) => `module/${name}`);
       const notModule = await this.#notAModule(artifacts);
       if (notModule) return this.#outcome('failed', { error: notModule, makeCommand: plan.buildCommand, ...log });
+      this.#clean = true;
       return this.#outcome('built', { artifacts, makeCommand: plan.buildCommand, ...log });
     }
     const { memoryBytes, diskBytes } = this.context.settings.limits;
@@ -210,6 +227,7 @@ export class BuildJob {
       return this.#outcome('failed', { error, makeCommand: plan.buildCommand, ...log });
     }
     const error = compiled.reason || `the build exited ${compiled.code}`;
+    this.#clean = true;
     return this.#outcome('failed', { error, makeCommand: plan.buildCommand, ...log });
   }
 

@@ -7,7 +7,8 @@ import { EngineTimeouts, type Engine } from '../engine/index.js';
 import { errorText, isKfarmError } from '../model/errors.js';
 import { applyKnownFailing, knownFailure } from '../model/known-failing.js';
 import { badStatuses, type FirstError, type Target } from '../model/result.js';
-import { ImageStore } from '../images/image-store.js';
+import { ImageStore, type BuilderEnv } from '../images/image-store.js';
+import { BuilderPool } from './builder-pool.js';
 import { MAX_LOG_BYTES, readCapped } from '../util/read-file.js';
 import { BuildJob, NotScheduled } from './build-job.js';
 import { TargetCache } from './target-cache.js';
@@ -16,11 +17,11 @@ import { failedResult, type TargetOutcome } from './results.js';
 import type { Staging } from './staging.js';
 
 /**
- * Runs every target of a build through its steps — image → cache → prepare (start, copy in, evaluate) →
- * compile (build, copy out) → store — over three queues: image preparation (de-duplicated by the ImageStore),
- * container preparation (up to twice the build concurrency) and build slots. A target leaves the image queue
- * as soon as its own image is ready, so builds of ready kernels overlap with preparing the others, and a
- * build slot that frees up finds the next target's container ready to compile.
+ * Runs every target of a build through its steps — builder environment (image and headers volumes) → cache →
+ * prepare (lease a warm builder, reset it, evaluate) → compile (build, copy out) → store. Environments are
+ * asked for every target at once (the ImageStore de-duplicates and limits the preparation work itself); the
+ * builder pool (one builder per build slot) orders the targets waiting for a builder by the matrix. A target
+ * goes on as soon as its own environment is ready, so builds of ready kernels overlap with preparing the others.
  *
  * One target's failure is its result. A broken dkms.conf or a lost engine concerns every target: it stops
  * the run and is kept in `fatal`.
@@ -31,9 +32,8 @@ export class Scheduler {
   readonly #controller = new AbortController();
   readonly signal: AbortSignal;
   readonly #images: ImageStore;
-  readonly #imageQueue: PQueue;
-  readonly #prepareQueue: PQueue;
   readonly #buildQueue: PQueue;
+  readonly #builders: BuilderPool;
   #stopScheduling = false;
 
   constructor(
@@ -54,14 +54,18 @@ export class Scheduler {
       rootfsDir: join(settings.cacheDir, 'images'),
       sources: settings.sources,
       events: settings.events,
+      jobs: settings.imageJobs,
     });
-    this.#imageQueue = new PQueue({ concurrency: settings.imageJobs });
-    this.#prepareQueue = new PQueue({ concurrency: settings.concurrency * 2 });
     this.#buildQueue = new PQueue({ concurrency: settings.concurrency });
+    this.#builders = new BuilderPool(engine, settings, settings.concurrency);
   }
 
   async runAll(): Promise<void> {
-    await Promise.all(this.settings.targets.map((target, index) => this.#runTarget(target, index)));
+    try {
+      await Promise.all(this.settings.targets.map((target, index) => this.#runTarget(target, index)));
+    } finally {
+      this.#builders.close();
+    }
   }
 
   /** Stops the run for everyone (a lost engine, a broken dkms.conf); the first reason wins. */
@@ -73,27 +77,37 @@ export class Scheduler {
   async #runTarget(target: Target, index: number): Promise<void> {
     this.settings.events.onTargetStart?.(target);
     const started = Date.now();
-    const image = await this.#image(target, index, started);
-    if (image === undefined || this.#stopScheduling || this.signal.aborted) return;
+    // Until this target knows whether it builds, and with which kernel, a builder for its release waits a little.
+    let known = false;
+    const isKnown = () => {
+      if (!known) this.#builders.resolved();
+      known = true;
+    };
+    this.#builders.announce();
+    const env = await this.#image(target, index, started);
+    if (env === undefined || this.#stopScheduling || this.signal.aborted) return isKnown();
     const imageMs = Date.now() - started;
     try {
       const stageDir = await this.staging.stageDir(index);
-      const key = this.cache ? await this.cache.key(image, target) : undefined;
+      const key = this.cache ? await this.cache.key(env.id, target) : undefined;
       const hit = key ? await this.cache?.restore(key, target, stageDir, { started, imageMs }) : undefined;
       if (hit) return this.#record(index, hit);
-      await this.#prepareQueue.add(() => this.#build(target, index, { image, stageDir, key, imageMs }), {
-        signal: this.signal,
-        priority: -index,
-      });
+      this.#builders.expect(env);
+      isKnown();
+      // Builders are the limit: a target waits for one in the pool, where the matrix order decides.
+      await this.#build(target, index, { env, stageDir, key, imageMs });
     } catch (error) {
+      this.#builders.forget(env);
       await this.#failed(target, index, error, imageMs);
+    } finally {
+      isKnown();
     }
   }
 
-  async #image(target: Target, index: number, started: number): Promise<string | undefined> {
+  async #image(target: Target, index: number, started: number): Promise<BuilderEnv | undefined> {
     this.settings.events.onTargetPhase?.(target, 'image');
     try {
-      return await this.#imageQueue.add(() => this.#images.headers(target, this.signal), { signal: this.signal });
+      return await this.#images.headers(target, this.signal);
     } catch (error) {
       await this.#failed(target, index, error, Date.now() - started);
       return undefined;
@@ -103,15 +117,19 @@ export class Scheduler {
   async #build(
     target: Target,
     index: number,
-    job: { image: string; stageDir: string; key: string | undefined; imageMs: number },
+    job: { env: BuilderEnv; stageDir: string; key: string | undefined; imageMs: number },
   ): Promise<void> {
-    if (this.signal.aborted || this.#stopScheduling) return;
+    const { env } = job;
+    if (this.signal.aborted || this.#stopScheduling) return this.#builders.forget(env);
     try {
       const outcome = await new BuildJob(target, {
-        engine: this.engine,
         settings: this.settings,
+        builders: {
+          lease: (signal) => this.#builders.lease(env, signal, -index),
+          release: (builder, clean) => this.#builders.release(builder, clean),
+        },
         confLabel: this.confLabel,
-        image: job.image,
+        image: env.image,
         stageDir: job.stageDir,
         signal: this.signal,
         onPhase: (phase) => this.settings.events.onTargetPhase?.(target, phase),

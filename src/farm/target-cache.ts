@@ -39,9 +39,9 @@ export class TargetCache {
   }
 
   /** The key of this target's build in `image`, or undefined when the image is gone. */
-  async key(image: string, target: Target): Promise<string | undefined> {
-    const info = await this.engine.image(image);
-    return info && cacheKey({ ...this.base, image: info.id, kernel: target.kernel, arch: target.arch });
+  /** `builder` identifies the builder image and the headers' contents (ImageStore's BuilderEnv.id). */
+  key(builder: string, target: Target): Promise<string | undefined> {
+    return Promise.resolve(cacheKey({ ...this.base, image: builder, kernel: target.kernel, arch: target.arch }));
   }
 
   async restore(

@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
-import { basename, join } from 'node:path';
-import type { Readable } from 'node:stream';
-import { create as createTar } from 'tar';
+import { mkdir, readFile } from 'node:fs/promises';
+import PQueue from 'p-queue';
+import { basename, dirname, join } from 'node:path';
 import { KfarmError } from '../model/errors.js';
 import type { PackageFile } from '../model/target.js';
 import type { ImageEvents } from '../model/events.js';
@@ -10,7 +9,9 @@ import type { SuiteSource } from '../plan/debian-releases.js';
 import { bootstrapImage } from './bootstrap.js';
 import { restoreRootfs, rootfsArchivePath } from './rootfs-archive.js';
 import { PackageCache } from './package-cache.js';
-import { commitLayer, LayerFailed, prepareLogPath } from './prepare.js';
+import { commitLayer, prepareLogPath } from './prepare.js';
+import { HeadersVolumes, type KernelHeaders } from './headers-volumes.js';
+import { writeFileAtomic } from '../util/atomic.js';
 import { withLock } from '../util/lock.js';
 import { loadRecipe, type Recipe } from './recipe.js';
 
@@ -41,6 +42,18 @@ export interface ImageStoreOptions {
   /** Base images' root filesystems (zstd), restored when the engine has no base. Default: `<logDir>/../images`. */
   rootfsDir?: string;
   events?: ImageEvents;
+  /** How many images or volumes are prepared at once (bootstraps, compiler layers, headers fills). Default 3. */
+  jobs?: number;
+}
+
+/** What a builder for one kernel is made of. */
+export interface BuilderEnv {
+  release: string;
+  /** The image builders start from: the release's base, or the base with the compiler the headers want. */
+  image: string;
+  headers: KernelHeaders;
+  /** Identifies the image and the headers' contents, for the result cache key. */
+  id: string;
 }
 
 export function baseRef(release: string): string {
@@ -60,7 +73,12 @@ export function headersRef(release: string, kernel: string): string {
  */
 export class ImageStore {
   readonly #inflight = new Map<string, Promise<string>>();
+  readonly #envs = new Map<string, Promise<BuilderEnv>>();
+  readonly #commands = new Map<string, Promise<boolean>>();
   readonly #packages: PackageCache;
+  #headersVolumes: HeadersVolumes | undefined;
+  /** Preparation work (not the checks that find an image or volume ready, which run at once for every target). */
+  readonly #work: PQueue;
   #recipe: Promise<Recipe> | undefined;
 
   constructor(
@@ -68,6 +86,7 @@ export class ImageStore {
     readonly options: ImageStoreOptions,
   ) {
     this.#packages = new PackageCache(options.packageDir ?? join(options.logDir, '..', 'packages'));
+    this.#work = new PQueue({ concurrency: options.jobs ?? 3 });
   }
 
   /** Where the cross-process preparation locks live (tool images use them too). */
@@ -91,23 +110,88 @@ export class ImageStore {
   }
 
   /**
-   * Resolves with the image ref to build `spec` in, preparing what is missing: its .debs come from the
-   * package cache (downloaded, in parallel with preparing the base, when missing) and are unpacked in a
-   * container with no network.
+   * Resolves with what a builder for `spec` needs: the image (the release's base, or the base with the compiler
+   * the headers want) and the kernel's headers in engine volumes. A .deb is fetched from the package cache
+   * (downloaded when missing) only when its volume must be filled, in a container with no network.
    */
-  headers(spec: HeadersSpec, signal?: AbortSignal): Promise<string> {
+  headers(spec: HeadersSpec, signal?: AbortSignal): Promise<BuilderEnv> {
     const ref = headersRef(spec.release, spec.kernel);
-    return this.#once(ref, async () => {
-      const recipe = await this.recipe();
-      const packages = packagesOf(spec);
-      const labels = headersLabels(spec, recipe, packages);
-      if (await this.holds(ref, labels)) return ref;
-      await this.#prepare(ref, labels, `headers ${spec.headersPackage} ${spec.headersVersion}`, signal, async () => {
-        const [base, paths] = await Promise.all([this.base(spec.release, signal), this.#fetch(ref, packages, signal)]);
-        await this.#unpackHeaders(spec, { ref, labels, base, paths, recipe }, signal);
-      });
-      return ref;
+    let env = this.#envs.get(ref);
+    if (!env) {
+      env = this.#builderEnv(spec, ref, signal);
+      this.#envs.set(ref, env);
+    }
+    return env;
+  }
+
+  async #builderEnv(spec: HeadersSpec, ref: string, signal: AbortSignal | undefined): Promise<BuilderEnv> {
+    const recipe = await this.recipe();
+    const debs = packagesOf(spec);
+    const base = await this.base(spec.release, signal);
+    const started = Date.now();
+    let filling = false;
+    const onFill = (what: string) => {
+      if (!filling) this.options.events?.onPrepare?.(ref, `headers ${spec.headersPackage} ${spec.headersVersion}`);
+      filling = true;
+      this.options.events?.onProgress?.(ref, what);
+    };
+    const [image, headers] = await Promise.all([
+      this.#imageFor(spec, base, signal),
+      this.#volumes(recipe).kernel(
+        { kernel: spec.kernel, srcarch: kernelArch(spec.arch), debs, base, ref, onFill },
+        { fetch: (files) => this.#fetch(ref, files, signal), ...(signal ? { signal } : {}) },
+      ),
+    ]);
+    if (filling) this.options.events?.onReady?.(ref, Date.now() - started, false);
+    const id = `${(await this.engine.image(image))?.id ?? image} ${headers.files}`;
+    return { release: spec.release, image, headers, id };
+  }
+
+  /** The headers volumes of this store (their names carry the unpack script's hash). */
+  #volumes(recipe: Recipe): HeadersVolumes {
+    this.#headersVolumes ??= new HeadersVolumes(this.engine, {
+      logDir: this.options.logDir,
+      lockDir: this.lockDir,
+      script: recipe.unpackPackage,
+      scriptHash: recipe.unpackHash,
+      limit: (work) => this.#work.add(work),
     });
+    return this.#headersVolumes;
+  }
+
+  /** The base, unless the headers want a compiler it lacks: then the base with that compiler. */
+  async #imageFor(spec: HeadersSpec, base: string, signal: AbortSignal | undefined): Promise<string> {
+    if (!spec.compiler || (await this.#hasCommand(base, spec.compiler, signal))) return base;
+    this.options.events?.onProgress?.(headersRef(spec.release, spec.kernel), `adding ${spec.compiler}`);
+    return this.compiler(spec.release, spec.compiler, signal);
+  }
+
+  /** Whether `command` is in `image`: asked once per image id, and remembered in the cache dir. */
+  #hasCommand(image: string, command: string, signal: AbortSignal | undefined): Promise<boolean> {
+    const key = `${image} ${command}`;
+    let answer = this.#commands.get(key);
+    if (!answer) {
+      answer = this.#askCommand(image, command, signal);
+      this.#commands.set(key, answer);
+    }
+    return answer;
+  }
+
+  async #askCommand(image: string, command: string, signal: AbortSignal | undefined): Promise<boolean> {
+    const id = (await this.engine.image(image))?.id ?? image;
+    const memo = join(this.rootfsDir, '..', 'facts', `${id.replace(/^sha256:/, '').slice(0, 32)}-${command}`);
+    const known = await readFile(memo, 'utf8').catch(() => undefined);
+    if (known === 'yes' || known === 'no') return known === 'yes';
+    const spec = { image, cmd: ['sleep', '60'], network: 'none' as const, hardened: true };
+    const container = await this.engine.start({ ...spec, labels: { [Label.role]: 'prepare' } }, signal);
+    try {
+      const code = await container.exec(['sh', '-c', 'command -v "$1"', 'has', command], signal ? { signal } : {});
+      await mkdir(dirname(memo), { recursive: true });
+      await writeFileAtomic(memo, code === 0 ? 'yes' : 'no').catch(() => undefined);
+      return code === 0;
+    } finally {
+      this.engine.removeLater(container);
+    }
   }
 
   async #fetch(ref: string, packages: PackageFile[], signal: AbortSignal | undefined): Promise<string[]> {
@@ -116,34 +200,6 @@ export class ImageStore {
       onDownload: (count, bytes) =>
         this.options.events?.onProgress?.(ref, `downloading ${count} package(s), ${(bytes / 1e6).toFixed(1)} MB`),
     });
-  }
-
-  /** Exit 3 of the script: the headers want a compiler the base lacks; it gets a layer of its own, then again. */
-  async #unpackHeaders(
-    spec: HeadersSpec,
-    layer: { ref: string; labels: Record<string, string>; base: string; paths: string[]; recipe: Recipe },
-    signal: AbortSignal | undefined,
-  ): Promise<void> {
-    const unpack = (base: string) =>
-      commitLayer(this.engine, {
-        base,
-        ref: layer.ref,
-        script: layer.recipe.installHeaders,
-        args: [spec.kernel, spec.compiler ?? '', kernelArch(spec.arch)],
-        network: 'none',
-        stdin: () => debsTar(this.#packages.dir, layer.paths),
-        labels: layer.labels,
-        logPath: prepareLogPath(this.options.logDir, layer.ref),
-        what: `unpacking ${spec.headersPackage}`,
-        ...(signal ? { signal } : {}),
-      });
-    try {
-      await unpack(layer.base);
-    } catch (error) {
-      if (!(error instanceof LayerFailed && error.scriptExit === 3 && spec.compiler)) throw error;
-      this.options.events?.onProgress?.(layer.ref, `adding ${spec.compiler}`);
-      await unpack(await this.compiler(spec.release, spec.compiler, signal));
-    }
   }
 
   /** A release's base with one more compiler (from apt, with network): for headers that want a non-default gcc. */
@@ -246,13 +302,15 @@ export class ImageStore {
   ): Promise<void> {
     const started = Date.now();
     this.options.events?.onPrepare?.(ref, what);
-    await withLock(
-      this.lockDir,
-      ref,
-      async () => {
-        if (!(await this.holds(ref, labels))) await work();
-      },
-      signal,
+    await this.#work.add(() =>
+      withLock(
+        this.lockDir,
+        ref,
+        async () => {
+          if (!(await this.holds(ref, labels))) await work();
+        },
+        signal,
+      ),
     );
     this.options.events?.onReady?.(ref, Date.now() - started, false);
   }
@@ -282,30 +340,4 @@ function packagesOf(spec: HeadersSpec): PackageFile[] {
     `preparing ${headersRef(spec.release, spec.kernel)} failed: the ${spec.suite} index lists no .deb ` +
       `for ${spec.headersPackage}, its -common package or linux-kbuild`,
   );
-}
-
-/** The cached .debs as a tar stream, by their cache names. */
-function debsTar(dir: string, paths: string[]): Readable {
-  return createTar(
-    { cwd: dir, portable: true },
-    paths.map((p) => basename(p)),
-  ) as unknown as Readable;
-}
-
-function headersLabels(spec: HeadersSpec, recipe: Recipe, packages: PackageFile[]): Record<string, string> {
-  // The files' hashes, not just the version: a package the archive rebuilt under the same version is new.
-  const files = createHash('sha256')
-    .update(packages.map((p) => p.sha256).join('\n'))
-    .digest('hex')
-    .slice(0, 16);
-  return {
-    [Label.headersFiles]: files,
-    [Label.role]: 'headers',
-    [Label.distro]: spec.distro,
-    [Label.release]: spec.release,
-    [Label.kernel]: spec.kernel,
-    [Label.headersPackage]: spec.headersPackage,
-    [Label.headersVersion]: spec.headersVersion,
-    [Label.recipe]: recipe.hash,
-  };
 }

@@ -16,7 +16,10 @@ export interface Recipe {
   baseHash: string;
   /** The base image's packages for a release (base-packages lines may name the releases they are for). */
   basePackages: (release: string) => string[];
-  installHeaders: string;
+  /** Unpacks one headers .deb into an engine volume (headers-volumes.ts). */
+  unpackPackage: string;
+  /** Identifies unpack-package.sh: volumes unpacked by another one are not reused. */
+  unpackHash: string;
   installCompiler: string;
 }
 
@@ -40,12 +43,14 @@ export async function loadRecipe(family: string): Promise<Recipe> {
     .map((line) => line.split(/\s+/));
   const basePackages = (release: string) =>
     entries.filter(([, ...releases]) => forRelease(releases, release)).map(([name]) => name as string);
+  const unpackPackage = await readFile(dir + 'unpack-package.sh', 'utf8');
   return {
     dir,
+    unpackPackage,
+    unpackHash: createHash('sha256').update(IMAGE_FORMAT).update('\0').update(unpackPackage).digest('hex').slice(0, 16),
     hash: hash.digest('hex').slice(0, 16),
     baseHash: baseHash.digest('hex').slice(0, 16),
     basePackages,
-    installHeaders: await readFile(dir + 'install-headers.sh', 'utf8'),
     installCompiler: await readFile(dir + 'install-compiler.sh', 'utf8'),
   };
 }

@@ -59,7 +59,6 @@ export async function packageOutput(out: string, report: FarmReport, options: Pa
     formats,
     epoch,
     builds,
-    images: packable.map((t) => t.image),
     ...(key ? { key } : {}),
     ...(source ? { source } : {}),
   });
@@ -100,8 +99,6 @@ interface RunInput {
   formats: PackageFormat[];
   epoch: number;
   builds: KernelBuild[];
-  /** Each build's builder image (report.json's `image`), where its kernel's facts are read. */
-  images: (string | undefined)[];
   key?: SigningKey;
   source?: TarEntry[];
 }
@@ -165,18 +162,13 @@ class PackageRun {
   async #readFacts(): Promise<void> {
     if (!this.#engine) return;
     const cache = new KernelFactsCache(this.#engine);
-    // One short container per kernel (its builder image); two at a time.
-    const queue = new PQueue({ concurrency: 2 });
-    const { signal } = this.options;
-    const ask = async (build: KernelBuild, image: string | undefined) => {
-      const options = {
-        ...(image ? { image } : {}),
-        needSigHash: this.input.key !== undefined,
-        ...(signal ? { signal } : {}),
-      };
+    // One engine call per kernel (its headers volume's labels), a few at a time.
+    const queue = new PQueue({ concurrency: 4 });
+    const ask = async (build: KernelBuild) => {
+      const options = { needSigHash: this.input.key !== undefined };
       this.#facts.set(build.targetId, await cache.get(build.release, build.kernel, options));
     };
-    await Promise.all(this.input.builds.map((build, i) => queue.add(() => ask(build, this.input.images[i]))));
+    await Promise.all(this.input.builds.map((build) => queue.add(() => ask(build))));
   }
 
   /** Every packaged copy is signed on the host (keys never enter a container), after strip, before packaging. */

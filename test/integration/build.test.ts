@@ -79,6 +79,40 @@ describe('kfarm build with a real engine and real Debian headers (bookworm gcc-1
     expect(await kfarmContainers(docker)).toEqual([]);
   });
 
+  it('one warm builder serves three kernels of a release, each target from a fresh start', async () => {
+    const matrix = join(await tempOut(), 'three.yaml');
+    await writeFile(matrix, 'distro: debian\nreleases:\n  bookworm:\n    kernels: latest:3\n');
+    const targets = await resolveTargets({ matrix });
+    expect(targets).toHaveLength(3);
+    const events: string[] = [];
+    const stream = await docker.getEvents({ filters: { type: ['container'], event: ['start'] } });
+    stream.on('data', (chunk: Buffer) => events.push(chunk.toString()));
+    const out = await tempOut();
+    // The fixture fails when it finds what it leaves behind (files in /tmp, /root and the DKMS tree, a process).
+    const run = await runFarm({
+      source: fixture('leaver'),
+      out,
+      targets,
+      sources: releaseSources,
+      cache: false,
+      jobs: 1,
+    });
+    (stream as unknown as { destroy: () => void }).destroy();
+    for (const result of run.report.targets) {
+      await expectModules(out, result, ['kf_leaver.ko']);
+      expect(await readFile(join(out, result.log ?? ''), 'utf8')).toContain(`left traces for ${result.kernel}`);
+    }
+    // One builder: the first target made it, the others found it warm.
+    const starts = run.report.targets.map((t) => t.phases?.start ?? -1);
+    expect(
+      starts.filter((ms) => ms > 0),
+      JSON.stringify(starts),
+    ).toHaveLength(1);
+    expect(starts.filter((ms) => ms === 0)).toHaveLength(2);
+    expect(events.filter((e) => e.includes('"kfarm.role":"build"'))).toHaveLength(1);
+    expect(await kfarmContainers(docker)).toEqual([]);
+  });
+
   it('builds the real-world-style package: $(cat VERSION), sourced kernel .config, custom MAKE, $kernelver paths', async () => {
     const { out, report, byRelease } = await build(example('realworld'));
     expect(report.version).toBe('2.3.1');

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { connectEngine, newSession } from '../../src/engine/index.js';
-import { baseRef, headersRef, ImageStore } from '../../src/images/image-store.js';
+import { baseRef, ImageStore } from '../../src/images/image-store.js';
 import type { Target } from '../../src/model/result.js';
 import { releaseSources, resolveTargets } from '../../src/plan/resolve.js';
 import { cli, fixture, repoRoot, requireEngine, tempOut } from '../helpers/engine.js';
@@ -19,12 +19,13 @@ beforeAll(async () => {
   await requireEngine();
   const targets = await resolveTargets({ matrix: join(repoRoot, 'matrix/debian-supported.yaml') });
   target = targets.find((t) => t.release === 'bookworm') as Target;
-  // The builder images, prepared on the main engine (reused when there) and copied to the second one.
+  // The base image, prepared on the main engine (reused when there) and copied to the second one, which unpacks
+  // the kernel's headers into volumes of its own (they are not images).
   const engine = await connectEngine(newSession(`engine-loss-${process.pid}`));
   const store = new ImageStore(engine, { logDir: await tempOut(), sources: releaseSources });
   await store.headers(target);
   await engine.settle(30_000);
-  images = [baseRef(target.release), headersRef(target.release, target.kernel)];
+  images = [baseRef(target.release)];
 });
 
 afterEach(async () => {

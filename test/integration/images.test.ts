@@ -1,4 +1,4 @@
-import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { execa } from 'execa';
 import { createHash } from 'node:crypto';
@@ -14,24 +14,27 @@ import { releaseSources } from '../../src/plan/resolve.js';
 import { kfarmContainers, repoRoot, requireEngine, tempOut } from '../helpers/engine.js';
 
 describe('builder images', () => {
-  it('a headers image asked for twice at once is prepared once, labelled with what it holds, then reused', async () => {
+  it('headers asked for twice at once are unpacked once into read-only volumes, recorded, then reused', async () => {
     const docker = await requireEngine();
-    // The oldest bookworm kernel, which no other test builds for, so this test owns (and removes) its image.
+    // The oldest bookworm kernel, which no other test builds for: this test owns its own and -common volumes.
     const index = await discoverReleaseIndex('bookworm', { flavours: ['amd64'], includeBackports: false });
     const target = index.kernels
       .filter((k) => k.kernel !== index.defaults.amd64 && k.kernel.startsWith('6.1.0-'))
       .at(0);
-    expect(target).toBeDefined();
-    if (!target) return;
-    const ref = headersRef('bookworm', target.kernel);
-    await docker
-      .getImage(ref)
-      .remove({ force: true })
-      .catch(() => undefined);
-
-    const prepared: string[] = [];
+    if (!target?.debs) throw new Error('no old bookworm kernel');
     const engine = await connectEngine(newSession('images-test'));
     const logDir = await tempOut();
+    const ref = headersRef('bookworm', target.kernel);
+    const owned = async () => {
+      const env = await new ImageStore(engine, { logDir, sources: releaseSources }).headers(target);
+      return env.headers.mounts.slice(0, 2).map((m) => m.volume);
+    };
+    for (const name of await owned()) {
+      await engine.removeVolume(`${name}.ok`);
+      await engine.removeVolume(name);
+    }
+
+    const prepared: string[] = [];
     const first = new ImageStore(engine, {
       logDir,
       sources: releaseSources,
@@ -39,35 +42,57 @@ describe('builder images', () => {
     });
     // A second store stands for a second kfarm process: only the lock in the shared directory keeps them apart.
     const other = new ImageStore(engine, { logDir, sources: releaseSources });
-    const dangling = async () => (await docker.listImages({ filters: { dangling: ['true'] } })).length;
-    const danglingBefore = await dangling();
     const [a, b, c] = await Promise.all([first.headers(target), first.headers(target), other.headers(target)]);
-    expect(a).toBe(ref);
-    expect(b).toBe(ref);
-    expect(c).toBe(ref);
+    expect(b).toEqual(a);
+    expect(c).toEqual(a);
     expect(prepared.filter((r) => r === ref)).toHaveLength(1);
-    // Prepared once: a second commit under the same tag would have left the first image dangling.
-    expect(await dangling()).toBe(danglingBefore);
-
-    const labels = (await docker.getImage(ref).inspect()).Config.Labels;
-    expect(labels).toMatchObject({
-      'kfarm.role': 'headers',
-      'kfarm.release': 'bookworm',
-      'kfarm.kernel': target.kernel,
-      'kfarm.headers.package': target.headersPackage,
-      'kfarm.headers.version': target.headersVersion,
-      'kfarm.session': '',
-    });
-    expect(labels['kfarm.headers.files']).toMatch(/^[0-9a-f]{16}$/);
-    // The three .debs were downloaded into the package cache, each once, under their SHA-256.
-    const cached = await readdir(join(logDir, '..', 'packages'));
-    for (const file of target.debs ?? []) expect(cached).toContain(basename(first.packagePath(file)));
-    expect(target.debs?.map((p) => p.package)).toEqual([
-      target.headersPackage,
-      target.commonPackage,
-      expect.stringMatching(/^linux-kbuild-/),
+    expect(a.image).toBe(baseRef('bookworm'));
+    const abi = target.kernel.replace(/-amd64$/, '');
+    expect(a.headers.mounts.map((m) => [m.target, m.readOnly])).toEqual([
+      [`/usr/src/linux-headers-${target.kernel}`, true],
+      [`/usr/src/linux-headers-${abi}-common`, true],
+      ['/usr/lib/linux-kbuild-6.1', true],
     ]);
-    expect(labels['kfarm.recipe']).toMatch(/^[0-9a-f]{16}$/);
+    expect(a.headers.links).toEqual([
+      { path: `/lib/modules/${target.kernel}/build`, target: `/usr/src/linux-headers-${target.kernel}` },
+      { path: `/lib/modules/${target.kernel}/source`, target: `/usr/src/linux-headers-${abi}-common` },
+    ]);
+    expect(a.headers.moduleDir).toBe('/lib/modules');
+    expect(a.headers.sigHash).toBe('sha256');
+    // Each volume is named after its package's SHA-256, and counts only with its marker.
+    for (const [i, mount] of a.headers.mounts.entries()) {
+      expect(mount.volume).toContain((target.debs[i]?.sha256 ?? '').slice(0, 24));
+      expect((await engine.volume(`${mount.volume}.ok`))?.labels['kfarm.fact.mount']).toBe(mount.target);
+    }
+    // The three .debs were downloaded into the package cache, each under its SHA-256.
+    const cached = await readdir(join(logDir, '..', 'packages'));
+    for (const file of target.debs) expect(cached).toContain(basename(first.packagePath(file)));
+
+    // Mounted read-only as a builder does: kbuild's Makefile is there, other architectures' arch/ is not.
+    const mounts = a.headers.mounts.map((m) => ({
+      Type: 'volume' as const,
+      Source: m.volume,
+      Target: m.target,
+      ReadOnly: true,
+    }));
+    const check = await execa(
+      'docker',
+      [
+        'run',
+        '--rm',
+        '--network',
+        'none',
+        ...mounts.flatMap((m) => ['--mount', `type=volume,src=${m.Source},dst=${m.Target},readonly`]),
+        a.image,
+        'sh',
+        '-c',
+        `test -f /usr/src/linux-headers-${target.kernel}/Makefile && test -x /usr/lib/linux-kbuild-6.1/scripts/mod/modpost && ` +
+          `test -d /usr/src/linux-headers-${abi}-common/arch/x86 && ! test -e /usr/src/linux-headers-${abi}-common/arch/arm64 && ` +
+          `! touch /usr/src/linux-headers-${target.kernel}/x 2>/dev/null && echo ok`,
+      ],
+      { reject: false },
+    );
+    expect(check.stdout, check.stderr).toBe('ok');
 
     prepared.length = 0;
     const second = new ImageStore(engine, {
@@ -75,16 +100,14 @@ describe('builder images', () => {
       sources: releaseSources,
       events: { onPrepare: (r) => prepared.push(r) },
     });
-    expect(await second.headers(target)).toBe(ref);
+    expect(await second.headers(target)).toEqual(a);
     expect(prepared).toEqual([]);
-    // The preparing container is removed in the background once its layer is committed; settle waits for that.
     expect(await engine.settle(30_000)).toBe(0);
     expect(await kfarmContainers(docker)).toEqual([]);
-    await docker.getImage(ref).remove({ force: true });
   });
 
-  it('a headers package the archive republished under the same version makes a new image, not the stale one', async () => {
-    const docker = await requireEngine();
+  it('a headers package the archive republished under the same version is another volume, not the stale one', async () => {
+    await requireEngine();
     const index = await discoverReleaseIndex('bookworm', { flavours: ['amd64'], includeBackports: false });
     const target = index.kernels.filter((k) => k.kernel.startsWith('6.1.0-')).at(0);
     const kbuild = target?.debs?.at(-1);
@@ -92,8 +115,7 @@ describe('builder images', () => {
     const engine = await connectEngine(newSession('images-republish-test'));
     const logDir = join(await tempOut(), 'logs');
     const store = () => new ImageStore(engine, { logDir, sources: releaseSources });
-    const ref = headersRef('bookworm', target.kernel);
-    const before = (await docker.getImage(await store().headers(target)).inspect()).Id;
+    const before = await store().headers(target);
 
     // Rebuilt with the same name and version, as a binNMU-less rebuild in the archive would be: other bytes.
     const work = await tempOut();
@@ -101,36 +123,52 @@ describe('builder images', () => {
     await execa('dpkg-deb', ['-R', original[0] as string, join(work, 'tree')]);
     await execa('dpkg-deb', ['--root-owner-group', '-Zgzip', '-b', join(work, 'tree'), join(work, 'rebuilt.deb')]);
     const body = await readFile(join(work, 'rebuilt.deb'));
-    const server = createServer((_req, res) => res.writeHead(200).end(body));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const server = await serve(body);
     try {
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/${basename(new URL(kbuild.url).pathname)}`;
+      const url = `${server.url}/${basename(new URL(kbuild.url).pathname)}`;
       const sha256 = createHash('sha256').update(body).digest('hex');
       const republished = {
         ...target,
         debs: [...target.debs.slice(0, 2), { ...kbuild, url, sha256, size: body.length }],
       };
-      const after = await docker.getImage(await store().headers(republished)).inspect();
-      expect(after.Id).not.toBe(before);
-      expect(after.Config.Labels['kfarm.headers.version']).toBe(target.headersVersion);
+      const after = await store().headers(republished);
+      expect(after.id).not.toBe(before.id);
+      expect(after.headers.mounts.slice(0, 2)).toEqual(before.headers.mounts.slice(0, 2));
+      expect(after.headers.mounts[2]?.volume).not.toBe(before.headers.mounts[2]?.volume);
+      expect(after.headers.mounts[2]?.volume).toContain(sha256.slice(0, 24));
       expect(await readdir(join(logDir, '..', 'packages'))).toContain(`${sha256.slice(0, 16)}_${basename(url)}`);
+      await engine.removeVolume(`${after.headers.mounts[2]?.volume}.ok`);
+      await engine.removeVolume(after.headers.mounts[2]?.volume ?? '');
     } finally {
       server.close();
       await engine.settle(30_000);
-      // Leave the image as the archive has it for the other tests.
-      await docker.getImage(ref).remove({ force: true });
     }
   });
 
-  it('a failed preparation names its log, and the log is still there afterwards', async () => {
+  it('a failed unpacking names its log, keeps it, and leaves no volume that counts', async () => {
     const docker = await requireEngine();
     const engine = await connectEngine(newSession('images-fail-test'));
     const logDir = join(await tempOut(), 'logs');
     const store = new ImageStore(engine, { logDir, sources: releaseSources });
-    const index = await discoverReleaseIndex('bookworm', { flavours: ['amd64'], includeBackports: false });
-    const kbuild = index.kernels.at(-1)?.debs?.at(-1);
-    expect(kbuild?.package).toMatch(/^linux-kbuild-/);
-    // A real, verified .deb that is not a kernel's headers: it unpacks, and the check after it fails.
+    // A real .deb that is no headers package: it has no /usr/src/<dir> to mount.
+    const work = await tempOut();
+    await mkdir(join(work, 'tree/DEBIAN'), { recursive: true });
+    await mkdir(join(work, 'tree/usr/share/kfarm-none'), { recursive: true });
+    await writeFile(
+      join(work, 'tree/DEBIAN/control'),
+      'Package: kfarm-none\nVersion: 1\nArchitecture: all\nMaintainer: t <t@t>\nDescription: t\n',
+    );
+    await execa('dpkg-deb', ['--root-owner-group', '-b', join(work, 'tree'), join(work, 'none.deb')]);
+    const body = await readFile(join(work, 'none.deb'));
+    const server = await serve(body);
+    const sha256 = createHash('sha256').update(body).digest('hex');
+    const deb = {
+      package: 'kfarm-none',
+      version: '1',
+      url: `${server.url}/kfarm-none_1_all.deb`,
+      sha256,
+      size: body.length,
+    };
     const spec = {
       distro: 'debian' as const,
       release: 'bookworm',
@@ -139,25 +177,29 @@ describe('builder images', () => {
       headersVersion: '0.0.0-0',
       suite: 'bookworm',
       backports: false,
-      debs: kbuild ? [kbuild] : [],
+      debs: [deb],
     };
-    const error = await store.headers(spec).then(
-      () => undefined,
-      (e: unknown) => e as Error,
-    );
-    const log = /\(log: ([^)]+)\)/.exec(error?.message ?? '')?.[1];
-    expect(error?.message).toMatch(
-      /^preparing kfarm\/debian-bookworm:0\.0\.0-0-kfarm-none failed: unpacking linux-headers-0\.0\.0-0-kfarm-none exited 1 \(log: .*\): kfarm: the headers installed no \/lib\/modules\/0\.0\.0-0-kfarm-none\/build\/Makefile$/,
-    );
-    expect(log?.startsWith(logDir)).toBe(true);
-    expect(await readFile(log as string, 'utf8')).toMatch(/unpacking [0-9a-f]{16}_linux-kbuild-/);
-    expect(
-      await docker
-        .getImage(headersRef('bookworm', spec.kernel))
-        .inspect()
-        .catch(() => undefined),
-    ).toBeUndefined();
-    expect(await kfarmContainers(docker)).toEqual([]);
+    try {
+      const error = await store.headers(spec).then(
+        () => undefined,
+        (e: unknown) => e as Error,
+      );
+      const log = /\(log: ([^)]+)\)/.exec(error?.message ?? '')?.[1];
+      expect(error?.message).toMatch(
+        /^preparing kfarm\/debian-bookworm:0\.0\.0-0-kfarm-none failed: unpacking [0-9a-f]{16}_kfarm-none_1_all\.deb exited 1 \(log: .*\): kfarm: [0-9a-f]{16}_kfarm-none_1_all\.deb has not exactly one \/usr\/src\/<dir> or \/usr\/lib\/linux-kbuild-<v> directory: none$/,
+      );
+      expect(log?.startsWith(logDir)).toBe(true);
+      expect(await readFile(log as string, 'utf8')).toMatch(/has not exactly one/);
+      const volume = (await engine.volumes({ 'kfarm.role': 'headers-files' })).find((v) =>
+        v.name.includes(sha256.slice(0, 24)),
+      );
+      expect(await engine.volume(`${volume?.name}.ok`)).toBeUndefined();
+      if (volume) await engine.removeVolume(volume.name);
+      expect(await engine.settle(30_000)).toBe(0);
+      expect(await kfarmContainers(docker)).toEqual([]);
+    } finally {
+      server.close();
+    }
   });
 
   it('a base image comes back from its archive in the cache dir, layer for layer; a damaged archive is dropped', async () => {
@@ -225,3 +267,10 @@ describe('builder images', () => {
     expect(run.stdout).toMatch(/setup-host: ready \(engine /);
   });
 });
+
+/** Serves `body` at any path on 127.0.0.1, as a mirror would. */
+async function serve(body: Buffer): Promise<{ url: string; close: () => void }> {
+  const server = createServer((_req, res) => res.writeHead(200).end(body));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() };
+}

@@ -179,11 +179,14 @@ describe('matrix run over 6 kernels in 2 releases with mixed outcomes', () => {
       targets: TargetResult[];
       notRun?: string[];
     };
-    // One build at a time: exactly one failure, and no build started after it. Targets are reported in matrix
-    // order, not completion order, so a skipped target may follow the failure in the list.
+    // One build at a time: exactly one failure (a failed build or the hanging one's time limit; a known
+    // failure does not stop the run), and no build started after it. Targets are reported in matrix order, not
+    // completion order, so a skipped target may follow the failure in the list.
     const statuses = report.targets.map((t) => t.status);
-    expect(statuses.filter((s) => s === 'failed')).toEqual(['failed']);
-    expect(statuses.every((s) => s === 'built' || s === 'skipped' || s === 'failed')).toBe(true);
+    const stopping = statuses.filter((s) => s === 'failed' || s === 'timeout');
+    expect(stopping, JSON.stringify(report)).toHaveLength(1);
+    const others = statuses.filter((s) => s !== 'failed' && s !== 'timeout');
+    expect(others.every((s) => s === 'built' || s === 'skipped' || s === 'expected-failure')).toBe(true);
     expect(report.notRun).toHaveLength(6 - report.targets.length);
     expect(report.notRun?.length).toBeGreaterThanOrEqual(2);
     expect(await kfarmContainers(docker)).toEqual([]);

@@ -1,19 +1,19 @@
 import { createHash } from 'node:crypto';
 import { cp, mkdtemp, readFile, readdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import type Docker from 'dockerode';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { packageCommand } from '../../src/cli/package-command.js';
-import { connectEngine, type Engine, type EngineContainer } from '../../src/engine/index.js';
+import { connectEngine, type Engine, type EngineContainer, type VolumeMount } from '../../src/engine/index.js';
 import { newSession } from '../../src/engine/labels.js';
 import { isKfarmError } from '../../src/model/errors.js';
 import { runFarm } from '../../src/farm/run.js';
 import type { Target } from '../../src/model/result.js';
-import { headersRef, ImageStore } from '../../src/images/image-store.js';
+import { ImageStore } from '../../src/images/image-store.js';
 import { ToolImages, type ToolKind } from '../../src/images/tool-images.js';
 import { tarArchive } from '../../src/package/archive.js';
 import { packageOutput } from '../../src/package/package.js';
@@ -32,6 +32,7 @@ const EPOCH = 1700000000;
 let docker: Docker;
 let engine: Engine;
 let tools: ToolImages;
+let images: ImageStore;
 let targets: Target[];
 let keyDir: string;
 let first: { out: string; report: FarmReport };
@@ -87,12 +88,14 @@ async function withContainer<T>(
   image: string,
   network: 'none' | 'bridge',
   work: (c: EngineContainer) => Promise<T>,
+  volumes: VolumeMount[] = [],
 ): Promise<T> {
   const container = await engine.start({
     image,
     cmd: ['sleep', '1800'],
     network,
     hardened: false,
+    volumes,
     labels: { 'kfarm.role': 'package-test' },
   });
   try {
@@ -100,6 +103,21 @@ async function withContainer<T>(
   } finally {
     await container.remove();
   }
+}
+
+/** A container as a builder of `target` is: its image, its kernel's headers volumes and build links. */
+async function withHeaders<T>(target: Target, work: (c: EngineContainer) => Promise<T>): Promise<T> {
+  const env = await images.headers(target);
+  return withContainer(
+    env.image,
+    'none',
+    async (c) => {
+      for (const link of env.headers.links)
+        await sh(c, `mkdir -p ${dirname(link.path)} && ln -s ${link.target} ${link.path}`);
+      return work(c);
+    },
+    env.headers.mounts,
+  );
 }
 
 const tool = (release: string, kind: ToolKind) => tools.get(release, kind);
@@ -122,7 +140,8 @@ beforeAll(async () => {
     expect.stringMatching(/^6\.12\.\d+\+deb13-amd64$/),
   ]);
   const logDir = await tempOut('kfarm-pkg-logs-');
-  tools = new ToolImages(engine, new ImageStore(engine, { logDir, sources: releaseSources }), { logDir });
+  images = new ImageStore(engine, { logDir, sources: releaseSources });
+  tools = new ToolImages(engine, images, { logDir });
   keyDir = await mkdtemp(join(tmpdir(), 'kfarm-pkg-key-'));
   // The subject has an O= too: modinfo's signer is the CN alone.
   await makeSigningKey(keyDir, 'signing', 'kfarm test signer/O=kfarm', { der: true });
@@ -424,7 +443,7 @@ describe('kfarm package: signing', () => {
         );
         expect(verified).toBe(0);
 
-        await withContainer(headersRef(release, kver), 'none', async (c) => {
+        await withHeaders(target(release), async (c) => {
           await put(c, '/tmp', {
             'signed.ko': signed,
             'unsigned.ko': unsigned,
