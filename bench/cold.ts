@@ -48,6 +48,7 @@ async function newKernel(): Promise<void> {
   const engine = await connectEngine(newSession(`bench-cold-${process.pid}`));
   const probe = new ImageStore(engine, { logDir: join(await freshCacheDir(), 'logs'), sources: releaseSources });
   const volumes = (await probe.headers(kernel)).headers.mounts.map((m) => m.volume);
+  await engine.settle(30_000);
   for (const name of volumes) {
     await engine.removeVolume(`${name}.ok`);
     await engine.removeVolume(name);

@@ -45,6 +45,16 @@ export interface HeadersVolumesOptions {
   limit: <T>(work: () => Promise<T>) => Promise<T>;
 }
 
+interface FillItem {
+  name: string;
+  deb: PackageFile;
+}
+
+interface FillHow {
+  fetch: (files: PackageFile[]) => Promise<string[]>;
+  signal?: AbortSignal;
+}
+
 /** Label keys of a filled volume's marker: what the unpack script found (`kfarm-fact key=value`). */
 const FACT = 'kfarm.fact.';
 
@@ -63,15 +73,10 @@ export class HeadersVolumes {
     readonly options: HeadersVolumesOptions,
   ) {}
 
-  /** `fetch` gives verified local copies of .debs: called only for a volume that must be filled. */
-  async kernel(
-    spec: KernelHeadersSpec,
-    how: { fetch: (files: PackageFile[]) => Promise<string[]>; signal?: AbortSignal },
-  ): Promise<KernelHeaders> {
+  /** `fetch` gives verified local copies of .debs: called only for volumes that must be filled. */
+  async kernel(spec: KernelHeadersSpec, how: FillHow): Promise<KernelHeaders> {
     const names = spec.debs.map((deb) => this.volumeName(deb, spec.srcarch));
-    const facts = await Promise.all(
-      spec.debs.map((deb, i) => this.#once(names[i] as string, () => this.#package(deb, spec, how))),
-    );
+    const facts = await this.#factsOf(names, spec, how);
     const own = facts.find((f) => f['kernel'] === spec.kernel);
     const moduleDir = own?.['moddir'];
     if (!own || (moduleDir !== '/lib/modules' && moduleDir !== '/usr/lib/modules') || !own['build'])
@@ -92,50 +97,80 @@ export class HeadersVolumes {
     };
   }
 
+  /**
+   * Each volume's facts: from its marker, from the fill another target of this process is doing, or from
+   * one fill of all of this kernel's missing volumes in one container (a container's start is most of a fill).
+   */
+  async #factsOf(names: string[], spec: KernelHeadersSpec, how: FillHow): Promise<Record<string, string>[]> {
+    const markers = await Promise.all(
+      names.map((name) => (this.#inflight.has(name) ? Promise.resolve(undefined) : this.engine.volume(`${name}.ok`))),
+    );
+    const missing = names
+      .map((name, i) => ({ name, deb: spec.debs[i] as PackageFile }))
+      .filter(({ name }, i) => !markers[i] && !this.#inflight.has(name));
+    if (missing.length > 0) {
+      const filling = this.#fillLocked(missing, spec, how);
+      for (const { name } of missing)
+        this.#inflight.set(
+          name,
+          filling.then((facts) => facts.get(name) ?? {}),
+        );
+    }
+    return Promise.all(
+      names.map((name, i) => {
+        const marker = markers[i];
+        if (marker) return Promise.resolve(factsIn(marker.labels));
+        return this.#inflight.get(name) as Promise<Record<string, string>>;
+      }),
+    );
+  }
+
+  /** Under every volume's lock (in name order: no two processes wait for each other), what is still missing. */
+  #fillLocked(items: FillItem[], spec: KernelHeadersSpec, how: FillHow): Promise<Map<string, Record<string, string>>> {
+    const sorted = [...items].sort((a, b) => a.name.localeCompare(b.name));
+    const locked = sorted.reduceRight<() => Promise<Map<string, Record<string, string>>>>(
+      (inner, { name }) =>
+        () =>
+          withLock(this.options.lockDir, name, inner, how.signal),
+      () => this.#fillMissing(sorted, spec, how),
+    );
+    return locked();
+  }
+
+  async #fillMissing(items: FillItem[], spec: KernelHeadersSpec, how: FillHow) {
+    const result = new Map<string, Record<string, string>>();
+    const markers = await Promise.all(items.map(({ name }) => this.engine.volume(`${name}.ok`)));
+    const todo = items.filter(({ name }, i) => {
+      const marker = markers[i];
+      if (marker) result.set(name, factsIn(marker.labels));
+      return !marker;
+    });
+    if (todo.length === 0) return result;
+    for (const { deb } of todo) spec.onFill?.(`unpacking ${deb.package} ${deb.version}`);
+    const paths = await how.fetch(todo.map(({ deb }) => deb));
+    const filled = await this.options.limit(() => this.#fill(todo, paths, spec, how.signal));
+    for (const [i, { name }] of todo.entries()) {
+      const facts = filled[i] ?? {};
+      const labels = Object.fromEntries(Object.entries(facts).map(([k, v]) => [FACT + k, v]));
+      await this.engine.createVolume(`${name}.ok`, { [Label.role]: 'headers', ...labels });
+      result.set(name, facts);
+    }
+    return result;
+  }
+
   /** `kfarm-deb-<sha256>-<srcarch>-<script>`: the package's contents and how they were unpacked. */
   volumeName(deb: PackageFile, srcarch: string): string {
     return `kfarm-deb-${deb.sha256.slice(0, 24)}-${srcarch || 'all'}-${this.options.scriptHash.slice(0, 8)}`;
   }
 
-  #once(name: string, work: () => Promise<Record<string, string>>): Promise<Record<string, string>> {
-    let promise = this.#inflight.get(name);
-    if (!promise) {
-      promise = work();
-      this.#inflight.set(name, promise);
+  /** One container, every volume of `todo` under /kfarm/vol/<n>; resolves with each package's facts. */
+  async #fill(todo: FillItem[], paths: string[], spec: KernelHeadersSpec, signal?: AbortSignal) {
+    for (const { name } of todo) {
+      await this.engine.removeVolume(name);
+      await this.engine.createVolume(name, { [Label.role]: 'headers-files' });
     }
-    return promise;
-  }
-
-  async #package(
-    deb: PackageFile,
-    spec: KernelHeadersSpec,
-    how: { fetch: (files: PackageFile[]) => Promise<string[]>; signal?: AbortSignal },
-  ): Promise<Record<string, string>> {
-    const { signal } = how;
-    const name = this.volumeName(deb, spec.srcarch);
-    const ready = await this.engine.volume(`${name}.ok`);
-    if (ready) return factsIn(ready.labels);
-    return withLock(
-      this.options.lockDir,
-      name,
-      async () => {
-        const made = await this.engine.volume(`${name}.ok`);
-        if (made) return factsIn(made.labels);
-        spec.onFill?.(`unpacking ${deb.package} ${deb.version}`);
-        const [path] = await how.fetch([deb]);
-        const facts = await this.options.limit(() => this.#fill(name, path as string, spec, signal));
-        const labels = Object.fromEntries(Object.entries(facts).map(([k, v]) => [FACT + k, v]));
-        await this.engine.createVolume(`${name}.ok`, { [Label.role]: 'headers', ...labels });
-        return facts;
-      },
-      signal,
-    );
-  }
-
-  async #fill(name: string, path: string, spec: KernelHeadersSpec, signal?: AbortSignal) {
-    await this.engine.removeVolume(name);
-    await this.engine.createVolume(name, { [Label.role]: 'headers-files' });
-    const logPath = prepareLogPath(this.options.logDir, name);
+    const logPath = prepareLogPath(this.options.logDir, spec.ref);
+    const files = paths.map((p) => basename(p));
     return withPrepareLog(logPath, async (log) => {
       const container = await this.engine.start(
         {
@@ -143,15 +178,16 @@ export class HeadersVolumes {
           cmd: ['sleep', '3600'],
           network: 'none',
           hardened: true,
-          volumes: [{ volume: name, target: '/kfarm/vol', readOnly: false }],
-          labels: { [Label.role]: 'prepare', [Label.target]: name },
+          volumes: todo.map(({ name }, n) => ({ volume: name, target: `/kfarm/vol/${n}`, readOnly: false })),
+          labels: { [Label.role]: 'prepare', [Label.target]: spec.ref },
         },
         signal,
       );
       try {
         const facts = new FactLines(log);
-        const code = await container.exec(['bash', '-c', this.options.script, 'unpack', spec.srcarch], {
-          stdin: debTar(path),
+        const pairs = files.flatMap((file, n) => [file, `/kfarm/vol/${n}`]);
+        const code = await container.exec(['bash', '-c', this.options.script, 'unpack', spec.srcarch, ...pairs], {
+          stdin: debsTar(paths),
           stdout: facts,
           stderr: log,
           ...(signal ? { signal } : {}),
@@ -161,10 +197,10 @@ export class HeadersVolumes {
           const reason = await reasonIn(logPath);
           throw new KfarmError(
             'KFARM_IMAGE_FAILED',
-            `preparing ${spec.ref} failed: unpacking ${basename(path)} exited ${code} (log: ${logPath})${reason}`,
+            `preparing ${spec.ref} failed: unpacking ${files.join(', ')} exited ${code} (log: ${logPath})${reason}`,
           );
         }
-        return facts.facts;
+        return todo.map((_, n) => facts.facts.get(n) ?? {});
       } finally {
         this.engine.removeLater(container);
       }
@@ -189,13 +225,19 @@ function factsIn(labels: Record<string, string>): Record<string, string> {
   );
 }
 
-function debTar(path: string): Readable {
-  return createTar({ cwd: dirname(path), portable: true }, [basename(path)]) as unknown as Readable;
+/** The .debs (all in the package cache's directory) as one tar stream. */
+function debsTar(paths: string[]): Readable {
+  const dir = dirname(paths[0] as string);
+  return createTar(
+    { cwd: dir, portable: true },
+    paths.map((p) => basename(p)),
+  ) as unknown as Readable;
 }
 
-/** The unpack script's stdout: into the log, and its `kfarm-fact key=value` lines kept. */
+/** The unpack script's stdout: into the log, and its `kfarm-fact <n> key=value` lines kept. */
 class FactLines extends Writable {
-  readonly facts: Record<string, string> = {};
+  /** Package number → its facts. */
+  readonly facts = new Map<number, Record<string, string>>();
   #partial = '';
 
   constructor(readonly log: Writable) {
@@ -207,8 +249,12 @@ class FactLines extends Writable {
     const lines = (this.#partial + chunk.toString('utf8')).split('\n');
     this.#partial = lines.pop() ?? '';
     for (const line of lines) {
-      const match = /^kfarm-fact ([a-z-]+)=(.*)$/.exec(line);
-      if (match) this.facts[match[1] as string] = match[2] as string;
+      const match = /^kfarm-fact (\d+) ([a-z-]+)=(.*)$/.exec(line);
+      if (!match) continue;
+      const n = Number(match[1]);
+      const facts = this.facts.get(n) ?? {};
+      facts[match[2] as string] = match[3] as string;
+      this.facts.set(n, facts);
     }
     callback();
   }
