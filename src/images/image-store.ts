@@ -161,25 +161,30 @@ export class ImageStore {
 
   /** The base, unless the headers want a compiler it lacks: then the base with that compiler. */
   async #imageFor(spec: HeadersSpec, base: string, signal: AbortSignal | undefined): Promise<string> {
-    if (!spec.compiler || (await this.#hasCommand(base, spec.compiler, signal))) return base;
+    const recipe = await this.recipe();
+    const baseKey = `debian-${spec.release}-${recipe.baseHash}`;
+    if (!spec.compiler || (await this.#hasCommand(base, baseKey, spec.compiler, signal))) return base;
     this.options.events?.onProgress?.(headersRef(spec.release, spec.kernel), `adding ${spec.compiler}`);
     return this.compiler(spec.release, spec.compiler, signal);
   }
 
-  /** Whether `command` is in `image`: asked once per image id, and remembered in the cache dir. */
-  #hasCommand(image: string, command: string, signal: AbortSignal | undefined): Promise<boolean> {
-    const key = `${image} ${command}`;
+  /**
+   * Whether `command` is in the base `image`: asked once, and remembered in the cache dir under the base's
+   * release and recipe (`baseKey`), so a base restored from its archive (another image id, the same files) is
+   * not asked again; a release's default compiler does not change within the release.
+   */
+  #hasCommand(image: string, baseKey: string, command: string, signal: AbortSignal | undefined): Promise<boolean> {
+    const key = `${baseKey} ${command}`;
     let answer = this.#commands.get(key);
     if (!answer) {
-      answer = this.#askCommand(image, command, signal);
+      answer = this.#askCommand(image, key.replace(' ', '-'), command, signal);
       this.#commands.set(key, answer);
     }
     return answer;
   }
 
-  async #askCommand(image: string, command: string, signal: AbortSignal | undefined): Promise<boolean> {
-    const id = (await this.engine.image(image))?.id ?? image;
-    const memo = join(this.rootfsDir, '..', 'facts', `${id.replace(/^sha256:/, '').slice(0, 32)}-${command}`);
+  async #askCommand(image: string, name: string, command: string, signal: AbortSignal | undefined) {
+    const memo = join(this.rootfsDir, '..', 'facts', name);
     const known = await readFile(memo, 'utf8').catch(() => undefined);
     if (known === 'yes' || known === 'no') return known === 'yes';
     const spec = { image, cmd: ['sleep', '60'], network: 'none' as const, hardened: true };
