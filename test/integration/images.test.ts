@@ -26,7 +26,9 @@ describe('builder images', () => {
     const logDir = await tempOut();
     const ref = headersRef('bookworm', target.kernel);
     const owned = async () => {
-      const env = await new ImageStore(engine, { logDir, sources: releaseSources }).headers(target);
+      // Its own cache dir: what this makes (kbuild's volume too, if missing) must not be in the test's package cache.
+      const probe = new ImageStore(engine, { logDir: await tempOut(), sources: releaseSources });
+      const env = await probe.headers(target);
       // A fill's container is removed in the background, and a volume in use cannot be removed.
       await engine.settle(30_000);
       return env.headers.mounts.slice(0, 2).map((m) => m.volume);
