@@ -9,11 +9,6 @@ export const Label = {
   role: 'kfarm.role',
   distro: 'kfarm.distro',
   release: 'kfarm.release',
-  kernel: 'kfarm.kernel',
-  headersPackage: 'kfarm.headers.package',
-  headersVersion: 'kfarm.headers.version',
-  /** A hash of the headers' .debs' SHA-256s: a republished package makes another image. */
-  headersFiles: 'kfarm.headers.files',
   recipe: 'kfarm.recipe',
 } as const;
 

@@ -37,7 +37,7 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
   const engine = options.engine ?? (await connect(options.signal));
   await engine.sweep();
   const staging = await Staging.open(settings.out, engine.session.id);
-  const cache = await TargetCache.open(engine, settings, chosenEpoch);
+  const cache = await TargetCache.open(settings, chosenEpoch);
   const scheduler = new Scheduler(engine, settings, staging, cache, confLabel, options.signal);
   const stopHeartbeat = startHeartbeat(engine, (error) => scheduler.stop(error));
   try {

@@ -1,4 +1,3 @@
-import type { Engine } from '../engine/index.js';
 import { runtimeHash } from '../dkms/runtime.js';
 import { KfarmError, errorText, isKfarmError } from '../model/errors.js';
 import type { Target } from '../model/result.js';
@@ -16,14 +15,13 @@ export class TargetCache {
   readonly #warned = new Set<string>();
 
   private constructor(
-    readonly engine: Engine,
     readonly results: ResultCache,
     readonly base: { source: string; runtime: string; sourceDateEpoch?: number },
     readonly warn: (message: string) => void,
   ) {}
 
   /** `keyedEpoch`: the SOURCE_DATE_EPOCH the caller chose, if any (a default one is not part of the key). */
-  static async open(engine: Engine, settings: FarmSettings, keyedEpoch?: number): Promise<TargetCache | undefined> {
+  static async open(settings: FarmSettings, keyedEpoch?: number): Promise<TargetCache | undefined> {
     if (!settings.useCache) return undefined;
     const source = await hashSourceTree(settings.source).catch((error: unknown) => {
       throw new KfarmError('KFARM_USAGE', `${settings.source}: cannot read the source tree (${errorText(error)})`, {
@@ -35,7 +33,7 @@ export class TargetCache {
       runtime: await runtimeHash(),
       ...(keyedEpoch === undefined ? {} : { sourceDateEpoch: keyedEpoch }),
     };
-    return new TargetCache(engine, new ResultCache(settings.cacheDir), base, (m) => settings.events.onWarning?.(m));
+    return new TargetCache(new ResultCache(settings.cacheDir), base, (m) => settings.events.onWarning?.(m));
   }
 
   /** The key of this target's build in `image`, or undefined when the image is gone. */

@@ -88,22 +88,12 @@ export async function commitLayer(engine: Engine, spec: LayerSpec): Promise<void
   });
 }
 
-/** A layer's script exited non-zero: `scriptExit` tells a caller which of the script's documented failures it was. */
-export class LayerFailed extends KfarmError {
-  constructor(
-    message: string,
-    readonly scriptExit: number,
-  ) {
-    super('KFARM_IMAGE_FAILED', message);
-  }
-}
-
-async function layerFailed(spec: LayerSpec, code: number, log: WriteStream): Promise<LayerFailed> {
+async function layerFailed(spec: LayerSpec, code: number, log: WriteStream): Promise<KfarmError> {
   log.end();
   await finished(log).catch(() => undefined);
   const reason = await reasonIn(spec.logPath);
-  return new LayerFailed(
+  return new KfarmError(
+    'KFARM_IMAGE_FAILED',
     `preparing ${spec.ref} failed: ${spec.what} exited ${code} (log: ${spec.logPath})${reason}`,
-    code,
   );
 }
