@@ -27,7 +27,7 @@ describe('builder images', () => {
     const ref = headersRef('bookworm', target.kernel);
     const owned = async () => {
       // Its own cache dir: what this makes (kbuild's volume too, if missing) must not be in the test's package cache.
-      const probe = new ImageStore(engine, { logDir: await tempOut(), sources: releaseSources });
+      const probe = new ImageStore(engine, { logDir: join(await tempOut(), 'logs'), sources: releaseSources });
       const env = await probe.headers(target);
       // A fill's container is removed in the background, and a volume in use cannot be removed.
       await engine.settle(30_000);
