@@ -125,7 +125,10 @@ done
 say "KFARM: dmesg"
 dmesg -c
 say "KFARM: done"
-# Let the UART drain before the machine goes away.
+# A loaded guest may not have sent its last lines yet when poweroff stops it (CI once lost "KFARM: done"):
+# closing the console's last descriptors makes the serial driver wait until its buffer is sent
+# (tty_port_close_start), the sleep covers what the UART's FIFO still holds.
+exec </dev/null >/dev/null 2>&1
 sleep 0.2
 poweroff -f
 `;
