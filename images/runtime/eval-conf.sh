@@ -31,6 +31,30 @@ if ! syntax=$(bash -n "$clean" 2>&1); then
   exit 65
 fi
 
+# DKMS's safe_source (dkms 3.0.10 and 3.2.2 alike): source dkms.conf in a subshell, print every kept element
+# as NAME[i]="value" with the value expanded unquoted (word-split on IFS and re-joined with single spaces, globs
+# matched), then source that output again. So a multi-line PRE_BUILD becomes one line, runs of blanks collapse,
+# and `$`, backquotes and backslashes in a value are expanded a second time, in a shell that no longer has what
+# dkms.conf defined. kfarm reads values exactly so; the tests compare it with the real dkms code.
+reread=$(mktemp)
+dkms_read() {
+  (
+    exec > "$reread"
+    for v in $vars; do unset "$v"; done
+    . "$clean" > /dev/null
+    for _export_env in $vars; do
+      for _i in $(eval echo \${!$_export_env[@]}); do
+        eval echo '$_export_env[$_i]=\"${'$_export_env'[$_i]}\"'
+      done
+    done
+    for directive in $(set | grep ^DKMS_DIRECTIVE | cut -d = -f 2-3); do
+      directive_name=${directive%%=*}
+      directive_value=${directive#*=}
+      echo "$directive_name=\"$directive_value\""
+    done
+  )
+}
+
 # DKMS's VER(): pad every number to three digits so versions compare as strings.
 VER() {
   echo "$1" | sed -e 's:\([^0-9]\)\([0-9]\):\1 \2:g' -e 's:\([0-9]\)\([^0-9]\):\1 \2:g' -e 's:\(.*\): \1 :' \
@@ -40,16 +64,19 @@ VER() {
 # Like `dkms add` then `dkms build`: when the caller does not name the module, a first reading learns
 # PACKAGE_NAME/PACKAGE_VERSION, and the reading that counts sees them as $module/$module_version.
 if [ -z "${module+set}" ]; then
+  dkms_read 2>/dev/null
   { IFS= read -r -d '' module; IFS= read -r -d '' module_version; } < <(
     for v in $vars; do unset "$v"; done
-    . "$clean" > /dev/null 2>&1
+    . "$reread" > /dev/null 2>&1
     printf '%s\0%s\0' "${PACKAGE_NAME:-}" "${PACKAGE_VERSION:-}"
   )
 fi
 
+dkms_read
 (
   for v in $vars; do unset "$v"; done
-  . "$clean" > /dev/null
+  # DKMS's own diagnostics from this reading go where dkms would print them, never into the records.
+  . "$reread" >&2
   for v in $vars; do
     eval "idx=(\"\${!$v[@]}\")"
     for i in "${idx[@]}"; do
@@ -88,5 +115,5 @@ fi
   exit 0
 )
 status=$?
-rm -f "$clean"
+rm -f "$clean" "$reread"
 exit $status

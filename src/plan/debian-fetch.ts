@@ -5,7 +5,7 @@ import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { execa } from 'execa';
 import { KfarmError, errorText } from '../model/errors.js';
 import { fetchError, fetchOk } from './debian-http.js';
-import { kernelsFromPackages, parsePackages, type SuiteIndex } from './debian-packages.js';
+import { kernelsFromPackages, parsePackages, type PackageStanza, type SuiteIndex } from './debian-packages.js';
 import { fetchRelease, releaseEntry } from './debian-release-file.js';
 import type { DebianSuite } from './debian-releases.js';
 
@@ -30,8 +30,25 @@ export function suiteUrl(suite: DebianSuite): string {
  * naming the URL: a partial kernel list must never pass for the whole one.
  */
 export async function fetchSuiteIndex(suite: DebianSuite, options: FetchIndexOptions = {}): Promise<SuiteIndex> {
+  const { result: index, fail } = await readVerifiedIndex(suite, INDEX_PATH, options, (stanzas) =>
+    kernelsFromPackages(stanzas, suite.name),
+  );
+  if (index.packages === 0 && !suite.mayBeEmpty) throw fail('the index lists no packages');
+  return index;
+}
+
+/**
+ * Streams the stanzas of `dists/<suite>/<path>` (a Packages.xz) into `consume` while hashing it, then checks the
+ * bytes against the suite's InRelease: `consume`'s result is returned only for an index the archive signed.
+ */
+export async function readVerifiedIndex<T>(
+  suite: DebianSuite,
+  path: string,
+  options: FetchIndexOptions,
+  consume: (stanzas: AsyncGenerator<PackageStanza>) => Promise<T>,
+): Promise<{ result: T; fail: (problem: string) => KfarmError }> {
   const base = suiteUrl(suite);
-  const url = `${base}/${INDEX_PATH}`;
+  const url = `${base}/${path}`;
   const fail = (problem: string, cause?: unknown): KfarmError =>
     new KfarmError('KFARM_INDEX_UNAVAILABLE', `cannot fetch ${url}: ${problem}`, cause ? { cause } : {});
 
@@ -39,36 +56,40 @@ export async function fetchSuiteIndex(suite: DebianSuite, options: FetchIndexOpt
   const abort = new AbortController();
   const signal = options.signal ? AbortSignal.any([options.signal, abort.signal]) : abort.signal;
   let first: { error: unknown } | undefined;
-  const guard = <T>(promise: Promise<T>): Promise<T> =>
+  const guard = <U>(promise: Promise<U>): Promise<U> =>
     promise.catch((error: unknown) => {
       first ??= { error };
       abort.abort();
       throw error;
     });
   const [download, release] = await Promise.allSettled([
-    guard(downloadIndex(url, suite.name, signal, fail)),
+    guard(downloadIndex(url, signal, fail, consume)),
     guard(fetchRelease(`${base}/InRelease`, { verifySignature: options.verifySignature, signal })),
   ]);
   if (first) throw first.error;
-  const { index, received } = (download as PromiseFulfilledResult<Awaited<ReturnType<typeof downloadIndex>>>).value;
-  const expected = releaseEntry((release as PromiseFulfilledResult<string>).value, INDEX_PATH);
-  if (!expected) throw fail(`${base}/InRelease does not list ${INDEX_PATH}`);
+  const { result, received } = (download as PromiseFulfilledResult<{ result: T; received: Received }>).value;
+  const expected = releaseEntry((release as PromiseFulfilledResult<string>).value, path);
+  if (!expected) throw fail(`${base}/InRelease does not list ${path}`);
   if (received.size !== expected.size || received.sha256 !== expected.sha256) {
     throw fail(
       `does not match ${base}/InRelease (got ${received.size} bytes, sha256 ${received.sha256}; ` +
         `expected ${expected.size} bytes, sha256 ${expected.sha256})`,
     );
   }
-  if (index.packages === 0 && !suite.mayBeEmpty) throw fail('the index lists no packages');
-  return index;
+  return { result, fail };
 }
 
-async function downloadIndex(
+interface Received {
+  sha256: string;
+  size: number;
+}
+
+async function downloadIndex<T>(
   url: string,
-  suite: string,
   signal: AbortSignal,
   fail: (problem: string, cause?: unknown) => KfarmError,
-): Promise<{ index: SuiteIndex; received: { sha256: string; size: number } }> {
+  consume: (stanzas: AsyncGenerator<PackageStanza>) => Promise<T>,
+): Promise<{ result: T; received: Received }> {
   const response = await fetchOk(url, signal);
   const hash = createHash('sha256');
   let size = 0;
@@ -98,23 +119,30 @@ async function downloadIndex(
     if (!SYMPTOMS.has(String((error as { code?: unknown }).code))) failures.download = fetchError(url, error, signal);
     stop();
   });
-  const parse = kernelsFromPackages(parsePackages(xz.stdout), suite).catch((error: unknown) => {
-    failures.parse = fail(`malformed index: ${errorText(error)}`, error);
-    stop();
-    return undefined;
-  });
+  let parsed = false;
+  const parse = consume(parsePackages(xz.stdout)).then(
+    (result) => {
+      parsed = true;
+      return result;
+    },
+    (error: unknown) => {
+      failures.parse = fail(`malformed index: ${errorText(error)}`, error);
+      stop();
+      return undefined;
+    },
+  );
   const decompress = xz.catch((error: unknown) => {
     // Killed, or its output abandoned, after another failure: not news. Its own failures (bad data, not installed) are.
     const { isTerminated, exitCode, code } = error as { isTerminated?: unknown; exitCode?: unknown; code?: unknown };
     if (killed && (isTerminated === true || exitCode === 0 || code === 'ABORT_ERR')) return;
     failures.xz = fail(`xz -dc failed: ${xzReason(error)}`, error);
   });
-  const [, index] = await Promise.all([download, parse, decompress]);
+  const [, result] = await Promise.all([download, parse, decompress]);
   if (signal.aborted) throw fetchError(url, signal.reason, signal);
   const failure = failures.download ?? failures.xz ?? failures.parse;
   if (failure) throw failure;
-  if (!index) throw fail('no index parsed');
-  return { index, received: { sha256: hash.digest('hex'), size } };
+  if (!parsed) throw fail('no index parsed');
+  return { result: result as T, received: { sha256: hash.digest('hex'), size } };
 }
 
 function xzReason(error: unknown): string {

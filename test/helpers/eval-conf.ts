@@ -1,9 +1,11 @@
 import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { execa } from 'execa';
 import { evaluateDkmsConf, type ScriptRunner } from '../../src/dkms/evaluate.js';
 import type { DkmsPlan } from '../../src/dkms/plan.js';
+import { runtimeScripts } from '../../src/dkms/runtime.js';
 
 export interface EvalInput {
   conf: string;
@@ -45,6 +47,26 @@ export async function evaluateConf(input: EvalInput): Promise<DkmsPlan> {
     parallelJobs: 4,
     kernelSourceDir: ksrc,
   });
+}
+
+/** The records kfarm's eval-conf.sh prints for the dkms.conf in `sourceDir`, run by the host's bash. */
+export async function kfarmRecords(sourceDir: string, env: Record<string, string>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  const stdout = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      chunks.push(chunk);
+      done();
+    },
+  });
+  const script = (await runtimeScripts()).evalConf;
+  const code = await hostBash({})(script, [join(sourceDir, 'dkms.conf')], {
+    env,
+    workdir: sourceDir,
+    stdout,
+    stderr: new Writable({ write: (_chunk, _encoding, done) => done() }),
+  });
+  if (code !== 0) throw new Error(`eval-conf.sh exited ${code} for ${sourceDir}`);
+  return Buffer.concat(chunks);
 }
 
 /** Runs the script with the host's bash, in a clean environment (only what kfarm sets, plus `extra`). */

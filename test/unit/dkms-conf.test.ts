@@ -237,6 +237,44 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
       module: ['foo', '1.2'],
       expect: (p) => expect(p.makeCommand).toMatch(/ CC=clang LD=ld\.lld$/),
     },
+    // DKMS's safe_source prints each value unquoted and sources that output again: the cases below are its quirks.
+    {
+      name: "zfs-dkms's multi-line PRE_BUILD becomes one line, as DKMS reads it (word-split, single spaces)",
+      conf:
+        'PACKAGE_NAME="zfs"\nPACKAGE_VERSION="2.3.9"\nBUILT_MODULE_NAME[0]="zfs"\nDEST_MODULE_LOCATION[0]="/extra"\n' +
+        'PRE_BUILD="configure\n  --disable-dependency-tracking\n  --prefix=/usr\n  --with-config=kernel\n' +
+        '  --with-linux-obj="${kernel_source_dir}"\n  $(\n    [[ -n \\"${CROSS_COMPILE}\\" ]] && \\\n' +
+        '    {\n      echo --host=\\"${CROSS_COMPILE%-}\\"\n    }\n  )\n"\n' +
+        'POST_BUILD="scripts/dkms.postbuild\n  -n ${PACKAGE_NAME}\n  -v ${PACKAGE_VERSION}\n  -k ${kernelver}\n"\n',
+      expect: (p) => {
+        // zfs's own `[[ -n \"${CROSS_COMPILE}\" ]]` tests a string of two quotes, so real dkms passes an empty --host= too.
+        expect(p.preBuild).toMatch(
+          /^configure --disable-dependency-tracking --prefix=\/usr --with-config=kernel --with-linux-obj=\S+\/build --host= $/,
+        );
+        // A value ending in blanks keeps one (the closing quote becomes a word of its own).
+        expect(p.postBuild).toBe('scripts/dkms.postbuild -n zfs -v 2.3.9 -k 6.1.0-47-amd64 ');
+      },
+    },
+    {
+      name: 'runs of blanks and tabs in MAKE collapse to one space',
+      conf: head + 'MAKE[0]="make  -C   src\tKVER=$kernelver"\nDEST_MODULE_LOCATION[0]=/extra\n',
+      expect: (p) => expect(p.makeCommand).toBe('make -C src KVER=6.1.0-47-amd64'),
+    },
+    {
+      name: "a single-quoted $kernelver is expanded by DKMS's second reading",
+      conf: head + "MAKE[0]='make KVER=$kernelver'\nDEST_MODULE_LOCATION[0]=/extra\n",
+      expect: (p) => expect(p.makeCommand).toBe('make KVER=6.1.0-47-amd64'),
+    },
+    {
+      name: 'a variable dkms.conf defines for itself is gone by the second reading',
+      conf: head + "flags=-DX\nMAKE[0]='make EXTRA=$flags'\nDEST_MODULE_LOCATION[0]=/extra\n",
+      expect: (p) => expect(p.makeCommand).toBe('make EXTRA='),
+    },
+    {
+      name: 'escaped double quotes inside a value end the quoted string when DKMS reads it again',
+      conf: head + 'MAKE[0]="make CFLAGS=\\"-DA\\" V=1"\nDEST_MODULE_LOCATION[0]=/extra\n',
+      expect: (p) => expect(p.makeCommand).toBe('make CFLAGS=-DA V=1'),
+    },
   ];
 
   for (const c of cases) {
