@@ -60,5 +60,9 @@ for i in "${!built_name[@]}"; do
 done
 [ -f Module.symvers ] && cp -f Module.symvers "$out/module/Module.symvers"
 
+# DKMS runs post_build once the built modules are in $dkms_tree/<m>/<v>/<kver>/<arch>/module (zfs's post_build
+# copies files there): the same layout is made here. What a post_build adds there is not collected.
+base_dir=$dkms_tree/$module/$module_version/$kernelver/$arch
+mkdir -p "$base_dir/log" && cp -a "$out/module" "$base_dir/" || fail "cannot make $base_dir"
 run_script post_build "$post_build"
 exit 0

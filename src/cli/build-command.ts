@@ -7,6 +7,7 @@ import { packageFormats, type PackageFormat } from '../package/index.js';
 import { farmConcurrency } from '../farm/run.js';
 import { checkPipelineInputs, pipelineExitCode, runPipeline, type PipelineOptions } from '../pipeline/index.js';
 import { resolvePlan } from '../plan/resolve.js';
+import { splitPackageList } from '../plan/build-deps.js';
 import { describeResult } from '../report/plain.js';
 import { createProgress } from '../report/tty.js';
 import { usableCacheDir } from '../util/cache-dir.js';
@@ -34,6 +35,12 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
       '--disk <size>',
       'what a build may write per in-memory mount (build dir, /tmp, /kfarm), default 2g',
       byteSize('--disk'),
+    )
+    .option(
+      '--build-deps <packages>',
+      'distribution packages the builders need besides the toolchain (e.g. "pkgconf libxtables-dev"), repeatable',
+      collect,
+      [],
     )
     .option('--fail-fast', 'stop scheduling builds after the first failure')
     .option('--no-cache', 'build every target even when an identical build is cached')
@@ -82,6 +89,7 @@ async function runBuild(
   const plan = await resolvePlan({
     ids: opts.target,
     ...(matrix ? { matrix } : {}),
+    buildDeps: opts.buildDeps.flatMap(splitPackageList),
     ...(opts.refresh ? { refresh: true } : {}),
     signal,
   });
@@ -179,6 +187,7 @@ interface BuildOpts {
   memory?: number;
   disk?: number;
   failFast?: boolean;
+  buildDeps: string[];
   cache: boolean;
   cacheDir?: string;
   package?: PackageFormat[];

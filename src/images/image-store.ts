@@ -1,8 +1,9 @@
+import { createHash } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import PQueue from 'p-queue';
 import { basename, dirname, join } from 'node:path';
 import { KfarmError } from '../model/errors.js';
-import type { PackageFile } from '../model/target.js';
+import type { BuildDeps, PackageFile } from '../model/target.js';
 import type { ImageEvents } from '../model/events.js';
 import { Label, type Engine } from '../engine/index.js';
 import type { SuiteSource } from '../plan/debian-releases.js';
@@ -29,6 +30,8 @@ export interface HeadersSpec {
   arch?: string;
   /** The headers, -common and linux-kbuild .debs (discovery's `debs`). */
   debs?: PackageFile[];
+  /** Distribution packages the builder gets on top (a layer of their own). */
+  buildDeps?: BuildDeps;
 }
 
 export interface ImageStoreOptions {
@@ -136,7 +139,7 @@ export class ImageStore {
       this.options.events?.onProgress?.(ref, what);
     };
     const [image, headers] = await Promise.all([
-      this.#imageFor(spec, base, signal),
+      this.#imageFor(spec, base, signal).then((image) => this.#withBuildDeps(spec, image, signal)),
       this.#volumes(recipe).kernel(
         { kernel: spec.kernel, srcarch: kernelArch(spec.arch), debs, base, ref, onFill },
         { fetch: (files) => this.#fetch(ref, files, signal), ...(signal ? { signal } : {}) },
@@ -219,7 +222,7 @@ export class ImageStore {
         commitLayer(this.engine, {
           base,
           ref,
-          script: recipe.installCompiler,
+          script: recipe.installPackages,
           args: [compiler],
           network: 'bridge',
           labels,
@@ -227,6 +230,42 @@ export class ImageStore {
           what: `apt-get install ${compiler}`,
           ...(signal ? { signal } : {}),
         }),
+      );
+      return ref;
+    });
+  }
+
+  /** `image` with the spec's build dependencies added, or `image` itself when it has none. */
+  async #withBuildDeps(spec: HeadersSpec, image: string, signal: AbortSignal | undefined): Promise<string> {
+    const deps = spec.buildDeps;
+    if (!deps || deps.packages.length === 0) return image;
+    const parent = (await this.engine.image(image))?.id ?? image;
+    const recipe = await this.recipe();
+    const key = createHash('sha256')
+      .update([recipe.hash, parent, ...deps.versions].join('\0'))
+      .digest('hex')
+      .slice(0, 16);
+    const ref = `${baseRef(spec.release)}-deps-${key}`;
+    return this.#once(ref, async () => {
+      const labels = { [Label.role]: 'deps', [Label.release]: spec.release, [Label.recipe]: recipe.hash };
+      if (await this.holds(ref, labels)) return ref;
+      await this.#prepare(
+        ref,
+        labels,
+        `build dependencies for debian/${spec.release}: ${deps.packages.join(' ')}`,
+        signal,
+        () =>
+          commitLayer(this.engine, {
+            base: image,
+            ref,
+            script: recipe.installPackages,
+            args: deps.packages,
+            network: 'bridge',
+            labels,
+            logPath: prepareLogPath(this.options.logDir, ref),
+            what: `apt-get install ${deps.packages.join(' ')}`,
+            ...(signal ? { signal } : {}),
+          }),
       );
       return ref;
     });

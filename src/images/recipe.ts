@@ -20,7 +20,7 @@ export interface Recipe {
   unpackPackage: string;
   /** Identifies unpack-package.sh: volumes unpacked by another one are not reused. */
   unpackHash: string;
-  installCompiler: string;
+  installPackages: string;
 }
 
 export async function loadRecipe(family: string): Promise<Recipe> {
@@ -51,7 +51,7 @@ export async function loadRecipe(family: string): Promise<Recipe> {
     hash: hash.digest('hex').slice(0, 16),
     baseHash: baseHash.digest('hex').slice(0, 16),
     basePackages,
-    installCompiler: await readFile(dir + 'install-compiler.sh', 'utf8'),
+    installPackages: await readFile(dir + "install-packages.sh", "utf8"),
   };
 }
 

@@ -34,6 +34,19 @@ export interface KernelTarget {
   /** The suite that publishes this headers version, e.g. `bookworm-security`. */
   suite: string;
   backports: boolean;
+  /** Distribution packages the builder gets besides the toolchain (`--build-deps`, a matrix's `build-deps`). */
+  buildDeps?: BuildDeps;
+}
+
+/** Build dependencies of one release's targets, checked against its index when the targets were resolved. */
+export interface BuildDeps {
+  /** Package names as the user gave them, sorted, no duplicates. */
+  packages: string[];
+  /**
+   * What the index listed for each (`name=version`, or `name=virtual:<provider>`): part of the builder's
+   * identity, so a dependency the archive updated makes a new builder instead of reusing the old one.
+   */
+  versions: string[];
 }
 
 /** One kernel to build for, fully resolved by discovery. */

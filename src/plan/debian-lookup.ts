@@ -12,9 +12,16 @@ export interface ArchivePackage extends PackageFile {
   /** The suite whose index listed the version kept, e.g. `trixie-security`. */
   suite: string;
   depends?: string;
+  /** Set when the name looked up is a virtual package this one provides. */
+  provides?: string;
 }
 
-export type LookupOptions = MirrorOptions & FetchIndexOptions;
+export interface LookupOptions extends MirrorOptions, FetchIndexOptions {
+  /** Default: COMPONENTS. */
+  components?: readonly string[];
+  /** Also find names that are virtual packages (`Provides:`): the newest provider is kept for them. */
+  virtual?: boolean;
+}
 
 /**
  * Finds binary packages by name (or names matching a test) in a release's amd64 indexes (which also list `Architecture: all` packages):
@@ -28,29 +35,49 @@ export async function lookupPackages(
 ): Promise<Map<string, ArchivePackage>> {
   const wanted = typeof names === 'function' ? names : (name: string) => names.includes(name);
   const suites = debianSuites(release, options).filter((s) => !s.backports);
+  const components = options.components ?? COMPONENTS;
   const lists = await Promise.all(
-    suites.flatMap((suite) => COMPONENTS.map((component) => packagesOf(suite, component, wanted, options))),
+    suites.flatMap((suite) => components.map((component) => packagesOf(suite, component, wanted, options))),
   );
   const found = new Map<string, ArchivePackage>();
   for (const hit of lists.flat()) {
-    const kept = found.get(hit.package);
-    if (!kept || compareDebianVersions(hit.version, kept.version) > 0) found.set(hit.package, hit);
+    const name = hit.provides ?? hit.package;
+    const kept = found.get(name);
+    if (!kept || preferred(hit, kept)) found.set(name, hit);
   }
   return found;
+}
+
+/** A real package over a provider of that name; then the newer version. */
+function preferred(hit: ArchivePackage, kept: ArchivePackage): boolean {
+  if ((hit.provides === undefined) !== (kept.provides === undefined)) return hit.provides === undefined;
+  return compareDebianVersions(hit.version, kept.version) > 0;
+}
+
+/** The names in a Provides field: `pkg-config (= 1.8.1-4), pkgconf-bin` → pkg-config, pkgconf-bin. */
+export function providedNames(provides: string | undefined): string[] {
+  if (!provides) return [];
+  return provides
+    .split(',')
+    .map((entry) => entry.trim().split(/[\s(]/)[0] ?? '')
+    .filter(Boolean);
 }
 
 async function packagesOf(
   suite: DebianSuite,
   component: string,
   wanted: (name: string) => boolean,
-  options: FetchIndexOptions,
+  options: LookupOptions,
 ): Promise<ArchivePackage[]> {
   const path = `${component}/binary-amd64/Packages.xz`;
   const { result } = await readVerifiedIndex(suite, path, options, async (stanzas) => {
     const hits: ArchivePackage[] = [];
     for await (const stanza of stanzas) {
-      const hit = wanted(stanza.package) ? archivePackage(stanza, suite) : undefined;
-      if (hit) hits.push(hit);
+      const file = archivePackage(stanza, suite);
+      if (!file) continue;
+      if (wanted(stanza.package)) hits.push(file);
+      if (options.virtual)
+        for (const name of providedNames(stanza.provides)) if (wanted(name)) hits.push({ ...file, provides: name });
     }
     return hits;
   });

@@ -9,13 +9,15 @@ export interface PackageStanza {
   version: string;
   source?: string;
   depends?: string;
+  /** Virtual packages this one provides (`Provides:`), as written. */
+  provides?: string;
   filename?: string;
   sha256?: string;
   size?: number;
 }
 
 type KeptField = keyof PackageStanza;
-const KEPT = new Set<string>(['package', 'version', 'source', 'depends', 'filename', 'sha256', 'size']);
+const KEPT = new Set<string>(['package', 'version', 'source', 'depends', 'provides', 'filename', 'sha256', 'size']);
 
 /**
  * Streams the stanzas of a deb822 Packages file. `text` is either the whole file or its text in chunks of any
@@ -60,7 +62,7 @@ class StanzaParser {
     if (line.trim() === '') return this.finish();
     this.seenField = true;
     if (line.startsWith(' ') || line.startsWith('\t')) {
-      // A folded field: only the kept ones matter, and for those (Depends) a fold is just whitespace.
+      // A folded field: only the kept ones matter, and for those (Depends, Provides) a fold is just whitespace.
       if (this.current) this.fields.set(this.current, `${this.fields.get(this.current) ?? ''} ${line.trim()}`);
       return undefined;
     }
@@ -85,7 +87,7 @@ class StanzaParser {
     const version = fields.get('version');
     if (!version) throw new KfarmError('KFARM_MALFORMED', `Packages stanza for ${name} has no Version`);
     const stanza: PackageStanza = { package: name, version };
-    for (const key of ['source', 'depends', 'filename', 'sha256'] as const) {
+    for (const key of ['source', 'depends', 'provides', 'filename', 'sha256'] as const) {
       const value = fields.get(key);
       if (value !== undefined) stanza[key] = value;
     }

@@ -3,6 +3,7 @@ import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Node, type Pai
 import { KfarmError } from '../model/errors.js';
 import { displayPath } from '../util/paths.js';
 import type { KnownFailing } from '../model/known-failing.js';
+import { splitPackageList } from './build-deps.js';
 
 export type KernelSelector =
   { kind: 'latest'; count: number } | { kind: 'all' } | { kind: 'list'; kernels: { name: string; line: number }[] };
@@ -13,6 +14,14 @@ export interface MatrixRelease {
   flavours: string[];
   backports: boolean;
   line: number;
+  /** This release's own `build-deps` (added to the matrix's), with the line they are on. */
+  buildDeps?: PackageList;
+}
+
+/** Package names from a matrix file, and where they were written (for errors about them). */
+export interface PackageList {
+  names: string[];
+  line: number;
 }
 
 export interface Matrix {
@@ -20,6 +29,8 @@ export interface Matrix {
   distro: 'debian';
   releases: MatrixRelease[];
   knownFailing: KnownFailing[];
+  /** `build-deps` for every release. */
+  buildDeps?: PackageList;
 }
 
 const FLAVOURS = ['amd64', 'cloud-amd64', 'rt-amd64'];
@@ -54,7 +65,7 @@ export function parseMatrix(text: string, file: string): Matrix {
   }
   const root = doc.contents as Node | null;
   if (!isMap(root)) return fail(root, 'expected a mapping with "distro" and "releases"');
-  checkKeys(root, ['distro', 'releases', 'known-failing'], fail);
+  checkKeys(root, ['distro', 'releases', 'known-failing', 'build-deps'], fail);
   const distro = root.get('distro', true);
   if (!isScalar(distro) || distro.value !== 'debian')
     return fail(distro ?? root, 'distro: expected "debian" (the only distribution kfarm knows so far)');
@@ -63,11 +74,13 @@ export function parseMatrix(text: string, file: string): Matrix {
     return fail(releases ?? root, 'releases: expected a mapping of release name to kernel selection');
 
   const out = releases.items.map((pair) => parseRelease(pair, fail, lineOf));
+  const buildDeps = parsePackageList(root.get('build-deps', true), 'build-deps', fail, lineOf);
   return {
     file,
     distro: 'debian',
     releases: out,
     knownFailing: parseKnownFailing(root.get('known-failing', true), fail),
+    ...(buildDeps ? { buildDeps } : {}),
   };
 }
 
@@ -88,9 +101,17 @@ function parseRelease(
     backports: false,
     line: lineOf(key),
   };
-  if (value !== null && !isMap(value)) fail(value, `${release}: expected a mapping (kernels, flavours, backports)`);
+  if (value !== null && !isMap(value))
+    fail(value, `${release}: expected a mapping (kernels, flavours, backports, build-deps)`);
   if (isMap(value)) {
-    checkKeys(value, ['kernels', 'flavours', 'backports'], fail);
+    checkKeys(value, ['kernels', 'flavours', 'backports', 'build-deps'], fail);
+    const deps = parsePackageList(
+      value.get('build-deps', true),
+      `${release}: build-deps`,
+      fail,
+      lineOf,
+    );
+    if (deps) spec.buildDeps = deps;
     const kernels = value.get('kernels', true) as Node | undefined;
     if (kernels) spec.kernels = parseSelector(kernels, release, fail, lineOf);
     const flavours = value.get('flavours', true) as Node | undefined;
@@ -103,6 +124,23 @@ function parseRelease(
     }
   }
   return spec;
+}
+
+/** `build-deps: [pkgconf, libxtables-dev]` or `build-deps: "pkgconf libxtables-dev"`. */
+function parsePackageList(
+  node: Node | undefined,
+  what: string,
+  fail: (node: Node | null | undefined, message: string) => never,
+  lineOf: (node: Node | null | undefined) => number,
+): PackageList | undefined {
+  if (node === undefined || (isScalar(node) && node.value === null)) return undefined;
+  const items = isSeq(node) ? node.items : [node];
+  const names = items.flatMap((item) => {
+    if (!isScalar(item) || typeof item.value !== 'string' || item.value.trim() === '')
+      return fail(item as Node, `${what}: expected package names, e.g. [pkgconf, libxtables-dev]`);
+    return splitPackageList(item.value);
+  });
+  return { names, line: lineOf(node) };
 }
 
 function parseFlavours(

@@ -5,12 +5,15 @@ import { debianSuites } from './debian-releases.js';
 export { releaseSources, type SuiteSource } from './debian-releases.js';
 import { compareDebianVersions } from './debian-version.js';
 import { loadMatrix, type MatrixRelease } from './matrix.js';
+import { resolveBuildDeps } from './build-deps.js';
 import { parseTargetId, type KernelTarget } from './targets.js';
 
 export interface ResolveOptions {
   /** `--target` ids, in the order given. */
   ids?: string[];
   matrix?: string;
+  /** `--build-deps` package names, for every release. */
+  buildDeps?: string[];
   refresh?: boolean;
   signal?: AbortSignal;
 }
@@ -41,8 +44,45 @@ export async function resolvePlan(
     return promise;
   };
   const chosen: KernelTarget[] = [];
+  const deps = new Map<string, Array<{ names: string[]; where: string }>>();
+  const addDeps = (release: string, names: string[] | undefined, where: string) => {
+    if (!names?.length) return;
+    deps.set(release, [...(deps.get(release) ?? []), { names, where }]);
+  };
 
-  for (const id of options.ids ?? []) {
+  chosen.push(...(await targetsFromIds(options.ids ?? [], index)));
+
+  if (options.matrix) {
+    const matrix = await loadMatrix(options.matrix);
+    knownFailing.push(...matrix.knownFailing);
+    for (const spec of matrix.releases) {
+      const release = await index(spec.release).catch((error: unknown) => {
+        if (isKfarmError(error, 'KFARM_TARGET_UNKNOWN')) {
+          throw new KfarmError('KFARM_CONFIG_INVALID', `${matrix.file}:${spec.line}: ${error.message}`, {
+            cause: error,
+          });
+        }
+        throw error;
+      });
+      chosen.push(...selectKernels(release, spec, matrix.file));
+      addDeps(spec.release, matrix.buildDeps?.names, `${matrix.file}:${matrix.buildDeps?.line ?? 0}: build-deps`);
+      addDeps(spec.release, spec.buildDeps?.names, `${matrix.file}:${spec.buildDeps?.line ?? 0}: build-deps`);
+    }
+  }
+
+  const seen = new Set<string>();
+  const targets = chosen.filter((t) => !seen.has(t.id) && seen.add(t.id));
+  for (const release of new Set(targets.map((t) => t.release))) addDeps(release, options.buildDeps, '--build-deps');
+  return { targets: await withBuildDeps(targets, deps, options.signal), knownFailing };
+}
+
+/** The `--target` ids, each found in its release's index. */
+async function targetsFromIds(
+  ids: readonly string[],
+  index: (release: string) => Promise<ReleaseIndex>,
+): Promise<KernelTarget[]> {
+  const chosen: KernelTarget[] = [];
+  for (const id of ids) {
     const wanted = parseTargetId(id);
     if (wanted.distro !== 'debian') {
       throw new KfarmError(
@@ -64,25 +104,27 @@ export async function resolvePlan(
     }
     chosen.push(found);
   }
+  return chosen;
+}
 
-  if (options.matrix) {
-    const matrix = await loadMatrix(options.matrix);
-    knownFailing.push(...matrix.knownFailing);
-    for (const spec of matrix.releases) {
-      const release = await index(spec.release).catch((error: unknown) => {
-        if (isKfarmError(error, 'KFARM_TARGET_UNKNOWN')) {
-          throw new KfarmError('KFARM_CONFIG_INVALID', `${matrix.file}:${spec.line}: ${error.message}`, {
-            cause: error,
-          });
-        }
-        throw error;
-      });
-      chosen.push(...selectKernels(release, spec, matrix.file));
-    }
-  }
-
-  const seen = new Set<string>();
-  return { targets: chosen.filter((t) => !seen.has(t.id) && seen.add(t.id)), knownFailing };
+/** Each target with its release's build dependencies, checked against the release's index (once per release). */
+async function withBuildDeps(
+  targets: KernelTarget[],
+  deps: Map<string, Array<{ names: string[]; where: string }>>,
+  signal: AbortSignal | undefined,
+): Promise<KernelTarget[]> {
+  const resolved = new Map(
+    await Promise.all(
+      [...deps].map(
+        async ([release, lists]) =>
+          [release, await resolveBuildDeps(release, lists, signal ? { signal } : {})] as const,
+      ),
+    ),
+  );
+  return targets.map((t) => {
+    const buildDeps = resolved.get(t.release);
+    return buildDeps ? { ...t, buildDeps } : t;
+  });
 }
 
 /**

@@ -46,6 +46,16 @@ describe('matrix files', () => {
     expect(m.releases[0]?.flavours).toEqual(['cloud-amd64']);
   });
 
+  it('parses build-deps for every release and per release, as a list or one string of names', () => {
+    const m = parseMatrix(
+      'distro: debian\nbuild-deps: [pkgconf, "libc6-dev"]\nreleases:\n  bookworm:\n    build-deps: pkg-config libxtables-dev\n  trixie:\n',
+      'm.yaml',
+    );
+    expect(m.buildDeps).toEqual({ names: ['pkgconf', 'libc6-dev'], line: 2 });
+    expect(m.releases[0]?.buildDeps).toEqual({ names: ['pkg-config', 'libxtables-dev'], line: 5 });
+    expect(m.releases[1]?.buildDeps).toBeUndefined();
+  });
+
   it('parses known-failing entries', () => {
     const m = parseMatrix(
       'distro: debian\nreleases:\n  trixie:\nknown-failing:\n  - kernel: "6.12.*"\n    reason: uses removed foo()\n',
@@ -60,12 +70,12 @@ describe('matrix files', () => {
     [
       'an unknown top-level key',
       'distro: debian\nrelease:\n  bookworm:\n',
-      /^m\.yaml:2: unknown key "release": expected distro, releases, known-failing$/,
+      /^m\.yaml:2: unknown key "release": expected distro, releases, known-failing, build-deps$/,
     ],
     [
       'an unknown release key',
       'distro: debian\nreleases:\n  bookworm:\n    kernel: all\n',
-      /^m\.yaml:4: unknown key "kernel": expected kernels, flavours, backports$/,
+      /^m\.yaml:4: unknown key "kernel": expected kernels, flavours, backports, build-deps$/,
     ],
     [
       'a bad selector',
@@ -98,6 +108,11 @@ describe('matrix files', () => {
       'known-failing not a list',
       'distro: debian\nreleases:\n  trixie:\nknown-failing: 6.12\n',
       /^m\.yaml:4: known-failing: expected a list/,
+    ],
+    [
+      'build-deps that are not names',
+      'distro: debian\nreleases:\n  trixie:\n    build-deps: [{a: b}]\n',
+      /^m\.yaml:4: trixie: build-deps: expected package names/,
     ],
   ];
   for (const [name, text, message] of bad) {

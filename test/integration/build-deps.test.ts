@@ -1,0 +1,81 @@
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type Docker from 'dockerode';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { readModinfo } from '../../src/dkms/modinfo.js';
+import type { Target } from '../../src/model/result.js';
+import { fixture, requireEngine, runKfarm, supportedTarget, tempOut } from '../helpers/engine.js';
+
+/**
+ * Build dependencies: a module whose PRE_BUILD (./configure) needs pkg-config and zlib's development files,
+ * like iptables-netflow-dkms needs pkgconf and libxtables-dev. The packages come from the release's archive
+ * into a layer of the builder image, prepared once; the build itself still has no network.
+ */
+let docker: Docker;
+let bookworm: Target;
+let trixie: Target;
+
+beforeAll(async () => {
+  docker = await requireEngine();
+  [bookworm, trixie] = await Promise.all([supportedTarget('bookworm'), supportedTarget('trixie')]);
+});
+
+const source = fixture('builddeps');
+const report = async (out: string) =>
+  JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as {
+    targets: Array<{ id: string; status: string; error?: string }>;
+  };
+
+describe('--build-deps and build-deps: in matrix files', () => {
+  it('without its build dependencies the module fails in its own configure, with its own message', async () => {
+    const out = await tempOut();
+    const run = await runKfarm(['build', source, '-t', bookworm.id, '-o', out]);
+    expect(run.exitCode, run.stderr).toBe(1);
+    const [target] = (await report(out)).targets;
+    expect(target?.status).toBe('failed');
+    expect(target?.error).toMatch(/the pre_build script configure --with-zlib exited 1/);
+    const log = await readFile(join(out, `dkms/kf_builddeps/1.0/${bookworm.kernel}/x86_64/log/make.log`), 'utf8');
+    expect(log).toContain('configure: error: pkg-config not found');
+  });
+
+  it('--build-deps installs them into the builder once; the module builds against them on both releases', async () => {
+    const out = await tempOut();
+    const args = ['build', source, '-t', bookworm.id, '-t', trixie.id, '--build-deps', 'pkgconf zlib1g-dev'];
+    const run = await runKfarm([...args, '-o', out]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    expect(run.stderr).toMatch(/build dependencies for debian\/bookworm: pkgconf zlib1g-dev/);
+    for (const t of [bookworm, trixie]) {
+      const ko = join(out, `dkms/kf_builddeps/1.0/${t.kernel}/x86_64/module/kf_builddeps.ko`);
+      // The version pkg-config reported inside the builder: bookworm's zlib is 1.2.13, trixie's 1.3.
+      expect((await readModinfo(ko)).get('kf_zlib')?.[0]).toMatch(t.release === 'bookworm' ? /^1\.2\./ : /^1\.3/);
+    }
+    const layers = await docker.listImages({ filters: { label: ['kfarm.role=deps'] } });
+    expect(layers.length).toBeGreaterThanOrEqual(2);
+
+    // Prepared once: a second run (no result cache) builds in the same layer without preparing it again.
+    const again = await runKfarm([...args, '-o', await tempOut(), '--no-cache']);
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.stderr).not.toMatch(/build dependencies for/);
+  });
+
+  it('a matrix file names them per release; an unknown package is exit 2 naming it and the release', async () => {
+    const dir = await tempOut();
+    const matrix = join(dir, 'matrix.yaml');
+    await writeFile(
+      matrix,
+      'distro: debian\nbuild-deps: [pkgconf]\nreleases:\n  bookworm:\n    build-deps: zlib1g-dev no-such-package-kf\n',
+    );
+    const out = join(dir, 'out');
+    const run = await runKfarm(['build', source, '-m', matrix, '-o', out]);
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr).toMatch(
+      /matrix\.yaml:5: build-deps: no package no-such-package-kf in debian\/bookworm \(main of bookworm, bookworm-updates, bookworm-security\)/,
+    );
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+    expect(await readdir(dir)).toEqual(['matrix.yaml']);
+
+    const flag = await runKfarm(['build', source, '-t', trixie.id, '--build-deps', 'Bad_Name', '-o', out]);
+    expect(flag.exitCode).toBe(2);
+    expect(flag.stderr).toMatch(/--build-deps: "Bad_Name" is not a package name/);
+  });
+});
