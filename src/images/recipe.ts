@@ -51,7 +51,7 @@ export async function loadRecipe(family: string): Promise<Recipe> {
     hash: hash.digest('hex').slice(0, 16),
     baseHash: baseHash.digest('hex').slice(0, 16),
     basePackages,
-    installPackages: await readFile(dir + "install-packages.sh", "utf8"),
+    installPackages: await readFile(dir + 'install-packages.sh', 'utf8'),
   };
 }
 

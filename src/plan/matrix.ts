@@ -105,12 +105,7 @@ function parseRelease(
     fail(value, `${release}: expected a mapping (kernels, flavours, backports, build-deps)`);
   if (isMap(value)) {
     checkKeys(value, ['kernels', 'flavours', 'backports', 'build-deps'], fail);
-    const deps = parsePackageList(
-      value.get('build-deps', true),
-      `${release}: build-deps`,
-      fail,
-      lineOf,
-    );
+    const deps = parsePackageList(value.get('build-deps', true), `${release}: build-deps`, fail, lineOf);
     if (deps) spec.buildDeps = deps;
     const kernels = value.get('kernels', true) as Node | undefined;
     if (kernels) spec.kernels = parseSelector(kernels, release, fail, lineOf);
