@@ -1,5 +1,6 @@
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { Command } from 'commander';
 import { KfarmError } from '../model/errors.js';
 import type { FarmReport } from '../model/report.js';
@@ -8,6 +9,7 @@ import { farmConcurrency } from '../farm/run.js';
 import { checkPipelineInputs, pipelineExitCode, runPipeline, type PipelineOptions } from '../pipeline/index.js';
 import { resolvePlan } from '../plan/resolve.js';
 import { splitPackageList } from '../plan/build-deps.js';
+import { unpackDkmsDeb } from '../plan/deb-source.js';
 import { describeResult } from '../report/plain.js';
 import { createProgress } from '../report/tty.js';
 import { usableCacheDir } from '../util/cache-dir.js';
@@ -21,7 +23,7 @@ export const defaultMatrix = join(packageDir, 'matrix/debian-supported.yaml');
 export function buildCommand(signal: AbortSignal, setExit: (code: number) => void): Command {
   return new Command('build')
     .description('build a DKMS module source tree for every target kernel, each in its own container')
-    .argument('<src>', 'module source tree containing dkms.conf')
+    .argument('<src>', 'module source tree containing dkms.conf, or a *-dkms .deb')
     .option('-t, --target <id>', 'target kernel <distro>/<release>/<kernel-release>, repeatable', collect, [])
     .option(
       '-m, --matrix <file>',
@@ -63,7 +65,28 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
       DEFAULT_VERIFY_TIMEOUT_MS / 1000,
     )
     .option('--json', 'print report.json to stdout instead of a summary')
-    .action((src: string, opts: BuildOpts) => runBuild(src, opts, signal, setExit));
+    .action((src: string, opts: BuildOpts) =>
+      withSourceTree(src, (tree, deps) =>
+        runBuild(tree, { ...opts, buildDeps: [...opts.buildDeps, ...deps] }, signal, setExit),
+      ),
+    );
+}
+
+/**
+ * A source directory as it is; a `*-dkms` .deb unpacked (its /usr/src/<module>-<version> tree) into a temp
+ * dir removed afterwards, its Depends becoming build dependencies, as installing the package would pull them in.
+ */
+async function withSourceTree(src: string, work: (tree: string, deps: string[]) => Promise<void>): Promise<void> {
+  if (!src.endsWith('.deb')) return work(src, []);
+  const dir = await mkdtemp(join(tmpdir(), 'kfarm-deb-'));
+  try {
+    const deb = await unpackDkmsDeb(src, dir);
+    const deps = deb.buildDeps.length ? `, build dependencies from its Depends: ${deb.buildDeps.join(' ')}` : '';
+    process.stderr.write(`kfarm: ${src}: ${deb.package} ${deb.version}, ${basename(deb.sourceDir)}${deps}\n`);
+    await work(deb.sourceDir, deb.buildDeps);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** `kfarm build`: check local inputs, resolve the targets, run the pipeline, print the summary. */

@@ -1,8 +1,12 @@
 import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readModinfo } from '../../src/dkms/modinfo.js';
+import { lookupPackages } from '../../src/plan/debian-lookup.js';
+import { PackageCache } from '../../src/images/package-cache.js';
+import { cacheRoot } from '../../src/util/cache-dir.js';
 import type { Target } from '../../src/model/result.js';
 import { fixture, requireEngine, runKfarm, supportedTarget, tempOut } from '../helpers/engine.js';
 
@@ -77,5 +81,38 @@ describe('--build-deps and build-deps: in matrix files', () => {
     const flag = await runKfarm(['build', source, '-t', trixie.id, '--build-deps', 'Bad_Name', '-o', out]);
     expect(flag.exitCode).toBe(2);
     expect(flag.stderr).toMatch(/--build-deps: "Bad_Name" is not a package name/);
+  });
+});
+
+describe('kfarm build <file>.deb: a distribution DKMS package', () => {
+  it("Debian's own iptables-netflow-dkms builds on trixie, its Depends installed as build dependencies", async () => {
+    const found = await lookupPackages('trixie', ['iptables-netflow-dkms', 'dkms']);
+    const [deb, dkms] = await new PackageCache(join(cacheRoot(), 'packages')).fetchAll([
+      found.get('iptables-netflow-dkms'),
+      found.get('dkms'),
+    ] as NonNullable<ReturnType<typeof found.get>>[]);
+    const out = await tempOut();
+    const run = await runKfarm(['build', deb as string, '-t', trixie.id, '-o', out]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    // Its PRE_BUILD (./configure) needs pkg-config and the iptables headers: Depends: libxtables-dev, pkgconf.
+    expect(run.stderr).toMatch(/build dependencies from its Depends: .*libxtables-dev pkgconf/);
+    const ko = join(out, `dkms/ipt-netflow/2.6/${trixie.kernel}/x86_64/module/ipt_NETFLOW.ko`);
+    expect((await readModinfo(ko)).get('vermagic')?.[0]).toMatch(
+      new RegExp(`^${trixie.kernel.replace(/\+/g, '\\+')} `),
+    );
+    // The unpacked tree was a temp dir of the run, gone with it.
+    expect((await readdir(tmpdir())).filter((name) => name.startsWith('kfarm-deb-'))).toEqual([]);
+
+    // A .deb without a DKMS tree (dkms itself) and a file that is no .deb: exit 2, one line naming the file.
+    const notDkms = await runKfarm(['build', dkms as string, '-t', trixie.id, '-o', await tempOut()]);
+    expect(notDkms.exitCode).toBe(2);
+    expect(notDkms.stderr).toMatch(
+      /expected one \/usr\/src\/<module>-<version>\/dkms\.conf, found no: is it a DKMS package\?/,
+    );
+    const fake = join(await tempOut(), 'fake.deb');
+    await writeFile(fake, 'not an archive\n');
+    const notDeb = await runKfarm(['build', fake, '-t', trixie.id, '-o', await tempOut()]);
+    expect(notDeb.exitCode).toBe(2);
+    expect(notDeb.stderr.trim()).toMatch(/fake\.deb: not a Debian package \(no ar header\)$/);
   });
 });
