@@ -150,7 +150,12 @@ async function extractSourceTrees(tar: Buffer, into: string, file: string): Prom
 
 function writeEntry(entry: ReadEntry, path: string, into: string): EntryVerdict {
   const dest = join(into, path);
-  if (entry.type === 'Directory') return async () => void (await mkdir(dest, { recursive: true }));
+  // An entry with no data must still be resumed, or the tar parser waits for it forever.
+  if (entry.type === 'Directory')
+    return async (e) => {
+      e.resume();
+      await mkdir(dest, { recursive: true });
+    };
   if (isRegularFile(entry)) {
     const mode = (entry.mode ?? 0o644) & 0o755;
     return async (e) => {
@@ -164,7 +169,8 @@ function writeEntry(entry: ReadEntry, path: string, into: string): EntryVerdict 
     const resolved = posix.normalize(posix.join(posix.dirname(path), target));
     // Packages link docs out of the tree (README.gz -> ../../share/doc/…): such links are left out, never made.
     if (target.startsWith('/') || !resolved.startsWith(`${tree}/`)) return 'skip';
-    return async () => {
+    return async (e) => {
+      e.resume();
       await mkdir(dirname(dest), { recursive: true });
       await symlink(target, dest);
     };
