@@ -10,6 +10,13 @@
 # neither: see below), and runs it with cwd = the module's source tree (DKMS keeps the caller's cwd;
 # `$(cat VERSION)` relies on it).
 conf=$1
+# The --dkms-conf-override text, as a file; dkms.conf does not see the variable it came in.
+override=
+if [ -n "${KFARM_CONF_OVERRIDE+set}" ]; then
+  override=$(mktemp)
+  printf '%s\n' "$KFARM_CONF_OVERRIDE" | sed 's/\r$//' > "$override"
+fi
+unset KFARM_CONF_OVERRIDE
 if [ -z "${kernel_config:-}" ]; then
   kernel_config=$kernel_source_dir/.config
   [ -e "$kernel_source_dir/include/config/auto.conf" ] && kernel_config=$kernel_source_dir/include/config/auto.conf
@@ -36,12 +43,15 @@ fi
 # matched), then source that output again. So a multi-line PRE_BUILD becomes one line, runs of blanks collapse,
 # and `$`, backquotes and backslashes in a value are expanded a second time, in a shell that no longer has what
 # dkms.conf defined. kfarm reads values exactly so; the tests compare it with the real dkms code.
+# $1 = the file to source (default: dkms.conf), $2 = a reading it starts from (as read_conf's next safe_source
+# sees what the previous one set).
 reread=$(mktemp)
 dkms_read() {
   (
     exec > "$reread"
     for v in $vars; do unset "$v"; done
-    . "$clean" > /dev/null
+    [ -n "${2:-}" ] && . "$2" > /dev/null 2>&1
+    . "${1:-$clean}" > /dev/null
     for _export_env in $vars; do
       for _i in $(eval echo \${!$_export_env[@]}); do
         eval echo '$_export_env[$_i]=\"${'$_export_env'[$_i]}\"'
@@ -73,10 +83,20 @@ if [ -z "${module+set}" ]; then
 fi
 
 dkms_read
+# --dkms-conf-override: read after dkms.conf like DKMS reads /etc/dkms/<module>.conf, by safe_source too, in a
+# shell that has dkms.conf's reading (so it may change any value); the readings are then sourced in that order.
+first=$(mktemp)
+cp "$reread" "$first"
+second=
+if [ -n "$override" ]; then
+  dkms_read "$override" "$first"
+  second=$reread
+fi
 (
   for v in $vars; do unset "$v"; done
-  # DKMS's own diagnostics from this reading go where dkms would print them, never into the records.
-  . "$reread" >&2
+  # DKMS's own diagnostics from these readings go where dkms would print them, never into the records.
+  . "$first" >&2
+  [ -z "$second" ] || . "$second" >&2
   for v in $vars; do
     eval "idx=(\"\${!$v[@]}\")"
     for i in "${idx[@]}"; do
@@ -115,5 +135,5 @@ dkms_read
   exit 0
 )
 status=$?
-rm -f "$clean" "$reread"
+rm -f "$clean" "$reread" "$first" ${override:+"$override"}
 exit $status

@@ -10,6 +10,7 @@ import { checkPipelineInputs, pipelineExitCode, runPipeline, type PipelineOption
 import { resolvePlan } from '../plan/resolve.js';
 import { splitPackageList } from '../plan/build-deps.js';
 import { unpackDkmsDeb } from '../plan/deb-source.js';
+import { readConfOverride } from '../dkms/preflight.js';
 import { describeResult } from '../report/plain.js';
 import { createProgress } from '../report/tty.js';
 import { usableCacheDir } from '../util/cache-dir.js';
@@ -43,6 +44,10 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
       'distribution packages the builders need besides the toolchain (e.g. "pkgconf libxtables-dev"), repeatable',
       collect,
       [],
+    )
+    .option(
+      '--dkms-conf-override <file>',
+      "sourced after dkms.conf, as DKMS sources /etc/dkms/<module>.conf (e.g. a module's PACKAGE_CONFIG settings)",
     )
     .option('--fail-fast', 'stop scheduling builds after the first failure')
     .option('--no-cache', 'build every target even when an identical build is cached')
@@ -101,7 +106,15 @@ async function runBuild(
   }
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const cacheDir = await usableCacheDir(opts.cacheDir, (message) => log(`kfarm: warning: ${message}`));
-  const context: BuildContext = { src, opts, log, cacheDir, signal };
+  const override = opts.dkmsConfOverride === undefined ? undefined : await readConfOverride(opts.dkmsConfOverride);
+  const context: BuildContext = {
+    src,
+    opts,
+    log,
+    cacheDir,
+    signal,
+    ...(override ? { confOverride: override.text } : {}),
+  };
   // Local inputs first: a typo in dkms.conf or a bad key costs a second, not an index download.
   await checkPipelineInputs({
     source: src,
@@ -132,6 +145,8 @@ async function runBuild(
 interface BuildContext {
   src: string;
   opts: BuildOpts;
+  /** The --dkms-conf-override file's text. */
+  confOverride?: string;
   log: (line: string) => void;
   /** kfarm's cache directory, or undefined when the default one is unusable (then nothing is cached). */
   cacheDir: string | undefined;
@@ -155,6 +170,7 @@ function pipelineOptions(
       ...(opts.memory ? { memoryBytes: opts.memory } : {}),
       ...(opts.disk ? { diskBytes: opts.disk } : {}),
       ...(opts.failFast ? { failFast: true } : {}),
+      ...(context.confOverride === undefined ? {} : { confOverride: context.confOverride }),
       cache: opts.cache && cacheDir ? { dir: cacheDir } : false,
       logDir: cacheDir ? join(cacheDir, 'logs') : join(tmpdir(), 'kfarm-logs'),
     },
@@ -211,6 +227,7 @@ interface BuildOpts {
   disk?: number;
   failFast?: boolean;
   buildDeps: string[];
+  dkmsConfOverride?: string;
   cache: boolean;
   cacheDir?: string;
   package?: PackageFormat[];

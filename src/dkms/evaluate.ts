@@ -45,6 +45,8 @@ export interface EvaluateInput extends DkmsKernel {
   sourceDir: string;
   /** How long sourcing may take (default EVALUATION_TIMEOUT_MS). */
   timeoutMs?: number;
+  /** `--dkms-conf-override`: sourced after dkms.conf as DKMS sources /etc/dkms/<module>.conf. */
+  confOverride?: string;
   signal?: AbortSignal;
 }
 
@@ -60,7 +62,10 @@ export const EVALUATION_TIMEOUT_MS = 60_000;
  * input error (KFARM_CONFIG_INVALID), not a failed build.
  */
 export async function evaluateDkmsConf(run: ScriptRunner, input: EvaluateInput): Promise<DkmsPlan> {
-  const env = dkmsVariables(input);
+  const env = {
+    ...dkmsVariables(input),
+    ...(input.confOverride === undefined ? {} : { KFARM_CONF_OVERRIDE: input.confOverride }),
+  };
   const stdout = new BoundedBuffer(16 * 1024 * 1024, 'dkms.conf evaluation printed more than 16 MiB');
   const stderr = new TextTail();
   const script = (await runtimeScripts()).evalConf;

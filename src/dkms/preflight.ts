@@ -27,6 +27,14 @@ export async function preflightSource(source: string): Promise<{ conf: string; c
   return { conf, confLabel };
 }
 
+/** A `--dkms-conf-override` file: readable, a regular file, parsed by `bash -n`; its text travels to the builders. */
+export async function readConfOverride(path: string): Promise<{ label: string; text: string }> {
+  const label = displayPath(path);
+  const text = await readConf(path, label, 'no such file');
+  await checkSyntax(text, label);
+  return { label, text };
+}
+
 async function checkSourceDir(source: string): Promise<void> {
   const label = displayPath(source);
   const info = await stat(source).catch((error: NodeJS.ErrnoException) => {
@@ -42,14 +50,17 @@ async function checkSourceDir(source: string): Promise<void> {
  * Opened without blocking and checked to be a regular file before a byte is read: a FIFO named dkms.conf
  * would otherwise hang kfarm in open(2), deaf to Ctrl-C.
  */
-async function readConf(conf: string, confLabel: string): Promise<string> {
+async function readConf(
+  conf: string,
+  confLabel: string,
+  missing = 'no such file: kfarm needs a DKMS source tree with a dkms.conf',
+): Promise<string> {
   let handle;
   try {
     handle = await open(conf, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT' ? 'no such file: kfarm needs a DKMS source tree with a dkms.conf' : (error as Error).message;
+    const why = code === 'ENOENT' ? missing : (error as Error).message;
     throw new KfarmError('KFARM_CONFIG_INVALID', `${confLabel}: ${why}`, { cause: error });
   }
   try {

@@ -135,6 +135,7 @@ export class BuildJob {
       ...(this.context.settings.evaluationTimeoutMs === undefined
         ? {}
         : { timeoutMs: this.context.settings.evaluationTimeoutMs }),
+      ...(this.context.settings.confOverride === undefined ? {} : { confOverride: this.context.settings.confOverride }),
       signal: this.#signal,
     });
     return this.#plan;

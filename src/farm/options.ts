@@ -21,6 +21,8 @@ export interface FarmOptions {
   timeoutMs?: number;
   /** How long sourcing dkms.conf may take (default 60 s); longer is the user's error (an endless loop), exit 2. */
   evaluationTimeoutMs?: number;
+  /** Sourced after dkms.conf, as DKMS sources /etc/dkms/<module>.conf (readConfOverride checks it). */
+  confOverride?: string;
   /** Memory limit of each build container (default 4 GiB); exceeding it is status `oom`. */
   memoryBytes?: number;
   /**
@@ -55,6 +57,7 @@ export interface FarmSettings {
   imageJobs: number;
   timeoutMs: number;
   evaluationTimeoutMs?: number;
+  confOverride?: string;
   limits: { memoryBytes: number; diskBytes: number; pids: number; cpus: number };
   knownFailing: readonly KnownFailing[];
   failFast: boolean;
@@ -81,6 +84,7 @@ export function farmSettings(options: FarmOptions): FarmSettings {
     imageJobs: options.imageJobs ?? 3,
     timeoutMs: options.timeoutMs ?? 30 * 60_000,
     ...(options.evaluationTimeoutMs === undefined ? {} : { evaluationTimeoutMs: options.evaluationTimeoutMs }),
+    ...(options.confOverride === undefined ? {} : { confOverride: options.confOverride }),
     limits: {
       memoryBytes: options.memoryBytes ?? 4 * 1024 ** 3,
       diskBytes: options.diskBytes ?? 2 * 1024 ** 3,

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { runtimeHash } from '../dkms/runtime.js';
 import { KfarmError, errorText, isKfarmError } from '../model/errors.js';
 import type { Target } from '../model/result.js';
@@ -28,8 +29,10 @@ export class TargetCache {
         cause: error,
       });
     });
+    // An override changes what dkms.conf says: it is part of the source as far as results go.
+    const override = settings.confOverride === undefined ? '' : ` override ${sha256(settings.confOverride)}`;
     const base = {
-      source,
+      source: source + override,
       runtime: await runtimeHash(),
       ...(keyedEpoch === undefined ? {} : { sourceDateEpoch: keyedEpoch }),
     };
@@ -81,4 +84,8 @@ export class TargetCache {
     this.#warned.add(message);
     this.warn(message);
   }
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
 }

@@ -17,6 +17,8 @@ export interface EvalInput {
   kconfig?: string;
   module?: string;
   moduleVersion?: string;
+  /** --dkms-conf-override text. */
+  override?: string;
 }
 
 /**
@@ -46,6 +48,7 @@ export async function evaluateConf(input: EvalInput): Promise<DkmsPlan> {
     arch: input.arch ?? 'x86_64',
     parallelJobs: 4,
     kernelSourceDir: ksrc,
+    ...(input.override === undefined ? {} : { confOverride: input.override }),
   });
 }
 

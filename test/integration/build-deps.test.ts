@@ -116,3 +116,17 @@ describe('kfarm build <file>.deb: a distribution DKMS package', () => {
     expect(notDeb.stderr.trim()).toMatch(/fake\.deb: not a Debian package \(no ar header\)$/);
   });
 });
+
+describe('--dkms-conf-override', () => {
+  it('a missing or unparsable override file is exit 2 naming it, before any build', async () => {
+    const dir = await tempOut();
+    const missing = await runKfarm(['build', source, '-t', trixie.id, '--dkms-conf-override', join(dir, 'nope.conf')]);
+    expect(missing.exitCode).toBe(2);
+    expect(missing.stderr.trim()).toMatch(/nope\.conf: no such file$/);
+    const bad = join(dir, 'bad.conf');
+    await writeFile(bad, 'MAKE[0]="make\nif then\n');
+    const broken = await runKfarm(['build', source, '-t', trixie.id, '--dkms-conf-override', bad]);
+    expect(broken.exitCode).toBe(2);
+    expect(broken.stderr.trim()).toMatch(/bad\.conf: line \d+: /);
+  });
+});

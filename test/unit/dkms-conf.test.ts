@@ -14,6 +14,7 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
     files?: Record<string, string>;
     kconfig?: string;
     module?: [string, string];
+    override?: string;
     expect: (plan: Awaited<ReturnType<typeof evaluateConf>>) => void;
   }[] = [
     {
@@ -275,6 +276,16 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
       conf: head + 'MAKE[0]="make CFLAGS=\\"-DA\\" V=1"\nDEST_MODULE_LOCATION[0]=/extra\n',
       expect: (p) => expect(p.makeCommand).toBe('make CFLAGS=-DA V=1'),
     },
+    {
+      name: '--dkms-conf-override is read after dkms.conf and sees its values, as /etc/dkms/<module>.conf',
+      conf: head + 'MAKE[0]="make A=1"\nPRE_BUILD="pre.sh"\nDEST_MODULE_LOCATION[0]=/extra\n',
+      override: 'MAKE[0]="${MAKE[0]} B=2"\nPOST_BUILD="post.sh $kernelver"\n',
+      expect: (p) => {
+        expect(p.makeCommand).toBe('make A=1 B=2');
+        expect(p.preBuild).toBe('pre.sh');
+        expect(p.postBuild).toBe('post.sh 6.1.0-47-amd64');
+      },
+    },
   ];
 
   for (const c of cases) {
@@ -286,6 +297,7 @@ describe('dkms.conf semantics (real bash, eval-conf.sh)', () => {
         ...(c.files ? { files: c.files } : {}),
         ...(c.kconfig !== undefined ? { kconfig: c.kconfig } : {}),
         ...(c.module ? { module: c.module[0], moduleVersion: c.module[1] } : {}),
+        ...(c.override !== undefined ? { override: c.override } : {}),
       });
       c.expect(plan);
     });
