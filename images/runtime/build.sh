@@ -16,6 +16,12 @@ mkdir -p "$out/module" "$(dirname "$build_dir")"
 
 fail() { echo "$1"; exit 1; }
 
+# DKMS refuses to build a module whose BUILD_DEPENDS modules are not installed for this kernel; a builder has
+# no other DKMS module installed.
+if [ "${#build_depends[@]}" -gt 0 ]; then
+  fail "Aborting build of module $module/$module_version for kernel $kernelver ($arch) due to missing BUILD_DEPENDS: ${build_depends[*]} (kfarm does not build other DKMS modules first yet)"
+fi
+
 # dkms build copies the added source tree to the build dir.
 rm -rf "$build_dir"
 cp -a /kfarm/src/ "$build_dir" || fail "cannot copy the source tree to $build_dir"

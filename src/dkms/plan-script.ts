@@ -11,6 +11,7 @@ export function planScript(plan: DkmsPlan, env: Record<string, string>): string 
     `patches=${array(plan.patches)}`,
     `pre_build=${shellQuote(plan.preBuild)}`,
     `post_build=${shellQuote(plan.postBuild)}`,
+    `build_depends=${array(plan.buildDepends)}`,
     `built_name=${array(plan.modules.map((m) => m.builtName))}`,
     `built_location=${array(plan.modules.map((m) => m.builtLocation))}`,
     `dest_name=${array(plan.modules.map((m) => m.destName))}`,

@@ -130,3 +130,18 @@ describe('--dkms-conf-override', () => {
     expect(broken.stderr.trim()).toMatch(/bad\.conf: line \d+: /);
   });
 });
+
+describe('BUILD_DEPENDS', () => {
+  it("a module naming another DKMS module fails per target with DKMS's own reason, not a compiler error", async () => {
+    const out = await tempOut();
+    const run = await runKfarm(['build', fixture('needs-module'), '-t', bookworm.id, '-o', out]);
+    expect(run.exitCode, run.stderr).toBe(1);
+    const [target] = (await report(out)).targets;
+    expect(target?.status).toBe('failed');
+    expect(target?.error).toMatch(
+      new RegExp(
+        `^Aborting build of module kf_needs/1.0 for kernel ${bookworm.kernel} \\(x86_64\\) due to missing BUILD_DEPENDS: kf_base`,
+      ),
+    );
+  });
+});
