@@ -6,6 +6,9 @@
 # $@ = package names.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
+# The base knows main only; a module's dependencies may be in any component (NVIDIA's are in non-free). A
+# component a suite lacks (non-free-firmware before bookworm) is skipped by apt with a warning.
+sed -i -E 's/^(deb .*) main$/\1 main contrib non-free non-free-firmware/' /etc/apt/sources.list
 apt-get -q update
 apt-get install -y -q --no-install-recommends "$@"
 echo "installed (virtual packages appear as their providers):"

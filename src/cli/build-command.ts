@@ -71,9 +71,7 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
     )
     .option('--json', 'print report.json to stdout instead of a summary')
     .action((src: string, opts: BuildOpts) =>
-      withSourceTree(src, (tree, deps) =>
-        runBuild(tree, { ...opts, buildDeps: [...opts.buildDeps, ...deps] }, signal, setExit),
-      ),
+      withSourceTree(src, (tree, deps) => runBuild(tree, opts, signal, setExit, deps)),
     );
 }
 
@@ -81,14 +79,17 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
  * A source directory as it is; a `*-dkms` .deb unpacked (its /usr/src/<module>-<version> tree) into a temp
  * dir removed afterwards, its Depends becoming build dependencies, as installing the package would pull them in.
  */
-async function withSourceTree(src: string, work: (tree: string, deps: string[]) => Promise<void>): Promise<void> {
-  if (!src.endsWith('.deb')) return work(src, []);
+async function withSourceTree(
+  src: string,
+  work: (tree: string, deps?: { names: string[]; where: string }) => Promise<void>,
+): Promise<void> {
+  if (!src.endsWith('.deb')) return work(src);
   const dir = await mkdtemp(join(tmpdir(), 'kfarm-deb-'));
   try {
     const deb = await unpackDkmsDeb(src, dir);
     const deps = deb.buildDeps.length ? `, build dependencies from its Depends: ${deb.buildDeps.join(' ')}` : '';
     process.stderr.write(`kfarm: ${src}: ${deb.package} ${deb.version}, ${basename(deb.sourceDir)}${deps}\n`);
-    await work(deb.sourceDir, deb.buildDeps);
+    await work(deb.sourceDir, { names: deb.buildDeps, where: `${src}: Depends` });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -100,6 +101,7 @@ async function runBuild(
   opts: BuildOpts,
   signal: AbortSignal,
   setExit: (code: number) => void,
+  packageDeps?: { names: string[]; where: string },
 ): Promise<void> {
   if (!opts.package && (opts.signKey !== undefined || opts.signCert !== undefined)) {
     throw new KfarmError('KFARM_USAGE', '--sign-key/--sign-cert sign packaged modules: add --package');
@@ -125,7 +127,10 @@ async function runBuild(
   const plan = await resolvePlan({
     ids: opts.target,
     ...(matrix ? { matrix } : {}),
-    buildDeps: opts.buildDeps.flatMap(splitPackageList),
+    buildDeps: [
+      { names: opts.buildDeps.flatMap(splitPackageList), where: '--build-deps' },
+      ...(packageDeps ? [packageDeps] : []),
+    ],
     ...(opts.refresh ? { refresh: true } : {}),
     signal,
   });

@@ -40,7 +40,7 @@ export interface KernelTarget {
 
 /** Build dependencies of one release's targets, checked against its index when the targets were resolved. */
 export interface BuildDeps {
-  /** Package names as the user gave them, sorted, no duplicates. */
+  /** What apt installs: the names given, a virtual one replaced by its provider; sorted, no duplicates. */
   packages: string[];
   /**
    * What the index listed for each (`name=version`, or `name=virtual:<provider>`): part of the builder's

@@ -71,6 +71,12 @@ export function debianSuites(codename: string, options: MirrorOptions = {}): Deb
   }));
 }
 
+/** The archive components of a release: non-free-firmware was split out of non-free in bookworm. */
+export function releaseComponents(codename: string): string[] {
+  const base = ['main', 'contrib', 'non-free'];
+  return codename === 'bullseye' ? base : [...base, 'non-free-firmware'];
+}
+
 /** Position of a release in the table, for sorting; unknown releases sort last. */
 export function debianReleaseRank(codename: string): number {
   const index = DEBIAN_RELEASES.indexOf(codename);

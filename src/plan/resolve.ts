@@ -12,8 +12,8 @@ export interface ResolveOptions {
   /** `--target` ids, in the order given. */
   ids?: string[];
   matrix?: string;
-  /** `--build-deps` package names, for every release. */
-  buildDeps?: string[];
+  /** Package names for every release, each list with where it came from (`--build-deps`, `foo.deb: Depends`). */
+  buildDeps?: Array<{ names: string[]; where: string }>;
   refresh?: boolean;
   signal?: AbortSignal;
 }
@@ -72,7 +72,8 @@ export async function resolvePlan(
 
   const seen = new Set<string>();
   const targets = chosen.filter((t) => !seen.has(t.id) && seen.add(t.id));
-  for (const release of new Set(targets.map((t) => t.release))) addDeps(release, options.buildDeps, '--build-deps');
+  for (const release of new Set(targets.map((t) => t.release)))
+    for (const list of options.buildDeps ?? []) addDeps(release, list.names, list.where);
   return { targets: await withBuildDeps(targets, deps, options.signal), knownFailing };
 }
 

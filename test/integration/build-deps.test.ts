@@ -73,7 +73,7 @@ describe('--build-deps and build-deps: in matrix files', () => {
     const run = await runKfarm(['build', source, '-m', matrix, '-o', out]);
     expect(run.exitCode).toBe(2);
     expect(run.stderr).toMatch(
-      /matrix\.yaml:5: build-deps: no package no-such-package-kf in debian\/bookworm \(main of bookworm, bookworm-updates, bookworm-security\)/,
+      /matrix\.yaml:5: build-deps: no package no-such-package-kf in debian\/bookworm \(bookworm, bookworm-updates, bookworm-security\)/,
     );
     expect(run.stderr.trim().split('\n')).toHaveLength(1);
     expect(await readdir(dir)).toEqual(['matrix.yaml']);
