@@ -84,7 +84,7 @@ async function withSourceTree(
   work: (tree: string, deps?: { names: string[]; where: string }) => Promise<void>,
 ): Promise<void> {
   if (!src.endsWith('.deb')) return work(src);
-  const dir = await mkdtemp(join(tmpdir(), 'kfarm-deb-'));
+  const dir = await mkdtemp(join(tmpdir(), 'kfarm-dkms-deb-'));
   try {
     const deb = await unpackDkmsDeb(src, dir);
     const deps = deb.buildDeps.length ? `, build dependencies from its Depends: ${deb.buildDeps.join(' ')}` : '';

@@ -101,7 +101,7 @@ describe('kfarm build <file>.deb: a distribution DKMS package', () => {
       new RegExp(`^${trixie.kernel.replace(/\+/g, '\\+')} `),
     );
     // The unpacked tree was a temp dir of the run, gone with it.
-    expect((await readdir(tmpdir())).filter((name) => name.startsWith('kfarm-deb-'))).toEqual([]);
+    expect((await readdir(tmpdir())).filter((name) => name.startsWith('kfarm-dkms-deb-'))).toEqual([]);
 
     // A .deb without a DKMS tree (dkms itself) and a file that is no .deb: exit 2, one line naming the file.
     const notDkms = await runKfarm(['build', dkms as string, '-t', trixie.id, '-o', await tempOut()]);
