@@ -213,26 +213,8 @@ export class ImageStore {
   /** A release's base with one more compiler (from apt, with network): for headers that want a non-default gcc. */
   compiler(release: string, compiler: string, signal?: AbortSignal): Promise<string> {
     const ref = `${baseRef(release)}-${compiler}`;
-    return this.#once(ref, async () => {
-      const recipe = await this.recipe();
-      const labels = { [Label.role]: 'compiler', [Label.release]: release, [Label.recipe]: recipe.hash };
-      if (await this.holds(ref, labels)) return ref;
-      const base = await this.base(release, signal);
-      await this.#prepare(ref, labels, `${compiler} for debian/${release}`, signal, () =>
-        commitLayer(this.engine, {
-          base,
-          ref,
-          script: recipe.installPackages,
-          args: [compiler],
-          network: 'bridge',
-          labels,
-          logPath: prepareLogPath(this.options.logDir, ref),
-          what: `apt-get install ${compiler}`,
-          ...(signal ? { signal } : {}),
-        }),
-      );
-      return ref;
-    });
+    const layer = { ref, role: 'compiler', release, packages: [compiler], what: `${compiler} for debian/${release}` };
+    return this.#packagesLayer(layer, () => this.base(release, signal), signal);
   }
 
   /** `image` with the spec's build dependencies added, or `image` itself when it has none. */
@@ -245,27 +227,35 @@ export class ImageStore {
       .update([recipe.hash, parent, ...deps.versions].join('\0'))
       .digest('hex')
       .slice(0, 16);
-    const ref = `${baseRef(spec.release)}-deps-${key}`;
+    const what = `build dependencies for debian/${spec.release}: ${deps.packages.join(' ')}`;
+    const layer = { ref: `${baseRef(spec.release)}-deps-${key}`, role: 'deps', release: spec.release, what };
+    return this.#packagesLayer({ ...layer, packages: deps.packages }, () => Promise.resolve(image), signal);
+  }
+
+  /** An image committed from `base()` plus distribution packages (install-packages.sh, apt with network), once. */
+  #packagesLayer(
+    layer: { ref: string; role: string; release: string; packages: string[]; what: string },
+    base: () => Promise<string>,
+    signal: AbortSignal | undefined,
+  ): Promise<string> {
+    const { ref } = layer;
     return this.#once(ref, async () => {
-      const labels = { [Label.role]: 'deps', [Label.release]: spec.release, [Label.recipe]: recipe.hash };
+      const recipe = await this.recipe();
+      const labels = { [Label.role]: layer.role, [Label.release]: layer.release, [Label.recipe]: recipe.hash };
       if (await this.holds(ref, labels)) return ref;
-      await this.#prepare(
-        ref,
-        labels,
-        `build dependencies for debian/${spec.release}: ${deps.packages.join(' ')}`,
-        signal,
-        () =>
-          commitLayer(this.engine, {
-            base: image,
-            ref,
-            script: recipe.installPackages,
-            args: deps.packages,
-            network: 'bridge',
-            labels,
-            logPath: prepareLogPath(this.options.logDir, ref),
-            what: `apt-get install ${deps.packages.join(' ')}`,
-            ...(signal ? { signal } : {}),
-          }),
+      const from = await base();
+      await this.#prepare(ref, labels, layer.what, signal, () =>
+        commitLayer(this.engine, {
+          base: from,
+          ref,
+          script: recipe.installPackages,
+          args: layer.packages,
+          network: 'bridge',
+          labels,
+          logPath: prepareLogPath(this.options.logDir, ref),
+          what: `apt-get install ${layer.packages.join(' ')}`,
+          ...(signal ? { signal } : {}),
+        }),
       );
       return ref;
     });

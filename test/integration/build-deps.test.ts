@@ -43,6 +43,9 @@ describe('--build-deps and build-deps: in matrix files', () => {
   });
 
   it('--build-deps installs them into the builder once; the module builds against them on both releases', async () => {
+    // A layer left by an earlier run would be reused: start from none, so the first run must prepare it.
+    const old = await docker.listImages({ filters: { label: ['kfarm.role=deps'] } });
+    for (const image of old) await docker.getImage(image.Id).remove({ force: true });
     const out = await tempOut();
     const args = ['build', source, '-t', bookworm.id, '-t', trixie.id, '--build-deps', 'pkgconf zlib1g-dev'];
     const run = await runKfarm([...args, '-o', out]);
