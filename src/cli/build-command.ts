@@ -1,21 +1,20 @@
 import { tmpdir } from 'node:os';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { Command } from 'commander';
 import { KfarmError } from '../model/errors.js';
-import type { FarmReport } from '../model/report.js';
+import { moduleTitle, type FarmReport } from '../model/report.js';
 import { packageFormats, type PackageFormat } from '../package/index.js';
 import { farmConcurrency } from '../farm/run.js';
 import { checkPipelineInputs, pipelineExitCode, runPipeline, type PipelineOptions } from '../pipeline/index.js';
 import { resolvePlan } from '../plan/resolve.js';
 import { splitPackageList } from '../plan/build-deps.js';
-import { unpackDkmsDeb } from '../plan/deb-source.js';
 import { readConfOverride } from '../dkms/preflight.js';
 import { describeResult } from '../report/plain.js';
 import { createProgress } from '../report/tty.js';
 import { usableCacheDir } from '../util/cache-dir.js';
 import { packageDir } from '../util/paths.js';
 import { DEFAULT_VERIFY_TIMEOUT_MS, describeVerify, verifyProgress } from '../verify/index.js';
+import { openBuildSource, type BuildSource } from './build-source.js';
 import { byteSize, collect, positiveInt } from './options.js';
 import { parseFormats } from './package-command.js';
 
@@ -24,7 +23,10 @@ export const defaultMatrix = join(packageDir, 'matrix/debian-supported.yaml');
 export function buildCommand(signal: AbortSignal, setExit: (code: number) => void): Command {
   return new Command('build')
     .description('build a DKMS module source tree for every target kernel, each in its own container')
-    .argument('<src>', 'module source tree containing dkms.conf, or a *-dkms .deb')
+    .argument(
+      '<src>',
+      "module source tree containing dkms.conf, a *-dkms .deb, or debian:<name> (each target release's own package)",
+    )
     .option('-t, --target <id>', 'target kernel <distro>/<release>/<kernel-release>, repeatable', collect, [])
     .option(
       '-m, --matrix <file>',
@@ -70,77 +72,57 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
       DEFAULT_VERIFY_TIMEOUT_MS / 1000,
     )
     .option('--json', 'print report.json to stdout instead of a summary')
-    .action((src: string, opts: BuildOpts) =>
-      withSourceTree(src, (tree, deps) => runBuild(tree, opts, signal, setExit, deps)),
-    );
-}
-
-/**
- * A source directory as it is; a `*-dkms` .deb unpacked (its /usr/src/<module>-<version> tree) into a temp
- * dir removed afterwards, its Depends becoming build dependencies, as installing the package would pull them in.
- */
-async function withSourceTree(
-  src: string,
-  work: (tree: string, deps?: { names: string[]; where: string }) => Promise<void>,
-): Promise<void> {
-  if (!src.endsWith('.deb')) return work(src);
-  const dir = await mkdtemp(join(tmpdir(), 'kfarm-dkms-deb-'));
-  try {
-    const deb = await unpackDkmsDeb(src, dir);
-    const deps = deb.buildDeps.length ? `, build dependencies from its Depends: ${deb.buildDeps.join(' ')}` : '';
-    process.stderr.write(`kfarm: ${src}: ${deb.package} ${deb.version}, ${basename(deb.sourceDir)}${deps}\n`);
-    await work(deb.sourceDir, { names: deb.buildDeps, where: `${src}: Depends` });
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+    .action((src: string, opts: BuildOpts) => runBuild(src, opts, signal, setExit));
 }
 
 /** `kfarm build`: check local inputs, resolve the targets, run the pipeline, print the summary. */
-async function runBuild(
-  src: string,
-  opts: BuildOpts,
-  signal: AbortSignal,
-  setExit: (code: number) => void,
-  packageDeps?: { names: string[]; where: string },
-): Promise<void> {
+async function runBuild(src: string, opts: BuildOpts, signal: AbortSignal, setExit: (code: number) => void) {
   if (!opts.package && (opts.signKey !== undefined || opts.signCert !== undefined)) {
     throw new KfarmError('KFARM_USAGE', '--sign-key/--sign-cert sign packaged modules: add --package');
   }
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const cacheDir = await usableCacheDir(opts.cacheDir, (message) => log(`kfarm: warning: ${message}`));
   const override = opts.dkmsConfOverride === undefined ? undefined : await readConfOverride(opts.dkmsConfOverride);
-  const context: BuildContext = {
-    src,
-    opts,
-    log,
-    cacheDir,
-    signal,
-    ...(override ? { confOverride: override.text } : {}),
-  };
+  const source = await openBuildSource(src, { cacheDir, log, signal });
+  try {
+    const context = { src: source.tree ?? src, opts, log, cacheDir, signal };
+    await buildFrom(source, { ...context, ...(override ? { confOverride: override.text } : {}) }, setExit);
+  } finally {
+    await source.close();
+  }
+}
+
+async function buildFrom(source: BuildSource, context: BuildContext, setExit: (code: number) => void) {
+  const { opts, signal } = context;
   // Local inputs first: a typo in dkms.conf or a bad key costs a second, not an index download.
   await checkPipelineInputs({
-    source: src,
-    ...(opts.package ? { package: packageOptions(context, opts.package) } : {}),
+    ...(source.tree === undefined ? {} : { source: source.tree }),
+    ...(opts.package ? { package: packageOptions(context, opts.package, source.tree) } : {}),
     ...(opts.verify || opts.verifyParams !== undefined ? { verify: verifyOptions(context) } : {}),
   });
   const matrix = opts.matrix ?? (opts.target.length === 0 ? defaultMatrix : undefined);
+  const forRelease = source.forRelease;
   const plan = await resolvePlan({
     ids: opts.target,
     ...(matrix ? { matrix } : {}),
     buildDeps: [
       { names: opts.buildDeps.flatMap(splitPackageList), where: '--build-deps' },
-      ...(packageDeps ? [packageDeps] : []),
+      ...(source.deps ? [source.deps] : []),
     ],
+    ...(forRelease ? { releaseBuildDeps: async (release: string) => (await forRelease(release)).deps } : {}),
     ...(opts.refresh ? { refresh: true } : {}),
     signal,
   });
+  const trees = source.releaseTrees;
+  if (source.tree === undefined) context.src = trees.get(plan.targets[0]?.release ?? '') ?? context.src;
+  checkOneSourceToShip(opts, trees);
   const progress = createProgress(process.stderr, {
     total: plan.targets.length,
     concurrency: farmConcurrency({ jobs: opts.jobs, targets: plan.targets }),
   });
-  const run = await runPipeline(pipelineOptions(context, { ...plan, events: progress.events })).finally(() =>
-    progress.stop(),
-  );
+  const run = await runPipeline(
+    pipelineOptions(context, { ...plan, ...(trees.size > 0 ? { releaseTrees: trees } : {}), events: progress.events }),
+  ).finally(() => progress.stop());
   process.stdout.write(
     opts.json ? `${JSON.stringify(run.report, null, 2)}\n` : buildSummary(run.report, opts.out, run.reportPath),
   );
@@ -161,7 +143,7 @@ interface BuildContext {
 /** The command line as pipeline options: build, then verify and package when asked, then the reports. */
 function pipelineOptions(
   context: BuildContext,
-  plan: Pick<NonNullable<PipelineOptions['build']>, 'targets' | 'knownFailing' | 'events'>,
+  plan: Pick<NonNullable<PipelineOptions['build']>, 'targets' | 'knownFailing' | 'events' | 'releaseTrees'>,
 ): PipelineOptions {
   const { src, opts, cacheDir } = context;
   return {
@@ -197,23 +179,36 @@ function verifyOptions({ opts, cacheDir, log }: BuildContext): NonNullable<Pipel
   };
 }
 
+/** `tree`: the source tree, when it is known yet (a `debian:` source's trees are fetched after the targets). */
 function packageOptions(
   { src, opts, log }: BuildContext,
   formats: PackageFormat[],
+  tree: string | undefined = src,
 ): NonNullable<PipelineOptions['package']> {
   return {
     formats,
-    source: src,
-    ...(opts.packageWithSource ? { withSource: src } : {}),
+    ...(tree === undefined ? {} : { source: tree }),
+    ...(opts.packageWithSource && tree !== undefined ? { withSource: tree } : {}),
     ...(opts.signKey !== undefined ? { signKey: opts.signKey } : {}),
     ...(opts.signCert !== undefined ? { signCert: opts.signCert } : {}),
     log,
   };
 }
 
+/** DKMS tarballs carry one source tree: a `debian:` source whose releases have different versions has several. */
+function checkOneSourceToShip(opts: BuildOpts, trees: ReadonlyMap<string, string>): void {
+  const versions = new Set([...trees.values()].map((tree) => basename(tree)));
+  if (opts.packageWithSource && versions.size > 1)
+    throw new KfarmError(
+      'KFARM_USAGE',
+      `--package-with-source: the releases' packages hold different sources (${[...versions].join(', ')}); ` +
+        'package one release at a time',
+    );
+}
+
 /** The human summary: one line per target (and its load result), then where each file is. */
 function buildSummary(report: FarmReport, out: string, reportPath: string): string {
-  const lines = [`${report.module} ${report.version}: ${report.targets.length} target(s)`];
+  const lines = [`${moduleTitle(report)}: ${report.targets.length} target(s)`];
   for (const target of report.targets) {
     lines.push(`  ${target.id}: ${describeResult(target)}${target.verify ? `; ${describeVerify(target.verify)}` : ''}`);
     for (const artifact of [...target.artifacts, ...(target.packages ?? [])]) lines.push(`    ${join(out, artifact)}`);

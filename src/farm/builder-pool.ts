@@ -140,7 +140,7 @@ export class BuilderPool {
       const kernels = this.#kernelsFor(env);
       this.forget(env);
       const started = Date.now();
-      const container = await this.#start(env.image, kernels, signal);
+      const container = await this.#start(env, kernels, signal);
       const madeMs = Date.now() - started;
       return { container, image: env.image, kernels: new Set(kernels.map((k) => k.kernel)), madeMs };
     } catch (error) {
@@ -181,11 +181,11 @@ export class BuilderPool {
     return chosen;
   }
 
-  async #start(image: string, kernels: KernelHeaders[], signal: AbortSignal): Promise<EngineContainer> {
+  async #start(env: BuilderEnv, kernels: KernelHeaders[], signal: AbortSignal): Promise<EngineContainer> {
     const volumes = new Map<string, VolumeMount>();
     for (const k of kernels) for (const m of k.mounts) volumes.set(m.target, m);
     const moduleDirs = [...new Set(kernels.map((k) => k.moduleDir))];
-    const raw = await startBuildContainer(this.engine, image, this.settings, signal, {
+    const raw = await startBuildContainer(this.engine, env.image, this.settings, signal, {
       volumes: [...volumes.values()],
       moduleDirs,
       targets: kernels.length,
@@ -193,7 +193,12 @@ export class BuilderPool {
     const scripts = await runtimeScripts();
     const container = new AgentContainer(raw, scripts.agent);
     try {
-      await this.#setup(container, scripts.builder, kernels, signal);
+      await this.#setup(
+        container,
+        { script: scripts.builder, tree: this.settings.treeOf(env.release) },
+        kernels,
+        signal,
+      );
     } catch (error) {
       this.engine.removeLater(container);
       throw error;
@@ -201,10 +206,18 @@ export class BuilderPool {
     return container;
   }
 
-  /** The source tree in once, and each kernel's `<moddir>/<kver>/build` and `source` links. */
-  async #setup(container: EngineContainer, script: string, kernels: KernelHeaders[], signal: AbortSignal) {
+  /**
+   * The source tree in once (a builder's image is of one release, so all its targets build the same tree),
+   * and each kernel's `<moddir>/<kver>/build` and `source` links.
+   */
+  async #setup(
+    container: EngineContainer,
+    { script, tree }: { script: string; tree: string },
+    kernels: KernelHeaders[],
+    signal: AbortSignal,
+  ) {
     const links = kernels.flatMap((k) => k.links.flatMap((l) => [l.path, l.target]));
-    const tarball = createTar({ cwd: this.settings.source, portable: true }, ['.']) as unknown as Readable;
+    const tarball = createTar({ cwd: tree, portable: true }, ['.']) as unknown as Readable;
     const stderr = new TextTail();
     const code = await container.exec(['bash', '-c', script, 'builder', 'setup', ...links], {
       stdin: tarball,

@@ -9,6 +9,11 @@ import { cacheRoot } from '../util/cache-dir.js';
 
 export interface FarmOptions {
   source: string;
+  /**
+   * A source tree per release, for the targets of that release (others build `source`): `kfarm build
+   * debian:<name>` builds each release's own package.
+   */
+  releaseTrees?: ReadonlyMap<string, string>;
   out: string;
   targets: Target[];
   /** Where each release's packages come from (base image sources.list). Default: Debian's archive. */
@@ -48,6 +53,10 @@ export interface FarmOptions {
 /** FarmOptions with every default applied, in one place. */
 export interface FarmSettings {
   source: string;
+  /** Every source tree a target builds: `source` and the release trees, resolved. */
+  trees: string[];
+  /** The source tree the targets of `release` build. */
+  treeOf: (release: string) => string;
   out: string;
   targets: Target[];
   sources: (release: string) => SuiteSource[];
@@ -72,8 +81,12 @@ export interface FarmSettings {
 export function farmSettings(options: FarmOptions): FarmSettings {
   const cores = cpus().length;
   const cacheDir = options.cache ? options.cache.dir : cacheRoot();
+  const source = resolve(options.source);
+  const releaseTrees = new Map([...(options.releaseTrees ?? [])].map(([release, dir]) => [release, resolve(dir)]));
   return {
-    source: resolve(options.source),
+    source,
+    trees: [...new Set([source, ...releaseTrees.values()])],
+    treeOf: (release) => releaseTrees.get(release) ?? source,
     out: resolve(options.out),
     targets: options.targets,
     sources: options.sources ?? releaseSources,

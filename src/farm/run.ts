@@ -26,18 +26,20 @@ export interface FarmRun {
  */
 export async function runFarm(options: FarmOptions): Promise<FarmRun> {
   const started = Date.now();
-  const { confLabel } = await preflightSource(options.source);
+  const given = farmSettings(options);
+  const confLabels = await preflightTrees(given.trees);
   // Reproducible builds: make.log is dated by the source, not the clock (checked first). Only a date the caller
   // chose enters the cache key: one read from the tree's mtimes would make a `touch` rebuild every kernel, and
   // the tree's contents are in the key already.
   const chosenEpoch = options.sourceDateEpoch ?? (await resolveSourceDateEpoch());
-  const sourceDateEpoch = chosenEpoch ?? (await resolveSourceDateEpoch(options.source));
-  const settings = farmSettings({ ...options, ...(sourceDateEpoch === undefined ? {} : { sourceDateEpoch }) });
+  const sourceDateEpoch = chosenEpoch ?? (await treesEpoch(given.trees));
+  const settings = sourceDateEpoch === undefined ? given : { ...given, sourceDateEpoch };
   if (settings.targets.length === 0) throw new KfarmError('KFARM_USAGE', 'no targets: give --target or --matrix');
   const engine = options.engine ?? (await connect(options.signal));
   await engine.sweep();
   const staging = await Staging.open(settings.out, engine.session.id);
   const cache = await TargetCache.open(settings, chosenEpoch);
+  const confLabel = (release: string) => confLabels.get(settings.treeOf(release)) ?? 'dkms.conf';
   const scheduler = new Scheduler(engine, settings, staging, cache, confLabel, options.signal);
   const stopHeartbeat = startHeartbeat(engine, (error) => scheduler.stop(error));
   try {
@@ -48,6 +50,20 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
   }
   const run = await finish(scheduler, staging, started, options.signal);
   return { ...run, ...(sourceDateEpoch === undefined ? {} : { sourceDateEpoch }) };
+}
+
+/** Each tree's dkms.conf as the user names it, after preflightSource checked the tree. */
+async function preflightTrees(trees: readonly string[]): Promise<Map<string, string>> {
+  const labels = new Map<string, string>();
+  for (const tree of trees) labels.set(tree, (await preflightSource(tree)).confLabel);
+  return labels;
+}
+
+/** The newest of the trees' dates: what the newest source says. */
+async function treesEpoch(trees: readonly string[]): Promise<number | undefined> {
+  const epochs = await Promise.all(trees.map((tree) => resolveSourceDateEpoch(tree)));
+  const known = epochs.filter((e): e is number => e !== undefined);
+  return known.length > 0 ? Math.max(...known) : undefined;
 }
 
 function connect(signal: AbortSignal | undefined): Promise<Engine> {

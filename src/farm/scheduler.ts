@@ -41,7 +41,8 @@ export class Scheduler {
     readonly settings: FarmSettings,
     readonly staging: Staging,
     readonly cache: TargetCache | undefined,
-    readonly confLabel: string,
+    /** dkms.conf of a release's source tree, as the user names it. */
+    readonly confLabel: (release: string) => string,
     signal?: AbortSignal,
   ) {
     this.outcomes = new Array<TargetOutcome | undefined>(settings.targets.length);
@@ -128,7 +129,7 @@ export class Scheduler {
           lease: (signal) => this.#builders.lease(env, signal, -index),
           release: (builder, clean) => this.#builders.release(builder, clean),
         },
-        confLabel: this.confLabel,
+        confLabel: this.confLabel(target.release),
         image: env.image,
         stageDir: job.stageDir,
         signal: this.signal,

@@ -59,6 +59,8 @@ export class Staging {
       if (outcome.plan) {
         placed.module ||= outcome.plan.packageName;
         placed.version ||= outcome.plan.packageVersion;
+        // Each release's own package (a `debian:` source) may be another version: the target says which.
+        if (outcome.plan.packageVersion !== placed.version) outcome.result.version = outcome.plan.packageVersion;
         await this.#placeOne(index, outcome);
       }
       placed.results.push(outcome.result);

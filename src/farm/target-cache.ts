@@ -17,32 +17,34 @@ export class TargetCache {
 
   private constructor(
     readonly results: ResultCache,
-    readonly base: { source: string; runtime: string; sourceDateEpoch?: number },
+    readonly base: { runtime: string; sourceDateEpoch?: number },
+    /** The source part of the key for a release's targets: its tree's hash (and the override's). */
+    readonly sourceOf: (release: string) => string,
     readonly warn: (message: string) => void,
   ) {}
 
   /** `keyedEpoch`: the SOURCE_DATE_EPOCH the caller chose, if any (a default one is not part of the key). */
   static async open(settings: FarmSettings, keyedEpoch?: number): Promise<TargetCache | undefined> {
     if (!settings.useCache) return undefined;
-    const source = await hashSourceTree(settings.source).catch((error: unknown) => {
-      throw new KfarmError('KFARM_USAGE', `${settings.source}: cannot read the source tree (${errorText(error)})`, {
-        cause: error,
-      });
-    });
+    const hashes = new Map<string, string>();
+    for (const tree of settings.trees) hashes.set(tree, await hashTree(tree));
     // An override changes what dkms.conf says: it is part of the source as far as results go.
     const override = settings.confOverride === undefined ? '' : ` override ${sha256(settings.confOverride)}`;
     const base = {
-      source: source + override,
       runtime: await runtimeHash(),
       ...(keyedEpoch === undefined ? {} : { sourceDateEpoch: keyedEpoch }),
     };
-    return new TargetCache(new ResultCache(settings.cacheDir), base, (m) => settings.events.onWarning?.(m));
+    const sourceOf = (release: string) => `${hashes.get(settings.treeOf(release)) ?? ''}${override}`;
+    return new TargetCache(new ResultCache(settings.cacheDir), base, sourceOf, (m) => settings.events.onWarning?.(m));
   }
 
   /** The key of this target's build in `image`, or undefined when the image is gone. */
   /** `builder` identifies the builder image and the headers' contents (ImageStore's BuilderEnv.id). */
   key(builder: string, target: Target): Promise<string | undefined> {
-    return Promise.resolve(cacheKey({ ...this.base, image: builder, kernel: target.kernel, arch: target.arch }));
+    const source = this.sourceOf(target.release);
+    return Promise.resolve(
+      cacheKey({ ...this.base, source, image: builder, kernel: target.kernel, arch: target.arch }),
+    );
   }
 
   async restore(
@@ -88,4 +90,10 @@ export class TargetCache {
 
 function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex');
+}
+
+function hashTree(tree: string): Promise<string> {
+  return hashSourceTree(tree).catch((error: unknown) => {
+    throw new KfarmError('KFARM_USAGE', `${tree}: cannot read the source tree (${errorText(error)})`, { cause: error });
+  });
 }

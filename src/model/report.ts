@@ -85,8 +85,21 @@ export async function readJsonReport(out: string): Promise<FarmReport> {
     }
     if (!/^[0-9][A-Za-z0-9.+~_-]*$/.test(t.kernel) || !/^[a-z0-9_]+$/.test(t.arch))
       throw new KfarmError('KFARM_USAGE', `${path}: ${t.id}: malformed kernel or arch`);
+    if (t.version !== undefined && (typeof t.version !== 'string' || /[/\0]|^\.\.?$/.test(t.version)))
+      throw new KfarmError('KFARM_USAGE', `${path}: ${t.id}: malformed version`);
   }
   if (/[/\0]|^\.\.?$/.test(r.module) || /[/\0]|^\.\.?$/.test(r.version))
     throw new KfarmError('KFARM_USAGE', `${path}: malformed module name or version`);
   return report as FarmReport;
+}
+
+/** The module version a target built: its own when the run built several (a `debian:` source), else the report's. */
+export function targetVersion(report: Pick<FarmReport, 'version'>, target: Pick<TargetResult, 'version'>): string {
+  return target.version ?? report.version;
+}
+
+/** `module version` for titles, every version named when the targets built several (`zfs 2.1.11, 2.3.9`). */
+export function moduleTitle(report: Pick<FarmReport, 'module' | 'version' | 'targets'>): string {
+  const versions = new Set([report.version, ...report.targets.map((t) => targetVersion(report, t))]);
+  return `${report.module} ${[...versions].filter(Boolean).join(', ')}`.trim();
 }

@@ -30,6 +30,11 @@ export interface TargetResult {
   kernel: string;
   arch: string;
   flavour?: string;
+  /**
+   * The module version this target built, when it is not the report's: a `debian:<name>` source builds each
+   * release's own package, whose versions may differ. Absent otherwise (then it is the report's `version`).
+   */
+  version?: string;
   status: TargetStatus;
   durationMs: number;
   /** Paths relative to the output directory. */

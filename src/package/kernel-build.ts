@@ -4,7 +4,7 @@ import { kernelModuleProblem } from '../dkms/elf.js';
 import { parseModinfo } from '../dkms/modinfo.js';
 import { KfarmError, errorText } from '../model/errors.js';
 import { outputLimits } from '../model/limits.js';
-import type { FarmReport } from '../model/report.js';
+import { targetVersion, type FarmReport } from '../model/report.js';
 import type { TargetResult } from '../model/result.js';
 import { readRegularFile } from '../util/read-file.js';
 import type { KernelBuild } from './types.js';
@@ -19,11 +19,12 @@ const KO_NAME = /^[A-Za-z0-9_+-][A-Za-z0-9_.+-]*\.ko$/;
  */
 export async function readKernelBuild(out: string, report: FarmReport, target: TargetResult): Promise<KernelBuild> {
   checkPackable(target);
-  const moduleDir = join(out, 'dkms', report.module, report.version, target.kernel, target.arch, 'module');
+  const version = targetVersion(report, target);
+  const moduleDir = join(out, 'dkms', report.module, version, target.kernel, target.arch, 'module');
   const build: KernelBuild = {
     targetId: target.id,
     module: report.module,
-    version: report.version,
+    version,
     release: target.release,
     kernel: target.kernel,
     arch: target.arch,

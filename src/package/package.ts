@@ -7,7 +7,7 @@ import { connectEngine, Label, newSession, type Engine } from '../engine/index.j
 import { ImageStore } from '../images/image-store.js';
 import { ToolImages } from '../images/tool-images.js';
 import { KfarmError, errorText } from '../model/errors.js';
-import { writeJsonReport, type FarmReport } from '../model/report.js';
+import { targetVersion, writeJsonReport, type FarmReport } from '../model/report.js';
 import { releaseSources } from '../plan/debian-releases.js';
 import { cacheRoot } from '../util/cache-dir.js';
 import { writingTo } from '../util/output-errors.js';
@@ -76,9 +76,11 @@ async function packageEpoch(report: FarmReport, options: PackageOptions): Promis
 }
 
 function checkPackageNames(report: FarmReport): void {
-  if (!SAFE_NAME.test(report.module) || !SAFE_NAME.test(report.version)) {
-    const what = `module ${JSON.stringify(report.module)} version ${JSON.stringify(report.version)}`;
-    throw new KfarmError('KFARM_USAGE', `report.json: ${what} cannot name packages`);
+  for (const version of new Set([report.version, ...report.targets.map((t) => targetVersion(report, t))])) {
+    if (!SAFE_NAME.test(report.module) || !SAFE_NAME.test(version)) {
+      const what = `module ${JSON.stringify(report.module)} version ${JSON.stringify(version)}`;
+      throw new KfarmError('KFARM_USAGE', `report.json: ${what} cannot name packages`);
+    }
   }
 }
 

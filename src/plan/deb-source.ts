@@ -1,4 +1,4 @@
-import { mkdir, open, symlink, writeFile } from 'node:fs/promises';
+import { lutimes, mkdir, open, symlink, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
@@ -25,10 +25,12 @@ const MAX_ENTRIES = 100_000;
  * Unpacks the `/usr/src/<module>-<version>` tree of a `*-dkms` .deb into `into`, reading the package as untrusted
  * input: only regular files, directories and symlinks that stay inside the tree (others are left out), nothing
  * outside usr/src.
- * A file that is not a .deb, or a package without exactly one dkms.conf tree, is the user's error (exit 2).
+ * A file that is not a .deb, or a package without exactly one dkms.conf tree, is the user's error (exit 2);
+ * messages name it as `label` (default: the file).
  */
-export async function unpackDkmsDeb(file: string, into: string): Promise<DebSource> {
-  const members = readAr(await readDeb(file), file);
+export async function unpackDkmsDeb(path: string, into: string, label = path): Promise<DebSource> {
+  const file = label;
+  const members = readAr(await readDeb(path), file);
   const control = await decompress(member(members, 'control.tar', file), file);
   const fields = parseControl(await controlFile(control, file));
   const data = await decompress(member(members, 'data.tar', file), file);
@@ -148,8 +150,13 @@ async function extractSourceTrees(tar: Buffer, into: string, file: string): Prom
   return [...trees].sort();
 }
 
+/**
+ * Files and links keep the package's mtimes: the tree's newest one dates the builds (SOURCE_DATE_EPOCH), so
+ * building the same package twice gives the same bytes.
+ */
 function writeEntry(entry: ReadEntry, path: string, into: string): EntryVerdict {
   const dest = join(into, path);
+  const mtime = entry.mtime ?? new Date(0);
   // An entry with no data must still be resumed, or the tar parser waits for it forever.
   if (entry.type === 'Directory')
     return async (e) => {
@@ -161,6 +168,7 @@ function writeEntry(entry: ReadEntry, path: string, into: string): EntryVerdict 
     return async (e) => {
       await mkdir(dirname(dest), { recursive: true });
       await writeFile(dest, await collect(e), { mode });
+      await utimes(dest, mtime, mtime);
     };
   }
   if (entry.type === 'SymbolicLink') {
@@ -173,6 +181,7 @@ function writeEntry(entry: ReadEntry, path: string, into: string): EntryVerdict 
       e.resume();
       await mkdir(dirname(dest), { recursive: true });
       await symlink(target, dest);
+      await lutimes(dest, mtime, mtime);
     };
   }
   return { reject: `${path} is a ${describeEntry(entry)}` };

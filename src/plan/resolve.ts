@@ -14,6 +14,8 @@ export interface ResolveOptions {
   matrix?: string;
   /** Package names for every release, each list with where it came from (`--build-deps`, `foo.deb: Depends`). */
   buildDeps?: Array<{ names: string[]; where: string }>;
+  /** More for one release, once its targets are known (a `debian:` source's Depends: each release its own). */
+  releaseBuildDeps?: (release: string) => Promise<{ names: string[]; where: string }>;
   refresh?: boolean;
   signal?: AbortSignal;
 }
@@ -72,8 +74,13 @@ export async function resolvePlan(
 
   const seen = new Set<string>();
   const targets = chosen.filter((t) => !seen.has(t.id) && seen.add(t.id));
-  for (const release of new Set(targets.map((t) => t.release)))
+  const releases = [...new Set(targets.map((t) => t.release))];
+  const extra = options.releaseBuildDeps;
+  const more = extra ? await Promise.all(releases.map((release) => extra(release))) : [];
+  for (const [i, release] of releases.entries()) {
     for (const list of options.buildDeps ?? []) addDeps(release, list.names, list.where);
+    addDeps(release, more[i]?.names, more[i]?.where ?? '');
+  }
   return { targets: await withBuildDeps(targets, deps, options.signal), knownFailing };
 }
 

@@ -2,7 +2,7 @@ import { lastLines } from '../util/read-file.js';
 import type { TargetResult, VerifyResult } from '../model/result.js';
 import { badStatuses } from '../model/result.js';
 import { formatDiagnostic, formatDiagnosticLine, stripAnsi } from '../dkms/compiler-errors.js';
-import type { FarmReport } from '../model/report.js';
+import { moduleTitle, type FarmReport } from '../model/report.js';
 
 /** Lines of make.log kept in each test case's `<system-out>`. */
 export const JUNIT_TAIL_LINES = 100;
@@ -36,7 +36,7 @@ export async function renderJunit(report: FarmReport, logs: JunitLogs): Promise<
   }
   const time = seconds(report.durationMs);
   const attrs = `tests="${counts.tests}" failures="${counts.failures}" errors="0" skipped="${counts.skipped}" time="${time}"`;
-  const suiteName = attr(`${report.module} ${report.version}`.trim());
+  const suiteName = attr(moduleTitle(report));
   return [
     '<?xml version="1.0" encoding="UTF-8"?>',
     `<testsuites name="kfarm" ${attrs}>`,

@@ -1,7 +1,7 @@
 import type { FirstError, TargetResult, TargetStatus } from '../model/result.js';
 import { badStatuses } from '../model/result.js';
 import { formatDiagnostic, normalizedMessage } from '../dkms/compiler-errors.js';
-import type { FarmReport } from '../model/report.js';
+import { moduleTitle, type FarmReport } from '../model/report.js';
 
 export const statusEmoji: Record<TargetStatus, string> = {
   built: '✅',
@@ -37,7 +37,7 @@ export function renderSummary(report: FarmReport): string {
     .filter((status) => (report.counts[status] ?? 0) > 0)
     .map((status) => `${report.counts[status]} ${status}`);
   if (report.notRun && report.notRun.length > 0) counts.push(`${report.notRun.length} not run`);
-  const name = `${report.module} ${report.version}`.trim() || 'kfarm';
+  const name = moduleTitle(report) || 'kfarm';
   lines.push(
     `## ${cell(name)}: ${total} ${plural(total, 'kernel')}` +
       `${counts.length > 0 ? ` — ${counts.join(', ')}` : ''}${report.partial ? ' (interrupted: partial)' : ''}`,

@@ -7,7 +7,7 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { compilerDiagnostics } from '../dkms/compiler-errors.js';
 import { buildDirOf } from '../dkms/paths.js';
 import { githubAnnotations, sourcePrefixFor } from './github.js';
-import type { FarmReport } from '../model/report.js';
+import { targetVersion, type FarmReport } from '../model/report.js';
 import { JUNIT_TAIL_LINES, renderJunit } from './junit.js';
 import { MAX_LOG_BYTES, readCapped, tailFile } from '../util/read-file.js';
 import { renderSummary } from './markdown.js';
@@ -74,7 +74,6 @@ async function withDiagnostics(
   out: string,
   report: FarmReport,
 ): Promise<{ view: FarmReport; diagnostics: Map<string, FirstError[]> }> {
-  const buildDir = buildDirOf({ packageName: report.module, packageVersion: report.version });
   const diagnostics = new Map<string, FirstError[]>();
   const targets: TargetResult[] = [];
   for (const target of report.targets) {
@@ -84,6 +83,7 @@ async function withDiagnostics(
       targets.push(target);
       continue;
     }
+    const buildDir = buildDirOf({ packageName: report.module, packageVersion: targetVersion(report, target) });
     const found = compilerDiagnostics(log, { buildDir });
     diagnostics.set(target.id, found);
     targets.push(!target.firstError && found[0] ? { ...target, firstError: found[0] } : target);

@@ -5,7 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import PQueue from 'p-queue';
 import { KfarmError, errorText } from '../model/errors.js';
 import type { TargetResult, VerifyResult } from '../model/result.js';
-import type { FarmReport } from '../model/report.js';
+import { targetVersion, type FarmReport } from '../model/report.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { loadOrder, type LoadPlan, type LoadStep } from './deps.js';
 import { buildInitramfs, type InitramfsModule } from './initramfs.js';
@@ -140,9 +140,9 @@ export function withVerifyResults(report: FarmReport, results: ReadonlyMap<strin
 /** Where a target's console log goes, relative to the output directory (beside make.log). */
 export function verifyLogPath(
   report: Pick<FarmReport, 'module' | 'version'>,
-  target: Pick<TargetResult, 'kernel' | 'arch'>,
+  target: Pick<TargetResult, 'kernel' | 'arch' | 'version'>,
 ): string {
-  return `dkms/${report.module}/${report.version}/${target.kernel}/${target.arch}/log/verify.log`;
+  return `dkms/${report.module}/${targetVersion(report, target)}/${target.kernel}/${target.arch}/log/verify.log`;
 }
 
 function selectTargets(

@@ -87,24 +87,40 @@ describe('--build-deps and build-deps: in matrix files', () => {
   });
 });
 
-describe('kfarm build <file>.deb: a distribution DKMS package', () => {
-  it("Debian's own iptables-netflow-dkms builds on trixie, its Depends installed as build dependencies", async () => {
-    const found = await lookupPackages('trixie', ['iptables-netflow-dkms', 'dkms']);
+const debTemps = async () => (await readdir(tmpdir())).filter((name) => name.startsWith('kfarm-dkms-deb-'));
+
+describe('kfarm build debian:<name> and <file>.deb: a distribution DKMS package', () => {
+  it("Debian's own iptables-netflow-dkms builds on the default matrix, each release its own package", async () => {
+    const out = await tempOut();
+    const run = await runKfarm(['build', 'debian:iptables-netflow-dkms', '-o', out]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    // Each release's package, with its Depends as build dependencies: its PRE_BUILD (./configure) needs
+    // pkg-config and the iptables headers (bookworm says pkg-config, trixie pkgconf).
+    expect(run.stderr).toMatch(
+      /debian:iptables-netflow-dkms: bookworm: iptables-netflow-dkms 2\.6-[^,]*, ipt-netflow-2\.6, build dependencies from its Depends: .*libxtables-dev pkg-config/,
+    );
+    expect(run.stderr).toMatch(
+      /debian:iptables-netflow-dkms: trixie: iptables-netflow-dkms 2\.6-[^,]*, ipt-netflow-2\.6, build dependencies from its Depends: .*libxtables-dev pkgconf/,
+    );
+    for (const t of [bookworm, trixie]) {
+      const ko = join(out, `dkms/ipt-netflow/2.6/${t.kernel}/x86_64/module/ipt_NETFLOW.ko`);
+      expect((await readModinfo(ko)).get('vermagic')?.[0]).toMatch(new RegExp(`^${t.kernel.replace(/\+/g, '\\+')} `));
+    }
+    // The unpacked trees were temp dirs of the run, gone with it.
+    expect(await debTemps()).toEqual([]);
+
+    // The same package as a file is the same source: its result is the cached one.
+    const found = await lookupPackages('trixie', ['iptables-netflow-dkms', 'dkms'], {
+      components: ['main', 'contrib'],
+    });
     const [deb, dkms] = await new PackageCache(join(cacheRoot(), 'packages')).fetchAll([
       found.get('iptables-netflow-dkms'),
       found.get('dkms'),
     ] as NonNullable<ReturnType<typeof found.get>>[]);
-    const out = await tempOut();
-    const run = await runKfarm(['build', deb as string, '-t', trixie.id, '-o', out]);
-    expect(run.exitCode, run.stderr).toBe(0);
-    // Its PRE_BUILD (./configure) needs pkg-config and the iptables headers: Depends: libxtables-dev, pkgconf.
-    expect(run.stderr).toMatch(/build dependencies from its Depends: .*libxtables-dev pkgconf/);
-    const ko = join(out, `dkms/ipt-netflow/2.6/${trixie.kernel}/x86_64/module/ipt_NETFLOW.ko`);
-    expect((await readModinfo(ko)).get('vermagic')?.[0]).toMatch(
-      new RegExp(`^${trixie.kernel.replace(/\+/g, '\\+')} `),
-    );
-    // The unpacked tree was a temp dir of the run, gone with it.
-    expect((await readdir(tmpdir())).filter((name) => name.startsWith('kfarm-dkms-deb-'))).toEqual([]);
+    const fromFile = await runKfarm(['build', deb as string, '-t', trixie.id, '-o', await tempOut(), '--json']);
+    expect(fromFile.exitCode, fromFile.stderr).toBe(0);
+    expect((JSON.parse(fromFile.stdout) as { targets: { status: string }[] }).targets[0]?.status).toBe('cached');
+    expect(await debTemps()).toEqual([]);
 
     // A .deb without a DKMS tree (dkms itself) and a file that is no .deb: exit 2, one line naming the file.
     const notDkms = await runKfarm(['build', dkms as string, '-t', trixie.id, '-o', await tempOut()]);
@@ -117,6 +133,45 @@ describe('kfarm build <file>.deb: a distribution DKMS package', () => {
     const notDeb = await runKfarm(['build', fake, '-t', trixie.id, '-o', await tempOut()]);
     expect(notDeb.exitCode).toBe(2);
     expect(notDeb.stderr.trim()).toMatch(/fake\.deb: not a Debian package \(no ar header\)$/);
+  });
+
+  it('releases whose packages differ in version build each their own; packages and reports say which', async () => {
+    const out = await tempOut();
+    const run = await runKfarm(['build', 'debian:v4l2loopback-dkms', '-o', out, '--package', 'deb', '--json']);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const built = JSON.parse(run.stdout) as {
+      version: string;
+      targets: { release: string; kernel: string; version?: string; packages: string[] }[];
+    };
+    const versionOf = (release: string) => {
+      const t = built.targets.find((x) => x.release === release);
+      return t?.version ?? built.version;
+    };
+    // bookworm ships v4l2loopback 0.12, trixie 0.15: each target built (and packaged) its release's.
+    expect(versionOf('bookworm')).toMatch(/^0\.12\./);
+    expect(versionOf('trixie')).toMatch(/^0\.15\./);
+    for (const t of built.targets) {
+      const version = versionOf(t.release);
+      await readModinfo(join(out, `dkms/v4l2loopback/${version}/${t.kernel}/x86_64/module/v4l2loopback.ko`));
+      expect(t.packages).toContain(`packages/v4l2loopback-modules-${t.kernel}_${version}-1_amd64.deb`);
+    }
+    const summary = await readFile(join(out, 'summary.md'), 'utf8');
+    expect(summary).toContain(`v4l2loopback ${versionOf('bookworm')}, ${versionOf('trixie')}`);
+  });
+
+  it('an unknown package or a malformed name is exit 2, one line, nothing written', async () => {
+    const dir = await tempOut();
+    const out = join(dir, 'out');
+    const missing = await runKfarm(['build', 'debian:no-such-thing-dkms', '-t', trixie.id, '-o', out]);
+    expect(missing.exitCode).toBe(2);
+    expect(missing.stderr.trim()).toMatch(
+      /^kfarm: debian:no-such-thing-dkms: no package no-such-thing-dkms in debian\/trixie \(trixie, trixie-updates, trixie-security\)$/,
+    );
+    const bad = await runKfarm(['build', 'debian:Not_A_Name', '-t', trixie.id, '-o', out]);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr.trim()).toMatch(/debian:Not_A_Name: expected debian:<package>, e\.g\. debian:zfs-dkms$/);
+    expect(await readdir(dir)).toEqual([]);
+    expect(await debTemps()).toEqual([]);
   });
 });
 
