@@ -5,7 +5,8 @@ import { PackageCache } from '../images/package-cache.js';
 import { KfarmError } from '../model/errors.js';
 import { unpackDkmsDeb, type DebSource } from '../plan/deb-source.js';
 import { lookupPackages } from '../plan/debian-lookup.js';
-import { debianSuites, releaseComponents } from '../plan/debian-releases.js';
+import { PACKAGE_NAME } from '../plan/build-deps.js';
+import { defaultSuiteNames, releaseComponents } from '../plan/debian-releases.js';
 
 /** Build dependencies with where they came from, as resolvePlan takes them. */
 export interface DepsList {
@@ -38,9 +39,6 @@ export interface SourceContext {
   signal?: AbortSignal;
 }
 
-/** A Debian package name (Policy 5.6.1). */
-const PACKAGE_NAME = /^[a-z0-9][a-z0-9+.-]+$/;
-
 export async function openBuildSource(src: string, context: SourceContext): Promise<BuildSource> {
   if (src.startsWith('debian:')) return debianSource(src, context);
   if (!src.endsWith('.deb')) return { tree: src, releaseTrees: new Map(), close: () => Promise.resolve() };
@@ -72,9 +70,13 @@ async function debianSource(src: string, context: SourceContext): Promise<BuildS
   const forRelease = (release: string) => {
     let promise = unpacked.get(release);
     if (!promise) {
-      promise = fetchReleasePackage({ src, name, release, into: join(dir, release), packages }, context);
+      promise = fetchReleasePackage({ src, name, release, into: join(dir, release), packages }, context).then(
+        (fetched) => {
+          releaseTrees.set(release, fetched.tree);
+          return fetched;
+        },
+      );
       unpacked.set(release, promise);
-      void promise.then(({ tree }) => releaseTrees.set(release, tree)).catch(() => undefined);
     }
     return promise;
   };
@@ -90,10 +92,7 @@ async function fetchReleasePackage(
   const lookup = { components: releaseComponents(release), ...(signal ? { signal } : {}) };
   const found = (await lookupPackages(release, [name], lookup)).get(name);
   if (!found) {
-    const suites = debianSuites(release)
-      .filter((s) => !s.backports)
-      .map((s) => s.name)
-      .join(', ');
+    const suites = defaultSuiteNames(release);
     throw new KfarmError('KFARM_CONFIG_INVALID', `${src}: no package ${name} in debian/${release} (${suites})`);
   }
   const [file] = await job.packages.fetchAll([found], signal ? { signal } : {});

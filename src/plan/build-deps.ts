@@ -1,10 +1,12 @@
 import { KfarmError } from '../model/errors.js';
 import type { BuildDeps } from '../model/target.js';
 import { lookupPackages, type LookupOptions } from './debian-lookup.js';
-import { debianSuites, releaseComponents } from './debian-releases.js';
+import { defaultSuiteNames, releaseComponents } from './debian-releases.js';
 
-/** A Debian package name (Policy 5.6.1), optionally with an architecture qualifier apt accepts (`:amd64`). */
-const PACKAGE_NAME = /^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?$/;
+/** A Debian package name (Policy 5.6.1). */
+export const PACKAGE_NAME = /^[a-z0-9][a-z0-9+.-]+$/;
+/** The same, optionally with an architecture qualifier apt accepts (`:amd64`). */
+const QUALIFIED_NAME = new RegExp(`${PACKAGE_NAME.source.slice(0, -1)}(:[a-z0-9-]+)?$`);
 
 /** The names in a `--build-deps` value or matrix entry: separated by blanks or commas. */
 export function splitPackageList(text: string): string[] {
@@ -22,7 +24,7 @@ export async function resolveBuildDeps(
   options: LookupOptions = {},
 ): Promise<BuildDeps | undefined> {
   for (const { names, where } of lists) {
-    const bad = names.find((name) => !PACKAGE_NAME.test(name));
+    const bad = names.find((name) => !QUALIFIED_NAME.test(name));
     if (bad) throw new KfarmError('KFARM_CONFIG_INVALID', `${where}: ${JSON.stringify(bad)} is not a package name`);
   }
   const packages = [...new Set(lists.flatMap((l) => l.names))].sort();
@@ -33,10 +35,7 @@ export async function resolveBuildDeps(
   for (const { names, where } of lists) {
     const missing = names.map(withoutArch).filter((name) => !found.has(name));
     if (missing.length === 0) continue;
-    const suites = debianSuites(release, options)
-      .filter((s) => !s.backports)
-      .map((s) => s.name)
-      .join(', ');
+    const suites = defaultSuiteNames(release, options);
     const what = missing.length === 1 ? `no package ${missing[0]}` : `no packages ${missing.join(', ')}`;
     throw new KfarmError('KFARM_CONFIG_INVALID', `${where}: ${what} in debian/${release} (${suites})`);
   }

@@ -71,6 +71,14 @@ export function debianSuites(codename: string, options: MirrorOptions = {}): Deb
   }));
 }
 
+/** The suites apt installs from by default (backports are opt-in), as messages name them: `trixie, trixie-updates, …`. */
+export function defaultSuiteNames(codename: string, options: MirrorOptions = {}): string {
+  return debianSuites(codename, options)
+    .filter((s) => !s.backports)
+    .map((s) => s.name)
+    .join(', ');
+}
+
 /** The archive components of a release: non-free-firmware was split out of non-free in bookworm. */
 export function releaseComponents(codename: string): string[] {
   const base = ['main', 'contrib', 'non-free'];
