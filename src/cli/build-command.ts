@@ -48,6 +48,12 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
       [],
     )
     .option(
+      '--with-module <src>',
+      'a DKMS package built and installed first for each kernel, as BUILD_DEPENDS needs (a tree, .deb or debian:<name>), repeatable',
+      collect,
+      [],
+    )
+    .option(
       '--dkms-conf-override <file>',
       "sourced after dkms.conf, as DKMS sources /etc/dkms/<module>.conf (e.g. a module's PACKAGE_CONFIG settings)",
     )
@@ -83,36 +89,33 @@ async function runBuild(src: string, opts: BuildOpts, signal: AbortSignal, setEx
   const log = (line: string) => process.stderr.write(`${line}\n`);
   const cacheDir = await usableCacheDir(opts.cacheDir, (message) => log(`kfarm: warning: ${message}`));
   const override = opts.dkmsConfOverride === undefined ? undefined : await readConfOverride(opts.dkmsConfOverride);
-  const source = await openBuildSource(src, { cacheDir, log, signal });
+  const sources: BuildSource[] = [];
   try {
+    // The module first: what it says about itself (a .deb's Depends) is logged before its dependencies.
+    for (const each of [src, ...opts.withModule]) sources.push(await openBuildSource(each, { cacheDir, log, signal }));
+    const [source, ...withSources] = sources as [BuildSource, ...BuildSource[]];
     const context = { src: source.tree ?? src, opts, log, cacheDir, signal };
-    await buildFrom(source, { ...context, ...(override ? { confOverride: override.text } : {}) }, setExit);
+    const withOverride = { ...context, ...(override ? { confOverride: override.text } : {}) };
+    await buildFrom({ source, withSources }, withOverride, setExit);
   } finally {
-    await source.close();
+    for (const source of sources) await source.close();
   }
 }
 
-async function buildFrom(source: BuildSource, context: BuildContext, setExit: (code: number) => void) {
-  const { opts, signal } = context;
+async function buildFrom(
+  { source, withSources }: { source: BuildSource; withSources: BuildSource[] },
+  context: BuildContext,
+  setExit: (code: number) => void,
+) {
+  const { opts } = context;
   // Local inputs first: a typo in dkms.conf or a bad key costs a second, not an index download.
   await checkPipelineInputs({
     ...(source.tree === undefined ? {} : { source: source.tree }),
+    withSources: withSources.flatMap((s) => (s.tree === undefined ? [] : [s.tree])),
     ...(opts.package ? { package: packageOptions(context, opts.package, source.tree) } : {}),
     ...(opts.verify || opts.verifyParams !== undefined ? { verify: verifyOptions(context) } : {}),
   });
-  const matrix = opts.matrix ?? (opts.target.length === 0 ? defaultMatrix : undefined);
-  const forRelease = source.forRelease;
-  const plan = await resolvePlan({
-    ids: opts.target,
-    ...(matrix ? { matrix } : {}),
-    buildDeps: [
-      { names: opts.buildDeps.flatMap(splitPackageList), where: '--build-deps' },
-      ...(source.deps ? [source.deps] : []),
-    ],
-    ...(forRelease ? { releaseBuildDeps: async (release: string) => (await forRelease(release)).deps } : {}),
-    ...(opts.refresh ? { refresh: true } : {}),
-    signal,
-  });
+  const plan = await resolveSourcesPlan([source, ...withSources], context);
   const trees = source.releaseTrees;
   if (source.tree === undefined) context.src = trees.get(plan.targets[0]?.release ?? '') ?? context.src;
   checkOneSourceToShip(opts, trees);
@@ -120,13 +123,48 @@ async function buildFrom(source: BuildSource, context: BuildContext, setExit: (c
     total: plan.targets.length,
     concurrency: farmConcurrency({ jobs: opts.jobs, targets: plan.targets }),
   });
-  const run = await runPipeline(
-    pipelineOptions(context, { ...plan, ...(trees.size > 0 ? { releaseTrees: trees } : {}), events: progress.events }),
-  ).finally(() => progress.stop());
+  const built = {
+    ...plan,
+    ...(trees.size > 0 ? { releaseTrees: trees } : {}),
+    ...(withSources.length > 0 ? { withModules: withSources.map(asFarmSource) } : {}),
+    events: progress.events,
+  };
+  const run = await runPipeline(pipelineOptions(context, built)).finally(() => progress.stop());
   process.stdout.write(
     opts.json ? `${JSON.stringify(run.report, null, 2)}\n` : buildSummary(run.report, opts.out, run.reportPath),
   );
   setExit(pipelineExitCode(run.report));
+}
+
+/**
+ * The targets, with the build dependencies of every source (`--build-deps`, a .deb's Depends, each release's own
+ * package's Depends for a `debian:` source).
+ */
+function resolveSourcesPlan(sources: BuildSource[], { opts, signal }: BuildContext) {
+  const matrix = opts.matrix ?? (opts.target.length === 0 ? defaultMatrix : undefined);
+  const perRelease = sources.flatMap((s) => (s.forRelease ? [s.forRelease] : []));
+  return resolvePlan({
+    ids: opts.target,
+    ...(matrix ? { matrix } : {}),
+    buildDeps: [
+      { names: opts.buildDeps.flatMap(splitPackageList), where: '--build-deps' },
+      ...sources.flatMap((s) => (s.deps ? [s.deps] : [])),
+    ],
+    ...(perRelease.length > 0
+      ? {
+          releaseBuildDeps: async (release: string) =>
+            (await Promise.all(perRelease.map((of) => of(release)))).map((fetched) => fetched.deps),
+        }
+      : {}),
+    ...(opts.refresh ? { refresh: true } : {}),
+    signal,
+  });
+}
+
+/** A `--with-module` source as the farm takes it: one tree, or one per release (all fetched by now). */
+function asFarmSource(source: BuildSource): { source: string; releaseTrees?: ReadonlyMap<string, string> } {
+  const first = [...source.releaseTrees.values()][0];
+  return { source: source.tree ?? first ?? '', releaseTrees: source.releaseTrees };
 }
 
 interface BuildContext {
@@ -143,7 +181,10 @@ interface BuildContext {
 /** The command line as pipeline options: build, then verify and package when asked, then the reports. */
 function pipelineOptions(
   context: BuildContext,
-  plan: Pick<NonNullable<PipelineOptions['build']>, 'targets' | 'knownFailing' | 'events' | 'releaseTrees'>,
+  plan: Pick<
+    NonNullable<PipelineOptions['build']>,
+    'targets' | 'knownFailing' | 'events' | 'releaseTrees' | 'withModules'
+  >,
 ): PipelineOptions {
   const { src, opts, cacheDir } = context;
   return {
@@ -227,6 +268,7 @@ interface BuildOpts {
   disk?: number;
   failFast?: boolean;
   buildDeps: string[];
+  withModule: string[];
   dkmsConfOverride?: string;
   cache: boolean;
   cacheDir?: string;

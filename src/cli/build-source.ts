@@ -104,5 +104,8 @@ async function fetchReleasePackage(
 
 function describeDeb(deb: DebSource): string {
   const deps = deb.buildDeps.length ? `, build dependencies from its Depends: ${deb.buildDeps.join(' ')}` : '';
-  return `${deb.package} ${deb.version}, ${basename(deb.sourceDir)}${deps}`;
+  const modules = deb.moduleDeps.length
+    ? `; it depends on DKMS package(s) ${deb.moduleDeps.join(' ')}, built first only when given with --with-module`
+    : '';
+  return `${deb.package} ${deb.version}, ${basename(deb.sourceDir)}${deps}${modules}`;
 }

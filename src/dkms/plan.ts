@@ -179,3 +179,21 @@ export function rewriteMake(command: string, context: Pick<PlanContext, 'paralle
   if (!command.startsWith('make')) return command;
   return `make -j${context.parallelJobs} KERNELRELEASE=${context.kernelver}${command.slice(4)}`;
 }
+
+/** Stable order in which every package comes after the packages its BUILD_DEPENDS names (a cycle keeps the given order). */
+export function dependenciesFirst<T extends { plan: DkmsPlan }>(items: T[]): T[] {
+  const ordered: T[] = [];
+  const placed = new Set<T>();
+  const visiting = new Set<T>();
+  const place = (item: T) => {
+    if (placed.has(item) || visiting.has(item)) return;
+    visiting.add(item);
+    for (const name of item.plan.buildDepends)
+      for (const other of items) if (other.plan.packageName === name) place(other);
+    visiting.delete(item);
+    placed.add(item);
+    ordered.push(item);
+  };
+  for (const item of items) place(item);
+  return ordered;
+}

@@ -1,5 +1,5 @@
 import { PassThrough } from 'node:stream';
-import { DKMS_TREE } from '../dkms/paths.js';
+import { DKMS_TREE, SOURCE_TREE } from '../dkms/paths.js';
 import type { ScriptRunner } from '../dkms/evaluate.js';
 import { Label, type Engine, type EngineContainer, type VolumeMount } from '../engine/index.js';
 import { KfarmError, errorText } from '../model/errors.js';
@@ -16,10 +16,11 @@ export const CONTAINER_SOURCE = '/kfarm/src';
  * A builder container: no network, no capabilities, resource limits, and a main process that ends by itself
  * (an orphaned builder of a killed kfarm outlives it by at most its targets' limits; its agent stops it sooner,
  * when kfarm's connection goes). Its root file system is read-only; what a build can write are in-memory
- * mounts of `--disk` bytes each (the DKMS tree where it builds, /tmp, /kfarm for the source and the results)
- * and a few small ones (/root, /var/tmp, /run, the module directories that hold each kernel's build link), all
- * counted against the memory limit: a Makefile that writes 20 GB fills its mount, not the host's disk, and
- * removing the container deletes nothing file by file. Headers come in read-only volumes.
+ * mounts of `--disk` bytes each (the DKMS tree where it builds, /usr/src where DKMS keeps sources, /tmp, /kfarm
+ * for the source and the results, the module directories that hold each kernel's build link and what a
+ * `--with-module` installs) and a few small ones (/root, /var/tmp, /run), all counted against the memory
+ * limit: a Makefile that writes 20 GB fills its mount, not the host's disk, and removing
+ * the container deletes nothing file by file. Headers come in read-only volumes.
  */
 export function startBuildContainer(
   engine: Engine,
@@ -42,12 +43,14 @@ export function startBuildContainer(
       limits: settings.limits,
       tmpfs: {
         [DKMS_TREE]: sized(disk, true),
+        // The headers volumes mount on top, at /usr/src/linux-headers-…: engines mount parents first.
+        [SOURCE_TREE]: sized(disk, true),
         '/tmp': sized(disk, true),
         '/kfarm': sized(disk, false),
         '/root': sized(SMALL_MOUNT, false),
         '/var/tmp': sized(SMALL_MOUNT, false),
         '/run': sized(SMALL_MOUNT, false),
-        ...Object.fromEntries(builder.moduleDirs.map((dir) => [dir, sized(SMALL_MOUNT, false)])),
+        ...Object.fromEntries(builder.moduleDirs.map((dir) => [dir, sized(disk, false)])),
       },
       volumes: builder.volumes,
       labels: { [Label.role]: 'build', [Label.target]: image },
@@ -60,7 +63,7 @@ export function startBuildContainer(
 const SMALL_MOUNT = 64 * 1024 ** 2;
 
 /** Where the build may write, for telling a full disk limit from other failures. */
-const WRITABLE_MOUNTS = [DKMS_TREE, '/tmp', '/kfarm'] as const;
+const WRITABLE_MOUNTS = [DKMS_TREE, SOURCE_TREE, '/tmp', '/kfarm'] as const;
 
 /**
  * Each target starts from a builder as fresh as a new one: what targets before it left (processes, files in

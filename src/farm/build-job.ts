@@ -2,7 +2,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { kernelModuleProblem } from '../dkms/elf.js';
 import { dkmsVariables, evaluateDkmsConf } from '../dkms/evaluate.js';
-import type { DkmsPlan } from '../dkms/plan.js';
+import { dependenciesFirst, type DkmsPlan } from '../dkms/plan.js';
 import { planScript } from '../dkms/plan-script.js';
 import { runtimeScripts } from '../dkms/runtime.js';
 import type { EngineContainer } from '../engine/index.js';
@@ -28,6 +28,8 @@ export interface BuildJobContext {
   builders: { lease: (signal: AbortSignal) => Promise<Builder>; release: (builder: Builder, clean: boolean) => void };
   /** dkms.conf as the user names it, for error messages. */
   confLabel: string;
+  /** The `--with-module` packages' dkms.conf labels, in the order given; the builder has their trees. */
+  withModules: string[];
   /** The target's builder image, already prepared (for the report). */
   image: string;
   /** A fresh directory this job owns; module/ and log/ are collected into it. */
@@ -45,6 +47,12 @@ export interface BuildJobContext {
 
 /** Thrown by a build slot that will not run the work: the target is reported as not run. */
 export class NotScheduled extends Error {}
+
+/** A `--with-module` package's plan for this kernel, and where its tree is in the builder. */
+interface WithModule {
+  plan: DkmsPlan;
+  sourceDir: string;
+}
 
 interface Compiled {
   code: number;
@@ -88,8 +96,9 @@ export class BuildJob {
         this.#clean = true;
         return this.#outcome('skipped', { error: plan.excluded });
       }
-      const compiled = await this.#inSlot(() => this.#compileAndCopyOut(container, plan));
-      return await this.#verdict(container, plan, compiled);
+      const withModules = await this.#evaluateWithModules(container);
+      const compiled = await this.#inSlot(() => this.#compileAndCopyOut(container, plan, withModules));
+      return await this.#verdict(container, this.#plan ?? plan, compiled);
     } catch (error) {
       return await this.#failure(error);
     } finally {
@@ -126,19 +135,42 @@ export class BuildJob {
 
   async #evaluate(container: EngineContainer): Promise<DkmsPlan> {
     this.#clock.enter('evaluate');
-    this.#plan = await evaluateDkmsConf(containerRunner(container), {
+    const { confOverride } = this.context.settings;
+    this.#plan = await this.#evaluateConf(container, {
       confLabel: this.context.confLabel,
       sourceDir: CONTAINER_SOURCE,
+      ...(confOverride === undefined ? {} : { confOverride }),
+    });
+    return this.#plan;
+  }
+
+  /**
+   * The `--with-module` packages this kernel builds, dependencies first (by their BUILD_DEPENDS). One that
+   * BUILD_EXCLUSIVE rules out is left out, as DKMS would not install it: what needs it then fails as in DKMS.
+   */
+  async #evaluateWithModules(container: EngineContainer): Promise<WithModule[]> {
+    const withModules: WithModule[] = [];
+    for (const [n, confLabel] of this.context.withModules.entries()) {
+      const sourceDir = `/kfarm/with/${n}`;
+      const plan = await this.#evaluateConf(container, { confLabel, sourceDir });
+      if (!plan.excluded) withModules.push({ plan, sourceDir });
+    }
+    return dependenciesFirst(withModules);
+  }
+
+  #evaluateConf(
+    container: EngineContainer,
+    conf: { confLabel: string; sourceDir: string; confOverride?: string },
+  ): Promise<DkmsPlan> {
+    const { evaluationTimeoutMs } = this.context.settings;
+    return evaluateDkmsConf(containerRunner(container), {
+      ...conf,
       kernel: this.target.kernel,
       arch: this.target.arch,
       parallelJobs: this.context.settings.parallelJobs,
-      ...(this.context.settings.evaluationTimeoutMs === undefined
-        ? {}
-        : { timeoutMs: this.context.settings.evaluationTimeoutMs }),
-      ...(this.context.settings.confOverride === undefined ? {} : { confOverride: this.context.settings.confOverride }),
+      ...(evaluationTimeoutMs === undefined ? {} : { timeoutMs: evaluationTimeoutMs }),
       signal: this.#signal,
     });
-    return this.#plan;
   }
 
   /** Waits for a build slot (the time limit paused meanwhile), then runs `work` in it. */
@@ -159,15 +191,38 @@ export class BuildJob {
     });
   }
 
-  async #compileAndCopyOut(container: EngineContainer, plan: DkmsPlan): Promise<Compiled> {
-    const { code, reason } = await this.#build(container, plan);
+  async #compileAndCopyOut(container: EngineContainer, plan: DkmsPlan, withModules: WithModule[]): Promise<Compiled> {
+    const { code, reason } = await this.#buildAll(container, plan, withModules);
     const collected = await this.#copyOut(container, code !== 0);
     this.context.onCompiled?.(code === 0);
     return { code, reason, collected };
   }
 
-  async #build(container: EngineContainer, plan: DkmsPlan): Promise<{ code: number; reason: string }> {
+  /** The `--with-module` packages built and installed in turn, then the module; the first failure ends it. */
+  async #buildAll(
+    container: EngineContainer,
+    plan: DkmsPlan,
+    withModules: WithModule[],
+  ): Promise<{ code: number; reason: string }> {
     this.#clock.enter('build');
+    for (const { plan: withPlan, sourceDir } of withModules) {
+      const built = await this.#build(container, withPlan, { KFARM_SOURCE: sourceDir, KFARM_ROLE: 'dependency' });
+      const name = `${withPlan.packageName}/${withPlan.packageVersion}`;
+      if (built.code !== 0) return { code: built.code, reason: `--with-module ${name}: ${built.reason}` };
+    }
+    if (withModules.length === 0) return this.#build(container, plan, {});
+    // DKMS sources a module's dkms.conf when it builds it, after its dependencies are installed: what the
+    // file computes from them (a path, a version) is read again now.
+    this.#plan = await this.#evaluate(container);
+    this.#clock.enter('build');
+    return this.#build(container, this.#plan, {});
+  }
+
+  async #build(
+    container: EngineContainer,
+    plan: DkmsPlan,
+    extraEnv: Record<string, string>,
+  ): Promise<{ code: number; reason: string }> {
     const { settings } = this.context;
     const { kernel, arch } = this.target;
     const variables = dkmsVariables({ kernel, arch, parallelJobs: settings.parallelJobs });
@@ -178,6 +233,7 @@ export class BuildJob {
         module_version: plan.packageVersion,
       }),
       ...(settings.sourceDateEpoch === undefined ? {} : { SOURCE_DATE_EPOCH: String(settings.sourceDateEpoch) }),
+      ...extraEnv,
     };
     const reason = new TextTail();
     const script = (await runtimeScripts()).build;

@@ -195,7 +195,11 @@ export class BuilderPool {
     try {
       await this.#setup(
         container,
-        { script: scripts.builder, tree: this.settings.treeOf(env.release) },
+        {
+          script: scripts.builder,
+          tree: this.settings.treeOf(env.release),
+          withTrees: this.settings.withTreesOf(env.release),
+        },
         kernels,
         signal,
       );
@@ -207,32 +211,41 @@ export class BuilderPool {
   }
 
   /**
-   * The source tree in once (a builder's image is of one release, so all its targets build the same tree),
-   * and each kernel's `<moddir>/<kver>/build` and `source` links.
+   * The source tree in once (a builder's image is of one release, so all its targets build the same tree), and
+   * each kernel's `<moddir>/<kver>/build` and `source` links; then each `--with-module` tree.
    */
   async #setup(
     container: EngineContainer,
-    { script, tree }: { script: string; tree: string },
+    { script, tree, withTrees }: { script: string; tree: string; withTrees: string[] },
     kernels: KernelHeaders[],
     signal: AbortSignal,
   ) {
     const links = kernels.flatMap((k) => k.links.flatMap((l) => [l.path, l.target]));
-    const tarball = createTar({ cwd: tree, portable: true }, ['.']) as unknown as Readable;
-    const stderr = new TextTail();
-    const code = await container.exec(['bash', '-c', script, 'builder', 'setup', ...links], {
-      stdin: tarball,
-      stderr,
-      signal,
-    });
-    if (code !== 0)
-      throw new KfarmError(
-        'KFARM_ENGINE_ERROR',
-        `setting up a builder failed (exit ${code}: ${stderr.lastLine() || 'no message'})`,
-      );
+    await setupStep(container, script, ['setup', ...links], tree, signal);
+    for (const [n, withTree] of withTrees.entries())
+      await setupStep(container, script, ['setup-with', String(n)], withTree, signal);
   }
 
   #retire(builder: Builder): void {
     this.#live--;
     this.engine.removeLater(builder.container);
   }
+}
+
+/** One builder.sh step, with `tree` as a tar on its stdin. */
+async function setupStep(
+  container: EngineContainer,
+  script: string,
+  args: string[],
+  tree: string,
+  signal: AbortSignal,
+): Promise<void> {
+  const tarball = createTar({ cwd: tree, portable: true }, ['.']) as unknown as Readable;
+  const stderr = new TextTail();
+  const code = await container.exec(['bash', '-c', script, 'builder', ...args], { stdin: tarball, stderr, signal });
+  if (code !== 0)
+    throw new KfarmError(
+      'KFARM_ENGINE_ERROR',
+      `setting up a builder failed (exit ${code}: ${stderr.lastLine() || 'no message'})`,
+    );
 }

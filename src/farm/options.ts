@@ -14,6 +14,11 @@ export interface FarmOptions {
    * debian:<name>` builds each release's own package.
    */
   releaseTrees?: ReadonlyMap<string, string>;
+  /**
+   * DKMS packages built and installed, in this order, before the module, for the same kernel in the same builder
+   * (`--with-module`): what a module's BUILD_DEPENDS names. Each is one tree, or one per release as `source`.
+   */
+  withModules?: ReadonlyArray<{ source: string; releaseTrees?: ReadonlyMap<string, string> }>;
   out: string;
   targets: Target[];
   /** Where each release's packages come from (base image sources.list). Default: Debian's archive. */
@@ -57,6 +62,8 @@ export interface FarmSettings {
   trees: string[];
   /** The source tree the targets of `release` build. */
   treeOf: (release: string) => string;
+  /** The `--with-module` trees the targets of `release` build first, in order. */
+  withTreesOf: (release: string) => string[];
   out: string;
   targets: Target[];
   sources: (release: string) => SuiteSource[];
@@ -82,11 +89,17 @@ export function farmSettings(options: FarmOptions): FarmSettings {
   const cores = cpus().length;
   const cacheDir = options.cache ? options.cache.dir : cacheRoot();
   const source = resolve(options.source);
-  const releaseTrees = new Map([...(options.releaseTrees ?? [])].map(([release, dir]) => [release, resolve(dir)]));
+  const treeOf = treesBy(options);
+  const withModules = (options.withModules ?? []).map(treesBy);
+  const allTrees = [options, ...(options.withModules ?? [])].flatMap((s) => [
+    s.source,
+    ...(s.releaseTrees ?? []).values(),
+  ]);
   return {
     source,
-    trees: [...new Set([source, ...releaseTrees.values()])],
-    treeOf: (release) => releaseTrees.get(release) ?? source,
+    trees: [...new Set(allTrees.map((tree) => resolve(tree)))],
+    treeOf,
+    withTreesOf: (release) => withModules.map((of) => of(release)),
     out: resolve(options.out),
     targets: options.targets,
     sources: options.sources ?? releaseSources,
@@ -112,6 +125,13 @@ export function farmSettings(options: FarmOptions): FarmSettings {
     logDir: options.logDir ?? join(cacheDir, 'logs'),
     events: options.events ?? {},
   };
+}
+
+/** A source's tree for a release: its release tree, else its one tree; resolved. */
+function treesBy(source: { source: string; releaseTrees?: ReadonlyMap<string, string> }): (release: string) => string {
+  const trees = new Map([...(source.releaseTrees ?? [])].map(([release, dir]) => [release, resolve(dir)]));
+  const tree = resolve(source.source);
+  return (release) => trees.get(release) ?? tree;
 }
 
 /** Builds at a time for these options: what `--jobs` means. */

@@ -39,7 +39,7 @@ export async function runFarm(options: FarmOptions): Promise<FarmRun> {
   await engine.sweep();
   const staging = await Staging.open(settings.out, engine.session.id);
   const cache = await TargetCache.open(settings, chosenEpoch);
-  const confLabel = (release: string) => confLabels.get(settings.treeOf(release)) ?? 'dkms.conf';
+  const confLabel = (tree: string) => confLabels.get(tree) ?? 'dkms.conf';
   const scheduler = new Scheduler(engine, settings, staging, cache, confLabel, options.signal);
   const stopHeartbeat = startHeartbeat(engine, (error) => scheduler.stop(error));
   try {

@@ -41,8 +41,8 @@ export class Scheduler {
     readonly settings: FarmSettings,
     readonly staging: Staging,
     readonly cache: TargetCache | undefined,
-    /** dkms.conf of a release's source tree, as the user names it. */
-    readonly confLabel: (release: string) => string,
+    /** A source tree's dkms.conf, as the user names it. */
+    readonly confLabel: (tree: string) => string,
     signal?: AbortSignal,
   ) {
     this.outcomes = new Array<TargetOutcome | undefined>(settings.targets.length);
@@ -129,7 +129,8 @@ export class Scheduler {
           lease: (signal) => this.#builders.lease(env, signal, -index),
           release: (builder, clean) => this.#builders.release(builder, clean),
         },
-        confLabel: this.confLabel(target.release),
+        confLabel: this.confLabel(this.settings.treeOf(target.release)),
+        withModules: this.settings.withTreesOf(target.release).map((tree) => this.confLabel(tree)),
         image: env.image,
         stageDir: job.stageDir,
         signal: this.signal,

@@ -34,7 +34,10 @@ export class TargetCache {
       runtime: await runtimeHash(),
       ...(keyedEpoch === undefined ? {} : { sourceDateEpoch: keyedEpoch }),
     };
-    const sourceOf = (release: string) => `${hashes.get(settings.treeOf(release)) ?? ''}${override}`;
+    // The --with-module trees are built into the same builder first: their contents shape the result too.
+    const withOf = (release: string) => settings.withTreesOf(release).map((tree) => ` with ${hashes.get(tree) ?? ''}`);
+    const sourceOf = (release: string) =>
+      `${hashes.get(settings.treeOf(release)) ?? ''}${override}${withOf(release).join('')}`;
     return new TargetCache(new ResultCache(settings.cacheDir), base, sourceOf, (m) => settings.events.onWarning?.(m));
   }
 

@@ -55,10 +55,13 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRun
  */
 export async function checkPipelineInputs(options: {
   source?: string;
+  /** `--with-module` trees known yet. */
+  withSources?: string[];
   package?: Omit<PackageOptions, 'signal'>;
   verify?: Omit<VerifyOptions, 'signal'>;
 }): Promise<void> {
   if (options.source !== undefined) await preflightSource(options.source);
+  for (const tree of options.withSources ?? []) await preflightSource(tree);
   await checkStageOptions({
     ...(options.package ? { package: options.package } : {}),
     ...(options.verify ? { verify: options.verify } : {}),

@@ -13,8 +13,10 @@ export interface DebSource {
   sourceDir: string;
   package: string;
   version: string;
-  /** Its `Depends:` as build dependencies: first alternative of each, no versions, without dkms itself. */
+  /** Its `Depends:` as build dependencies: first alternative of each, no versions, without DKMS packages. */
   buildDeps: string[];
+  /** The `*-dkms` packages it depends on: DKMS modules, built with `--with-module`, not installed by apt. */
+  moduleDeps: string[];
 }
 
 /** .debs of DKMS packages are small (zfs-dkms: 3 MB); a bigger file is not one. */
@@ -46,17 +48,25 @@ export async function unpackDkmsDeb(path: string, into: string, label = path): P
     sourceDir: join(into, 'usr/src', trees[0] as string),
     package: fields.get('package') ?? '',
     version: fields.get('version') ?? '',
-    buildDeps: dependsAsBuildDeps(fields.get('depends') ?? ''),
+    ...splitDepends(fields.get('depends') ?? ''),
   };
 }
 
-/** `dkms (>= 3), libc6-dev | libc-dev, perl:any` → libc6-dev, perl. */
-export function dependsAsBuildDeps(depends: string): string[] {
-  return depends
+/**
+ * `dkms (>= 3), libc6-dev | libc-dev, perl:any, nvidia-kernel-dkms | nvidia-open-kernel-dkms` → build deps
+ * libc6-dev, perl; module deps nvidia-kernel-dkms. Installing a `*-dkms` package into a builder would hand it to
+ * dkms (and pull dkms in): kfarm builds such a dependency itself, given with `--with-module`.
+ */
+export function splitDepends(depends: string): { buildDeps: string[]; moduleDeps: string[] } {
+  const names = depends
     .split(',')
     .map((group) => (group.split('|')[0] ?? '').trim().split(/[\s(]/)[0] ?? '')
     .map((name) => name.replace(/:any$/, ''))
     .filter((name) => name !== '' && name !== 'dkms');
+  return {
+    buildDeps: names.filter((name) => !name.endsWith('-dkms')),
+    moduleDeps: names.filter((name) => name.endsWith('-dkms')),
+  };
 }
 
 async function readDeb(file: string): Promise<Buffer> {

@@ -15,7 +15,7 @@ export interface ResolveOptions {
   /** Package names for every release, each list with where it came from (`--build-deps`, `foo.deb: Depends`). */
   buildDeps?: Array<{ names: string[]; where: string }>;
   /** More for one release, once its targets are known (a `debian:` source's Depends: each release its own). */
-  releaseBuildDeps?: (release: string) => Promise<{ names: string[]; where: string }>;
+  releaseBuildDeps?: (release: string) => Promise<Array<{ names: string[]; where: string }>>;
   refresh?: boolean;
   signal?: AbortSignal;
 }
@@ -79,7 +79,7 @@ export async function resolvePlan(
   const more = extra ? await Promise.all(releases.map((release) => extra(release))) : [];
   for (const [i, release] of releases.entries()) {
     for (const list of options.buildDeps ?? []) addDeps(release, list.names, list.where);
-    addDeps(release, more[i]?.names, more[i]?.where ?? '');
+    for (const list of more[i] ?? []) addDeps(release, list.names, list.where);
   }
   return { targets: await withBuildDeps(targets, deps, options.signal), knownFailing };
 }

@@ -1,4 +1,4 @@
-import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { cp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type Docker from 'dockerode';
@@ -201,5 +201,48 @@ describe('BUILD_DEPENDS', () => {
         `^Aborting build of module kf_needs/1.0 for kernel ${bookworm.kernel} \\(x86_64\\) due to missing BUILD_DEPENDS: kf_base`,
       ),
     );
+  });
+
+  it('--with-module builds the named module first for the same kernel; the module links against its symbols', async () => {
+    const out = await tempOut();
+    const run = await runKfarm([
+      'build',
+      fixture('needs-module'),
+      '--with-module',
+      fixture('kf-base'),
+      '-t',
+      bookworm.id,
+      '-o',
+      out,
+    ]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const tree = join(out, `dkms/kf_needs/1.0/${bookworm.kernel}/x86_64`);
+    const modinfo = await readModinfo(join(tree, 'module/kf_needs.ko'));
+    // modpost writes depends= only when the symbol came from kf_base's Module.symvers.
+    expect(modinfo.get('depends')).toEqual(['kf_base']);
+    expect(modinfo.get('vermagic')?.[0]).toMatch(new RegExp(`^${bookworm.kernel.replace(/[.+]/g, '\\$&')} `));
+    const log = await readFile(join(tree, 'log/make.log'), 'utf8');
+    expect(log).toContain('kfarm: --with-module kf_base/2.0, built and installed before the module');
+  });
+
+  it('a --with-module that fails to build fails the target, naming it', async () => {
+    const broken = join(await tempOut(), 'kf-base');
+    await cp(fixture('kf-base'), broken, { recursive: true });
+    await writeFile(join(broken, 'kf_base.c'), 'this is not C;\n');
+    const out = await tempOut();
+    const run = await runKfarm([
+      'build',
+      fixture('needs-module'),
+      '--with-module',
+      broken,
+      '-t',
+      bookworm.id,
+      '-o',
+      out,
+    ]);
+    expect(run.exitCode, run.stderr).toBe(1);
+    const [target] = (await report(out)).targets;
+    expect(target?.status).toBe('failed');
+    expect(target?.error).toMatch(/^--with-module kf_base\/2\.0: /);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dependsAsBuildDeps } from '../../src/plan/deb-source.js';
+import { splitDepends } from '../../src/plan/deb-source.js';
 import { providedNames } from '../../src/plan/debian-lookup.js';
 
 describe('a DKMS package’s Depends as build dependencies', () => {
@@ -7,7 +7,7 @@ describe('a DKMS package’s Depends as build dependencies', () => {
     const depends =
       'dkms (>> 2.1.1.2-5), file, libc6-dev | libc-dev, lsb-release, python3-distutils | libpython3-stdlib (<< 3.6.4), ' +
       'debconf (>= 0.5) | debconf-2.0, perl:any';
-    expect(dependsAsBuildDeps(depends)).toEqual([
+    expect(splitDepends(depends).buildDeps).toEqual([
       'file',
       'libc6-dev',
       'lsb-release',
@@ -18,13 +18,20 @@ describe('a DKMS package’s Depends as build dependencies', () => {
   });
 
   it("trixie's iptables-netflow-dkms", () => {
-    expect(dependsAsBuildDeps('dkms (>= 3.0.11), libc6-dev, libxtables-dev, pkgconf, libc6 (>= 2.3.4)')).toEqual([
+    expect(splitDepends('dkms (>= 3.0.11), libc6-dev, libxtables-dev, pkgconf, libc6 (>= 2.3.4)').buildDeps).toEqual([
       'libc6-dev',
       'libxtables-dev',
       'pkgconf',
       'libc6',
     ]);
-    expect(dependsAsBuildDeps('')).toEqual([]);
+    expect(splitDepends('')).toEqual({ buildDeps: [], moduleDeps: [] });
+  });
+
+  it("trixie's nvidia-fs-dkms: a DKMS module dependency is not a build dependency", () => {
+    const depends =
+      'nvidia-kernel-dkms (>= 550) | nvidia-open-kernel-dkms (>= 550) | nvidia-kernel-dkms-any (>= 550) | ' +
+      'nvidia-open-kernel-dkms-any (>= 550), dkms (>= 3.0.11)';
+    expect(splitDepends(depends)).toEqual({ buildDeps: [], moduleDeps: ['nvidia-kernel-dkms'] });
   });
 
   it('Provides names, versioned or not', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { rewriteMake } from '../../src/dkms/plan.js';
+import { dependenciesFirst, rewriteMake, type DkmsPlan } from '../../src/dkms/plan.js';
 import { evaluateConf } from '../helpers/eval-conf.js';
 
 const head = 'PACKAGE_NAME="foo"\nPACKAGE_VERSION="1.2"\n';
@@ -384,5 +384,30 @@ describe('rewriteMake', () => {
     expect(rewriteMake('makefoo', ctx)).toBe('make -j2 KERNELRELEASE=6.1.0-1-amd64foo');
     expect(rewriteMake(' make', ctx)).toBe(' make');
     expect(rewriteMake('/usr/bin/make', ctx)).toBe('/usr/bin/make');
+  });
+});
+
+describe('dependenciesFirst (the order --with-module packages build in)', () => {
+  const item = (packageName: string, ...buildDepends: string[]) => ({
+    plan: { packageName, buildDepends } as unknown as DkmsPlan,
+  });
+  const names = (items: Array<{ plan: DkmsPlan }>) => items.map((i) => i.plan.packageName);
+
+  it('puts each package after the packages its BUILD_DEPENDS name, otherwise in the order given', () => {
+    const top = item('nvidia-fs', 'nvidia-current');
+    const nvidia = item('nvidia-current');
+    const other = item('unrelated');
+    expect(names(dependenciesFirst([top, other, nvidia]))).toEqual(['nvidia-current', 'nvidia-fs', 'unrelated']);
+    expect(names(dependenciesFirst([other, nvidia, top]))).toEqual(['unrelated', 'nvidia-current', 'nvidia-fs']);
+  });
+
+  it('follows chains, ignores names not given, and ends on a cycle instead of looping', () => {
+    const a = item('a', 'b', 'missing');
+    const b = item('b', 'c');
+    const c = item('c');
+    expect(names(dependenciesFirst([a, b, c]))).toEqual(['c', 'b', 'a']);
+    const x = item('x', 'y');
+    const y = item('y', 'x');
+    expect(names(dependenciesFirst([x, y])).sort()).toEqual(['x', 'y']);
   });
 });
