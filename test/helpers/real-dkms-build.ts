@@ -14,28 +14,11 @@ export interface RealBuild {
  * The release's own `dkms build` of a Debian `*-dkms` package for one kernel, in a throw-away container of kfarm's
  * base image for that release, the package and the kernel's headers installed by apt (real-dkms-build.sh).
  */
-export async function realDkmsBuild(
-  release: string,
-  kernel: string,
-  pkg: string,
-  extra: string[] = [],
-): Promise<RealBuild> {
+export async function realDkmsBuild(release: string, kernel: string, pkg: string): Promise<RealBuild> {
   const script = await readFile(fileURLToPath(new URL('./real-dkms-build.sh', import.meta.url)), 'utf8');
   const run = await execa(
     'docker',
-    [
-      'run',
-      '--rm',
-      '-i',
-      '--label',
-      'kfarm.test=fidelity',
-      `kfarm/debian:${release}`,
-      'bash',
-      '-s',
-      kernel,
-      pkg,
-      ...extra,
-    ],
+    ['run', '--rm', '-i', '--label', 'kfarm.test=fidelity', `kfarm/debian:${release}`, 'bash', '-s', kernel, pkg],
     { input: script, reject: false },
   );
   const status = /^build (\d+)$/m.exec(run.stdout);
