@@ -8,7 +8,7 @@ import { farmConcurrency } from '../farm/run.js';
 import { checkPipelineInputs, pipelineExitCode, runPipeline, type PipelineOptions } from '../pipeline/index.js';
 import { resolvePlan } from '../plan/resolve.js';
 import { splitPackageList } from '../plan/build-deps.js';
-import { readConfOverride } from '../dkms/preflight.js';
+import { preflightSource, readConfOverride } from '../dkms/preflight.js';
 import { describeResult } from '../report/plain.js';
 import { createProgress } from '../report/tty.js';
 import { usableCacheDir } from '../util/cache-dir.js';
@@ -92,13 +92,29 @@ async function runBuild(src: string, opts: BuildOpts, signal: AbortSignal, setEx
   const sources: BuildSource[] = [];
   try {
     // The module first: what it says about itself (a .deb's Depends) is logged before its dependencies.
-    for (const each of [src, ...opts.withModule]) sources.push(await openBuildSource(each, { cacheDir, log, signal }));
+    sources.push(await openBuildSource(src, { cacheDir, log, signal }));
+    for (const each of opts.withModule) sources.push(await openWithModule(each, { cacheDir, log, signal }));
     const [source, ...withSources] = sources as [BuildSource, ...BuildSource[]];
     const context = { src: source.tree ?? src, opts, log, cacheDir, signal };
     const withOverride = { ...context, ...(override ? { confOverride: override.text } : {}) };
     await buildFrom({ source, withSources }, withOverride, setExit);
   } finally {
     for (const source of sources) await source.close();
+  }
+}
+
+/** A `--with-module` source; its errors name the flag, since the same problems are the module's own otherwise. */
+async function openWithModule(spec: string, options: Parameters<typeof openBuildSource>[1]): Promise<BuildSource> {
+  let source: BuildSource | undefined;
+  try {
+    source = await openBuildSource(spec, options);
+    // Checked here as well as by the pipeline, so that a bad tree's error names the flag it came from.
+    if (source.tree !== undefined) await preflightSource(source.tree);
+    return source;
+  } catch (error) {
+    await source?.close();
+    if (!(error instanceof KfarmError)) throw error;
+    throw new KfarmError(error.code, `--with-module ${error.message}`, { exitCode: error.exitCode, cause: error });
   }
 }
 

@@ -38,7 +38,7 @@ export async function unpackDkmsDeb(path: string, into: string, label = path): P
   const data = await decompress(member(members, 'data.tar', file), file);
   const trees = await extractSourceTrees(data, into, file);
   if (trees.length !== 1) {
-    const found = trees.length === 0 ? 'no' : `${trees.length} (${trees.join(', ')})`;
+    const found = trees.length === 0 ? 'none' : `${trees.length} (${trees.join(', ')})`;
     throw new KfarmError(
       'KFARM_CONFIG_INVALID',
       `${file}: expected one /usr/src/<module>-<version>/dkms.conf, found ${found}: is it a DKMS package?`,

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout } from 'node:timers/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { execa } from 'execa';
 import { KfarmError, errorText } from '../model/errors.js';
@@ -10,6 +11,8 @@ import { fetchRelease, releaseEntry } from './debian-release-file.js';
 import type { DebianSuite } from './debian-releases.js';
 
 const INDEX_PATH = 'main/binary-amd64/Packages.xz';
+/** How long to wait before fetching an index pair again after a mismatch. */
+const MISMATCH_RETRY_MS = 3000;
 const SYMPTOMS = new Set(['EPIPE', 'ERR_STREAM_PREMATURE_CLOSE', 'ERR_STREAM_DESTROYED']);
 
 export interface FetchIndexOptions {
@@ -47,6 +50,26 @@ export async function readVerifiedIndex<T>(
   options: FetchIndexOptions,
   consume: (stanzas: AsyncGenerator<PackageStanza>) => Promise<T>,
 ): Promise<{ result: T; fail: (problem: string) => KfarmError }> {
+  try {
+    return await readIndexOnce(suite, path, options, consume);
+  } catch (error) {
+    // The archive publishes a suite's index and its InRelease one after the other: a pair fetched while it
+    // updates can disagree. Fetched again a moment later they agree; a second mismatch is real.
+    if (!(error instanceof IndexMismatch)) throw error;
+    await setTimeout(MISMATCH_RETRY_MS, undefined, options.signal ? { signal: options.signal } : {});
+    return readIndexOnce(suite, path, options, consume);
+  }
+}
+
+/** An index whose bytes do not match the InRelease fetched beside it. */
+class IndexMismatch extends KfarmError {}
+
+async function readIndexOnce<T>(
+  suite: DebianSuite,
+  path: string,
+  options: FetchIndexOptions,
+  consume: (stanzas: AsyncGenerator<PackageStanza>) => Promise<T>,
+): Promise<{ result: T; fail: (problem: string) => KfarmError }> {
   const base = suiteUrl(suite);
   const url = `${base}/${path}`;
   const fail = (problem: string, cause?: unknown): KfarmError =>
@@ -71,9 +94,10 @@ export async function readVerifiedIndex<T>(
   const expected = releaseEntry((release as PromiseFulfilledResult<string>).value, path);
   if (!expected) throw fail(`${base}/InRelease does not list ${path}`);
   if (received.size !== expected.size || received.sha256 !== expected.sha256) {
-    throw fail(
-      `does not match ${base}/InRelease (got ${received.size} bytes, sha256 ${received.sha256}; ` +
-        `expected ${expected.size} bytes, sha256 ${expected.sha256})`,
+    throw new IndexMismatch(
+      'KFARM_INDEX_UNAVAILABLE',
+      `cannot fetch ${url}: does not match ${base}/InRelease (got ${received.size} bytes, sha256 ` +
+        `${received.sha256}; expected ${expected.size} bytes, sha256 ${expected.sha256})`,
     );
   }
   return { result, fail };

@@ -10,16 +10,42 @@ export interface RealBuild {
   log: string;
 }
 
+/** A DKMS module tree dkms installs first, standing in for a dependency (the package name it provides). */
+export interface StandIn {
+  dir: string;
+  provides: string;
+}
+
 /**
  * The release's own `dkms build` of a Debian `*-dkms` package for one kernel, in a throw-away container of kfarm's
  * base image for that release, the package and the kernel's headers installed by apt (real-dkms-build.sh).
  */
-export async function realDkmsBuild(release: string, kernel: string, pkg: string): Promise<RealBuild> {
+export async function realDkmsBuild(
+  release: string,
+  kernel: string,
+  pkg: string,
+  standIn?: StandIn,
+): Promise<RealBuild> {
   const script = await readFile(fileURLToPath(new URL('./real-dkms-build.sh', import.meta.url)), 'utf8');
+  const args = [kernel, pkg, ...(standIn ? [standIn.provides] : [])];
+  // The script is an argument so that stdin can carry the stand-in's tree.
+  const tree = standIn ? (await execa('tar', ['-C', standIn.dir, '-c', '.'], { encoding: 'buffer' })).stdout : '';
   const run = await execa(
     'docker',
-    ['run', '--rm', '-i', '--label', 'kfarm.test=fidelity', `kfarm/debian:${release}`, 'bash', '-s', kernel, pkg],
-    { input: script, reject: false },
+    [
+      'run',
+      '--rm',
+      '-i',
+      '--label',
+      'kfarm.test=fidelity',
+      `kfarm/debian:${release}`,
+      'bash',
+      '-c',
+      script,
+      'real',
+      ...args,
+    ],
+    { input: tree, reject: false },
   );
   const status = /^build (\d+)$/m.exec(run.stdout);
   if (!status)

@@ -126,7 +126,7 @@ describe('kfarm build debian:<name> and <file>.deb: a distribution DKMS package'
     const notDkms = await runKfarm(['build', dkms as string, '-t', trixie.id, '-o', await tempOut()]);
     expect(notDkms.exitCode).toBe(2);
     expect(notDkms.stderr).toMatch(
-      /expected one \/usr\/src\/<module>-<version>\/dkms\.conf, found no: is it a DKMS package\?/,
+      /expected one \/usr\/src\/<module>-<version>\/dkms\.conf, found none: is it a DKMS package\?/,
     );
     const fake = join(await tempOut(), 'fake.deb');
     await writeFile(fake, 'not an archive\n');
@@ -244,5 +244,24 @@ describe('BUILD_DEPENDS', () => {
     const [target] = (await report(out)).targets;
     expect(target?.status).toBe('failed');
     expect(target?.error).toMatch(/^--with-module kf_base\/2\.0: /);
+  });
+
+  it('a --with-module that is not a module tree is exit 2 naming the flag, before any build', async () => {
+    const out = await tempOut();
+    const missing = join(out, 'nope');
+    const run = await runKfarm([
+      'build',
+      fixture('needs-module'),
+      '--with-module',
+      missing,
+      '-t',
+      bookworm.id,
+      '-o',
+      out,
+    ]);
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr.trim().split('\n').at(-1)).toBe(
+      `kfarm: --with-module ${missing}: no such directory (expected a DKMS module source tree)`,
+    );
   });
 });

@@ -206,6 +206,8 @@ describe('indexCacheDir', () => {
 class TestArchive {
   readonly routes = new Map<string, { status: number; body: Uint8Array | string; hang?: boolean }>();
   readonly hits = new Map<string, number>();
+  /** Called once a path has been served (to change the archive between two fetches). */
+  readonly afterHit = new Map<string, () => void>();
   private readonly server: Server;
   url = '';
 
@@ -217,6 +219,7 @@ class TestArchive {
       if (!route) return void res.writeHead(404).end();
       if (route.hang) return void res.writeHead(200).write(route.body.slice(0, 64));
       res.writeHead(route.status).end(route.body);
+      this.afterHit.get(path)?.();
     });
   }
 
@@ -414,6 +417,17 @@ describe('discovery against a local archive', () => {
     await expect(discoverReleaseIndex('bookworm', options)).rejects.toThrow(
       `cannot fetch ${security(archive)}: does not match`,
     );
+  });
+
+  it('fetches index and InRelease again when they disagree once, as while the archive updates', async () => {
+    const good = await xz(await fixture('bookworm-security'));
+    await archive.serve('bookworm-security', good, await xz('Package: other\nVersion: 1\n'));
+    const path = archive.indexPath('bookworm-security');
+    // Changed once InRelease has been served, whichever of the pair came first: the first pair disagrees.
+    archive.afterHit.set(archive.releasePath('bookworm-security'), () => void archive.serve('bookworm-security', good));
+    const result = await discoverReleaseIndex('bookworm', options);
+    expect(result.kernels.some((k) => k.suite === 'bookworm-security')).toBe(true);
+    expect(archive.hits.get(path)).toBe(2);
   });
 
   it('fails when a suite that must have packages has none, or InRelease is missing', async () => {
