@@ -80,6 +80,9 @@ if [ -z "${module+set}" ]; then
     . "$reread" > /dev/null 2>&1
     printf '%s\0%s\0' "${PACKAGE_NAME:-}" "${PACKAGE_VERSION:-}"
   )
+  # A package's /usr/src/<module>-<version> tree is built as `-m <module> -v <version>`: that is $module_version.
+  package_dir=${KFARM_PACKAGE_DIR:-}
+  [[ -n $module && $package_dir == "$module"-?* ]] && module_version=${package_dir#"$module"-}
 fi
 
 dkms_read

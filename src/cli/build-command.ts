@@ -143,6 +143,7 @@ async function buildFrom(
     ...plan,
     ...(trees.size > 0 ? { releaseTrees: trees } : {}),
     ...(withSources.length > 0 ? { withModules: withSources.map(asFarmSource) } : {}),
+    packageTrees: packageTrees([source, ...withSources]),
     events: progress.events,
   };
   const run = await runPipeline(pipelineOptions(context, built)).finally(() => progress.stop());
@@ -177,6 +178,15 @@ function resolveSourcesPlan(sources: BuildSource[], { opts, signal }: BuildConte
   });
 }
 
+/** The trees unpacked from packages (all fetched by now): DKMS takes their version from the directory name. */
+function packageTrees(sources: BuildSource[]): Set<string> {
+  return new Set(
+    sources
+      .filter((s) => s.fromPackage)
+      .flatMap((s) => [...(s.tree === undefined ? [] : [s.tree]), ...s.releaseTrees.values()]),
+  );
+}
+
 /** A `--with-module` source as the farm takes it: one tree, or one per release (all fetched by now). */
 function asFarmSource(source: BuildSource): { source: string; releaseTrees?: ReadonlyMap<string, string> } {
   const first = [...source.releaseTrees.values()][0];
@@ -199,7 +209,7 @@ function pipelineOptions(
   context: BuildContext,
   plan: Pick<
     NonNullable<PipelineOptions['build']>,
-    'targets' | 'knownFailing' | 'events' | 'releaseTrees' | 'withModules'
+    'targets' | 'knownFailing' | 'events' | 'releaseTrees' | 'withModules' | 'packageTrees'
   >,
 ): PipelineOptions {
   const { src, opts, cacheDir } = context;

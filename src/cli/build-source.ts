@@ -28,6 +28,8 @@ export interface BuildSource {
   forRelease?: (release: string) => Promise<{ tree: string; deps: DepsList }>;
   /** The trees `forRelease` unpacked so far, by release. */
   releaseTrees: Map<string, string>;
+  /** Its trees are a package's `/usr/src/<module>-<version>` (a .deb or `debian:`), not a directory of the user's. */
+  fromPackage?: boolean;
   /** Removes what was unpacked. */
   close: () => Promise<void>;
 }
@@ -51,6 +53,7 @@ export async function openBuildSource(src: string, context: SourceContext): Prom
       tree: deb.sourceDir,
       deps: { names: deb.buildDeps, where: `${src}: Depends` },
       releaseTrees: new Map(),
+      fromPackage: true,
       close,
     };
   } catch (error) {
@@ -80,7 +83,7 @@ async function debianSource(src: string, context: SourceContext): Promise<BuildS
     }
     return promise;
   };
-  return { forRelease, releaseTrees, close: () => rm(dir, { recursive: true, force: true }) };
+  return { forRelease, releaseTrees, fromPackage: true, close: () => rm(dir, { recursive: true, force: true }) };
 }
 
 /** The release's package (the version apt would install: release, -updates, -security), checksummed, unpacked. */

@@ -45,6 +45,11 @@ export interface EvaluateInput extends DkmsKernel {
   sourceDir: string;
   /** How long sourcing may take (default EVALUATION_TIMEOUT_MS). */
   timeoutMs?: number;
+  /**
+   * For a tree a package keeps as `/usr/src/<module>-<version>`: that directory's name. DKMS builds it as
+   * `-m <module> -v <version>`, so the version comes from the name (when it starts with PACKAGE_NAME-).
+   */
+  packageDir?: string;
   /** `--dkms-conf-override`: sourced after dkms.conf as DKMS sources /etc/dkms/<module>.conf. */
   confOverride?: string;
   signal?: AbortSignal;
@@ -65,6 +70,7 @@ export async function evaluateDkmsConf(run: ScriptRunner, input: EvaluateInput):
   const env = {
     ...dkmsVariables(input),
     ...(input.confOverride === undefined ? {} : { KFARM_CONF_OVERRIDE: input.confOverride }),
+    ...(input.packageDir === undefined ? {} : { KFARM_PACKAGE_DIR: input.packageDir }),
   };
   const stdout = new BoundedBuffer(16 * 1024 * 1024, 'dkms.conf evaluation printed more than 16 MiB');
   const stderr = new TextTail();
@@ -102,14 +108,23 @@ export async function evaluateDkmsConf(run: ScriptRunner, input: EvaluateInput):
 export function planFromEvaluation(records: Buffer, input: Omit<EvaluateInput, 'sourceDir'>): DkmsPlan {
   const parsed = parseConfRecords(records);
   const packageName = parsed.vars.get('PACKAGE_NAME')?.get(0) ?? '';
-  const packageVersion = parsed.vars.get('PACKAGE_VERSION')?.get(0) ?? '';
+  const moduleVersion = versionFromDir(input.packageDir, packageName);
+  const packageVersion = moduleVersion ?? parsed.vars.get('PACKAGE_VERSION')?.get(0) ?? '';
   return planFromConf(parsed, {
     file: input.confLabel,
     kernelver: input.kernel,
     kernelSourceDir: `/lib/modules/${input.kernel}/build`,
     buildDir: buildDirOf({ packageName, packageVersion }),
     parallelJobs: input.parallelJobs,
+    ...(moduleVersion === undefined ? {} : { moduleVersion }),
   });
+}
+
+/** `<version>` of a `<module>-<version>` directory name, as DKMS's `-m`/`-v` split it. */
+export function versionFromDir(dir: string | undefined, packageName: string): string | undefined {
+  if (dir === undefined || packageName === '' || !dir.startsWith(`${packageName}-`)) return undefined;
+  const version = dir.slice(packageName.length + 1);
+  return version === '' ? undefined : version;
 }
 
 /** Collects a stream up to a limit; more is an error (the writer is untrusted code). */

@@ -34,6 +34,11 @@ export interface PlanContext {
   kernelSourceDir: string;
   buildDir: string;
   parallelJobs: number;
+  /**
+   * The version DKMS is given (`-v`) for a tree kept as `/usr/src/<module>-<version>` by a package: it builds that
+   * version whatever PACKAGE_VERSION says, which then only has to be set (read_conf checks no more).
+   */
+  moduleVersion?: string;
 }
 
 /** What a kernel module file may be called (`<name>.ko`): also what kfarm accepts back from a build. */
@@ -47,9 +52,10 @@ export function planFromConf(records: ConfRecords, context: PlanContext): DkmsPl
   const problems: string[] = [];
 
   const packageName = get('PACKAGE_NAME');
-  const packageVersion = get('PACKAGE_VERSION');
+  const declaredVersion = get('PACKAGE_VERSION');
+  const packageVersion = context.moduleVersion ?? declaredVersion;
   if (!packageName) problems.push("no 'PACKAGE_NAME' directive");
-  if (!packageVersion) problems.push("no 'PACKAGE_VERSION' directive");
+  if (!declaredVersion) problems.push("no 'PACKAGE_VERSION' directive");
   problems.push(
     ...identityProblems('PACKAGE_NAME', packageName),
     ...identityProblems('PACKAGE_VERSION', packageVersion),

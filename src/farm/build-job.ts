@@ -28,8 +28,10 @@ export interface BuildJobContext {
   builders: { lease: (signal: AbortSignal) => Promise<Builder>; release: (builder: Builder, clean: boolean) => void };
   /** dkms.conf as the user names it, for error messages. */
   confLabel: string;
-  /** The `--with-module` packages' dkms.conf labels, in the order given; the builder has their trees. */
-  withModules: string[];
+  /** The tree's directory name when a package kept it as `/usr/src/<module>-<version>`. */
+  packageDir?: string;
+  /** The `--with-module` packages' dkms.conf, in the order given; the builder has their trees. */
+  withModules: DkmsConfRef[];
   /** The target's builder image, already prepared (for the report). */
   image: string;
   /** A fresh directory this job owns; module/ and log/ are collected into it. */
@@ -43,6 +45,12 @@ export interface BuildJobContext {
   buildSlot: <T>(work: () => Promise<T>) => Promise<T>;
   /** Called inside the slot once the compile ended (false: it failed), so --fail-fast decides before the next. */
   onCompiled?: (ok: boolean) => void;
+}
+
+/** A tree's dkms.conf as a job evaluates it (EvaluateInput's confLabel and packageDir). */
+export interface DkmsConfRef {
+  confLabel: string;
+  packageDir?: string;
 }
 
 /** Thrown by a build slot that will not run the work: the target is reported as not run. */
@@ -136,8 +144,10 @@ export class BuildJob {
   async #evaluate(container: EngineContainer): Promise<DkmsPlan> {
     this.#clock.enter('evaluate');
     const { confOverride } = this.context.settings;
+    const { packageDir } = this.context;
     this.#plan = await this.#evaluateConf(container, {
       confLabel: this.context.confLabel,
+      ...(packageDir === undefined ? {} : { packageDir }),
       sourceDir: CONTAINER_SOURCE,
       ...(confOverride === undefined ? {} : { confOverride }),
     });
@@ -150,9 +160,9 @@ export class BuildJob {
    */
   async #evaluateWithModules(container: EngineContainer): Promise<WithModule[]> {
     const withModules: WithModule[] = [];
-    for (const [n, confLabel] of this.context.withModules.entries()) {
+    for (const [n, conf] of this.context.withModules.entries()) {
       const sourceDir = `/kfarm/with/${n}`;
-      const plan = await this.#evaluateConf(container, { confLabel, sourceDir });
+      const plan = await this.#evaluateConf(container, { ...conf, sourceDir });
       if (!plan.excluded) withModules.push({ plan, sourceDir });
     }
     return dependenciesFirst(withModules);
@@ -160,7 +170,7 @@ export class BuildJob {
 
   #evaluateConf(
     container: EngineContainer,
-    conf: { confLabel: string; sourceDir: string; confOverride?: string },
+    conf: DkmsConfRef & { sourceDir: string; confOverride?: string },
   ): Promise<DkmsPlan> {
     const { evaluationTimeoutMs } = this.context.settings;
     return evaluateDkmsConf(containerRunner(container), {

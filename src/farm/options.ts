@@ -1,5 +1,5 @@
 import { cpus } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import type { Engine } from '../engine/index.js';
 import type { FarmEvents } from '../model/events.js';
 import type { KnownFailing } from '../model/known-failing.js';
@@ -19,6 +19,11 @@ export interface FarmOptions {
    * (`--with-module`): what a module's BUILD_DEPENDS names. Each is one tree, or one per release as `source`.
    */
   withModules?: ReadonlyArray<{ source: string; releaseTrees?: ReadonlyMap<string, string> }>;
+  /**
+   * Trees unpacked from packages, each a `/usr/src/<module>-<version>` directory: DKMS builds those as
+   * `-m <module> -v <version>`, the version taken from the directory's name rather than from PACKAGE_VERSION.
+   */
+  packageTrees?: ReadonlySet<string>;
   out: string;
   targets: Target[];
   /** Where each release's packages come from (base image sources.list). Default: Debian's archive. */
@@ -64,6 +69,8 @@ export interface FarmSettings {
   treeOf: (release: string) => string;
   /** The `--with-module` trees the targets of `release` build first, in order. */
   withTreesOf: (release: string) => string[];
+  /** A package tree's directory name (`<module>-<version>`), undefined for a tree of the user's. */
+  packageDirOf: (tree: string) => string | undefined;
   out: string;
   targets: Target[];
   sources: (release: string) => SuiteSource[];
@@ -91,6 +98,7 @@ export function farmSettings(options: FarmOptions): FarmSettings {
   const source = resolve(options.source);
   const treeOf = treesBy(options);
   const withModules = (options.withModules ?? []).map(treesBy);
+  const packageTrees = new Set([...(options.packageTrees ?? [])].map((tree) => resolve(tree)));
   const allTrees = [options, ...(options.withModules ?? [])].flatMap((s) => [
     s.source,
     ...(s.releaseTrees ?? []).values(),
@@ -100,6 +108,7 @@ export function farmSettings(options: FarmOptions): FarmSettings {
     trees: [...new Set(allTrees.map((tree) => resolve(tree)))],
     treeOf,
     withTreesOf: (release) => withModules.map((of) => of(release)),
+    packageDirOf: (tree) => (packageTrees.has(resolve(tree)) ? basename(tree) : undefined),
     out: resolve(options.out),
     targets: options.targets,
     sources: options.sources ?? releaseSources,

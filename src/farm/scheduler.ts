@@ -10,7 +10,7 @@ import { badStatuses, type FirstError, type Target } from '../model/result.js';
 import { ImageStore, type BuilderEnv } from '../images/image-store.js';
 import { BuilderPool } from './builder-pool.js';
 import { MAX_LOG_BYTES, readCapped } from '../util/read-file.js';
-import { BuildJob, NotScheduled } from './build-job.js';
+import { BuildJob, NotScheduled, type DkmsConfRef } from './build-job.js';
 import { TargetCache } from './target-cache.js';
 import type { FarmSettings } from './options.js';
 import { failedResult, type TargetOutcome } from './results.js';
@@ -115,6 +115,12 @@ export class Scheduler {
     }
   }
 
+  /** How a job names a tree's dkms.conf, and the tree's directory name when a package kept it in /usr/src. */
+  #conf(tree: string): DkmsConfRef {
+    const packageDir = this.settings.packageDirOf(tree);
+    return { confLabel: this.confLabel(tree), ...(packageDir === undefined ? {} : { packageDir }) };
+  }
+
   async #build(
     target: Target,
     index: number,
@@ -129,8 +135,8 @@ export class Scheduler {
           lease: (signal) => this.#builders.lease(env, signal, -index),
           release: (builder, clean) => this.#builders.release(builder, clean),
         },
-        confLabel: this.confLabel(this.settings.treeOf(target.release)),
-        withModules: this.settings.withTreesOf(target.release).map((tree) => this.confLabel(tree)),
+        ...this.#conf(this.settings.treeOf(target.release)),
+        withModules: this.settings.withTreesOf(target.release).map((tree) => this.#conf(tree)),
         image: env.image,
         stageDir: job.stageDir,
         signal: this.signal,

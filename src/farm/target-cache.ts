@@ -27,7 +27,11 @@ export class TargetCache {
   static async open(settings: FarmSettings, keyedEpoch?: number): Promise<TargetCache | undefined> {
     if (!settings.useCache) return undefined;
     const hashes = new Map<string, string>();
-    for (const tree of settings.trees) hashes.set(tree, await hashTree(tree));
+    for (const tree of settings.trees) {
+      // A package's tree builds the version its directory is named after: the name is part of it.
+      const packageDir = settings.packageDirOf(tree);
+      hashes.set(tree, `${await hashTree(tree)}${packageDir === undefined ? '' : ` as ${packageDir}`}`);
+    }
     // An override changes what dkms.conf says: it is part of the source as far as results go.
     const override = settings.confOverride === undefined ? '' : ` override ${sha256(settings.confOverride)}`;
     const base = {

@@ -19,6 +19,8 @@ export interface EvalInput {
   moduleVersion?: string;
   /** --dkms-conf-override text. */
   override?: string;
+  /** The tree's directory name, for a tree a package keeps in /usr/src. */
+  packageDir?: string;
 }
 
 /**
@@ -49,6 +51,7 @@ export async function evaluateConf(input: EvalInput): Promise<DkmsPlan> {
     parallelJobs: 4,
     kernelSourceDir: ksrc,
     ...(input.override === undefined ? {} : { confOverride: input.override }),
+    ...(input.packageDir === undefined ? {} : { packageDir: input.packageDir }),
   });
 }
 

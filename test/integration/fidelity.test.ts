@@ -28,9 +28,9 @@ interface KfarmOutcome {
   modules: Map<string, string>;
 }
 
-async function kfarmBuild(pkg: string, target: Target, standIn?: StandIn): Promise<KfarmOutcome> {
+async function kfarmBuild(pkg: string, target: Target, withModules: string[]): Promise<KfarmOutcome> {
   const out = await tempOut();
-  const withModule = standIn ? ['--with-module', standIn.dir] : [];
+  const withModule = withModules.flatMap((m) => ['--with-module', m]);
   // --no-cache: the comparison is with a build kfarm makes now, not one an earlier run cached.
   const run = await runKfarm(['build', `debian:${pkg}`, '-t', target.id, '-o', out, '--no-cache', ...withModule]);
   const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as {
@@ -51,6 +51,11 @@ interface Case {
   releases: string[];
   /** For a BUILD_DEPENDS module too large to build here: a fixture both sides install first. */
   standIn?: StandIn;
+  /**
+   * What the package's Depends on other `*-dkms` packages install on a real machine (apt installs and dkms
+   * builds them first), given to kfarm as --with-module, per release.
+   */
+  withModules?: Record<string, string[]>;
 }
 
 const both = ['bookworm', 'trixie'];
@@ -61,10 +66,10 @@ const cases: Case[] = [
   { pkg: 'iptables-netflow-dkms', releases: both },
   // A prebuilt binary blob linked per kernel, from non-free.
   { pkg: 'broadcom-sta-dkms', releases: both },
-  // Netfilter extensions whose Depends (xtables-addons-common) are build dependencies; west-chamber is bookworm's
-  // one `*-dkms` package that depends on another (xtables-addons-dkms).
+  // Netfilter extensions whose Depends (xtables-addons-common) are build dependencies. Bookworm's west-chamber
+  // depends on xtables-addons-dkms and builds with its source (`find /usr/src -name 'xtables-addons-*'`).
   { pkg: 'xtables-addons-dkms', releases: both },
-  { pkg: 'west-chamber-dkms', releases: both },
+  { pkg: 'west-chamber-dkms', releases: both, withModules: { bookworm: ['debian:xtables-addons-dkms'] } },
   // BUILD_DEPENDS="nvidia-current": the nvidia-current fixture (same name, module and nvidia_p2p_* exports as
   // nvidia-kernel-dkms, whose real build takes most of an hour here) dkms-installed on the real side, given with
   // --with-module to kfarm.
@@ -75,11 +80,11 @@ const cases: Case[] = [
   },
 ];
 
-async function expectAgreement(pkg: string, release: string, standIn?: StandIn): Promise<void> {
+async function expectAgreement(pkg: string, release: string, standIn?: StandIn, withModules: string[] = []) {
   const target = targets.get(release) as Target;
   const [real, kfarm] = await Promise.all([
     realDkmsBuild(release, target.kernel, pkg, standIn),
-    kfarmBuild(pkg, target, standIn),
+    kfarmBuild(pkg, target, [...(standIn ? [standIn.dir] : []), ...withModules]),
   ]);
   expect(kfarm.status === 'built', `kfarm ${kfarm.status}, real dkms build exited ${real.code}:\n${real.log}`).toBe(
     real.code === 0,
@@ -87,8 +92,8 @@ async function expectAgreement(pkg: string, release: string, standIn?: StandIn):
   expect(Object.fromEntries(kfarm.modules)).toEqual(Object.fromEntries(real.modules));
 }
 
-describe.each(cases)('$pkg: kfarm build debian:<pkg> agrees with the real dkms build', ({ pkg, releases, standIn }) => {
-  it.each(releases)('on %s', (release) => expectAgreement(pkg, release, standIn));
+describe.each(cases)('$pkg: kfarm build debian:<pkg> agrees with the real dkms build', (c) => {
+  it.each(c.releases)('on %s', (release) => expectAgreement(c.pkg, release, c.standIn, c.withModules?.[release]));
 });
 
 // zfs: the multi-line PRE_BUILD configure (DKMS's reading of values); ~10 min a build here, so one kernel.

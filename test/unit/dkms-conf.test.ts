@@ -377,6 +377,35 @@ describe('bad dkms.conf: one line naming the file and the problem', () => {
   });
 });
 
+describe("a package's tree: DKMS builds the version its /usr/src/<module>-<version> directory names", () => {
+  // mstflint-dkms 4.31.0+1-4 ships this placeholder; trixie's real dkms builds it as mstflint/4.31.0+1.
+  const mstflint =
+    'PACKAGE_NAME="mstflint"\nPACKAGE_VERSION="#MODULES_VERSION#"\nBUILT_MODULE_NAME[0]="mstflint_access"\n' +
+    'DEST_MODULE_LOCATION[0]="/updates/dkms"\n';
+
+  it('takes the version from the directory name, whatever PACKAGE_VERSION says', async () => {
+    const plan = await evaluateConf({ conf: mstflint, packageDir: 'mstflint-4.31.0+1' });
+    expect([plan.packageName, plan.packageVersion]).toEqual(['mstflint', '4.31.0+1']);
+    // And dkms.conf sees it as $module_version, as under `dkms build -m mstflint -v 4.31.0+1`.
+    const seen = await evaluateConf({
+      conf: mstflint + 'MAKE[0]="make V=$module_version"\n',
+      packageDir: 'mstflint-4.31.0+1',
+    });
+    expect(seen.makeCommand).toBe('make V=4.31.0+1');
+  });
+
+  it("keeps PACKAGE_VERSION for a user's tree, and for a directory not named after the package", async () => {
+    await expect(evaluateConf({ conf: mstflint })).rejects.toThrow(/'PACKAGE_VERSION' \("#MODULES_VERSION#"\)/);
+    const plan = await evaluateConf({ conf: head + 'DEST_MODULE_LOCATION[0]=/extra\n', packageDir: 'other-9' });
+    expect(plan.packageVersion).toBe('1.2');
+  });
+
+  it('still wants PACKAGE_VERSION set, as read_conf does', async () => {
+    const conf = 'PACKAGE_NAME="foo"\nDEST_MODULE_LOCATION[0]=/extra\n';
+    await expect(evaluateConf({ conf, packageDir: 'foo-1.0' })).rejects.toThrow(/no 'PACKAGE_VERSION' directive/);
+  });
+});
+
 describe('rewriteMake', () => {
   it('rewrites only a literal leading "make", as bash ${var/#make/...} does', () => {
     const ctx = { parallelJobs: 2, kernelver: '6.1.0-1-amd64' };
