@@ -12,6 +12,7 @@ import { PackageCache } from '../src/images/package-cache.js';
 import { lookupPackages } from '../src/plan/debian-lookup.js';
 import { resolveTargets } from '../src/plan/resolve.js';
 import { cacheRoot } from '../src/util/cache-dir.js';
+import type { FirstError } from '../src/model/result.js';
 
 const root = new URL('..', import.meta.url).pathname;
 const release = process.argv[2] ?? 'trixie';
@@ -67,10 +68,12 @@ async function outcome(
   run: { exitCode?: number; stderr: string },
 ): Promise<{ status: string; why: string }> {
   const report = await readFile(join(out, 'report.json'), 'utf8').then(
-    (text) => JSON.parse(text) as { targets: Array<{ status: string; error?: string }> },
+    (text) => JSON.parse(text) as { targets: Array<{ status: string; error?: string; firstError?: FirstError }> },
     () => undefined,
   );
   const t = report?.targets[0];
   if (!t) return { status: `exit-${run.exitCode ?? '?'}`, why: run.stderr.trim().split('\n').at(-1) ?? '' };
-  return { status: t.status, why: (t.error ?? '').slice(0, 160) };
+  // The first compiler error says more than make's last line.
+  const why = t.firstError ? `${t.firstError.file}:${t.firstError.line}: ${t.firstError.message}` : (t.error ?? '');
+  return { status: t.status, why: why.slice(0, 160) };
 }

@@ -70,6 +70,9 @@ const cases: Case[] = [
   // depends on xtables-addons-dkms and builds with its source (`find /usr/src -name 'xtables-addons-*'`).
   { pkg: 'xtables-addons-dkms', releases: both },
   { pkg: 'west-chamber-dkms', releases: both, withModules: { bookworm: ['debian:xtables-addons-dkms'] } },
+  // PACKAGE_VERSION="#MODULES_VERSION#", a placeholder: dkms builds the version its /usr/src directory names.
+  // Bookworm has no mstflint-dkms.
+  { pkg: 'mstflint-dkms', releases: ['trixie'] },
   // BUILD_DEPENDS="nvidia-current": the nvidia-current fixture (same name, module and nvidia_p2p_* exports as
   // nvidia-kernel-dkms, whose real build takes most of an hour here) dkms-installed on the real side, given with
   // --with-module to kfarm.
