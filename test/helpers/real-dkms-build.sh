@@ -10,11 +10,11 @@ set -uo pipefail
 kver=$1 pkg=$2 provides=${3:-}
 export DEBIAN_FRONTEND=noninteractive
 codename=$(. /etc/os-release && echo "$VERSION_CODENAME")
-# The package may be in contrib or non-free (broadcom-sta, nvidia-fs): every component, as kfarm reads them.
+# The package or its Depends may be in contrib, non-free or non-free-firmware: every component, as kfarm reads them.
 cat > /etc/apt/sources.list <<SOURCES
-deb http://deb.debian.org/debian $codename main contrib non-free
-deb http://deb.debian.org/debian $codename-updates main contrib non-free
-deb http://deb.debian.org/debian-security $codename-security main contrib non-free
+deb http://deb.debian.org/debian $codename main contrib non-free non-free-firmware
+deb http://deb.debian.org/debian $codename-updates main contrib non-free non-free-firmware
+deb http://deb.debian.org/debian-security $codename-security main contrib non-free non-free-firmware
 SOURCES
 rm -f /etc/apt/sources.list.d/*
 apt-get -qq update >&2 || exit 90
@@ -36,9 +36,13 @@ install_stand_in() {
 }
 [ -n "$provides" ] && install_stand_in
 
-# Its postinst may already build it (dkms autoinstall) and may fail doing so; the build below is the one compared.
-apt-get install -y -qq --no-install-recommends "linux-headers-$kver" "$pkg" > /tmp/apt.log 2>&1
+# The build below is the one compared; building it twice would double zfs's ten minutes. So unless the stand-in
+# needed the headers first, the package goes in before them (its postinst then only adds it to dkms) and the
+# headers' dkms hook is taken out before they go in. Its postinst may still build it, and may fail doing so.
+apt-get install -y -qq --no-install-recommends "$pkg" > /tmp/apt.log 2>&1
 dpkg-query -W -f '${Status}' "$pkg" | grep -q 'ok unpacked\|ok installed\|half-configured' || { cat /tmp/apt.log >&2; exit 91; }
+rm -f /etc/kernel/header_postinst.d/dkms
+apt-get install -y -qq --no-install-recommends "linux-headers-$kver" > /tmp/apt-headers.log 2>&1 || { cat /tmp/apt-headers.log >&2; exit 91; }
 tree=$(dpkg -L "$pkg" | grep -m1 -E '^/usr/src/[^/]+/dkms.conf$')
 dir=$(basename "$(dirname "$tree")")
 module=$(conf_value "$(dirname "$tree")" PACKAGE_NAME)
