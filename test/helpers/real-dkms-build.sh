@@ -41,8 +41,9 @@ install_stand_in() {
 # headers' dkms hook is taken out before they go in. Its postinst may still build it, and may fail doing so.
 apt-get install -y -qq --no-install-recommends "$pkg" > /tmp/apt.log 2>&1
 dpkg-query -W -f '${Status}' "$pkg" | grep -q 'ok unpacked\|ok installed\|half-configured' || { cat /tmp/apt.log >&2; exit 91; }
-rm -f /etc/kernel/header_postinst.d/dkms
-apt-get install -y -qq --no-install-recommends "linux-headers-$kver" > /tmp/apt-headers.log 2>&1 || { cat /tmp/apt-headers.log >&2; exit 91; }
+rm -f /etc/kernel/header_postinst.d/dkms /etc/kernel/postinst.d/dkms
+apt-get install -y -qq --no-install-recommends "linux-headers-$kver" > /tmp/apt-headers.log 2>&1
+[ -e "/lib/modules/$kver/build/Makefile" ] || { cat /tmp/apt-headers.log >&2; exit 91; }
 tree=$(dpkg -L "$pkg" | grep -m1 -E '^/usr/src/[^/]+/dkms.conf$')
 dir=$(basename "$(dirname "$tree")")
 module=$(conf_value "$(dirname "$tree")" PACKAGE_NAME)
