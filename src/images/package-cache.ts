@@ -3,9 +3,13 @@ import { createReadStream } from 'node:fs';
 import { mkdir, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import PQueue from 'p-queue';
 import type { PackageFile } from '../model/target.js';
 import { downloadVerified } from '../plan/download.js';
 import { markUsed } from '../util/cache-files.js';
+
+/** Enough to fill the archive's bandwidth (tens of MB/s) with the few-MB packages kfarm fetches. */
+const DOWNLOADS_AT_ONCE = 8;
 
 /**
  * The .debs kfarm downloaded itself, shared by every kernel and run (`<cache dir>/packages`): a kernel's headers,
@@ -16,6 +20,11 @@ import { markUsed } from '../util/cache-files.js';
  */
 export class PackageCache {
   readonly #inflight = new Map<string, Promise<string>>();
+  /**
+   * Downloads at a time. A whole matrix asks for hundreds of packages at once; opened all together, the
+   * connections outwait their 10 s connect timeout (117 kernels of debian-all failed half that way).
+   */
+  readonly #downloads = new PQueue({ concurrency: DOWNLOADS_AT_ONCE });
 
   constructor(readonly dir: string) {}
 
@@ -53,7 +62,8 @@ export class PackageCache {
     let promise = this.#inflight.get(path);
     if (!promise) {
       // Each download writes its own temporary file and renames it into place only once verified.
-      promise = downloadVerified(file.url, path, file, signal)
+      promise = this.#downloads
+        .add(() => downloadVerified(file.url, path, file, signal))
         .then(() => path)
         .finally(() => this.#inflight.delete(path));
       this.#inflight.set(path, promise);

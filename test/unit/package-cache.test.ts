@@ -15,12 +15,20 @@ const files: Record<string, Buffer> = {
 const requests: string[] = [];
 let server: Server;
 let base: string;
+/** Requests being answered now, and the most at once: answers are held back 20 ms to let them pile up. */
+let open = 0;
+let mostOpen = 0;
 
 beforeAll(async () => {
   server = createServer((req, res) => {
     requests.push(req.url ?? '');
     const body = files[req.url ?? ''];
-    res.writeHead(body ? 200 : 404).end(body);
+    open += 1;
+    mostOpen = Math.max(mostOpen, open);
+    setTimeout(() => {
+      open -= 1;
+      res.writeHead(body ? 200 : 404).end(body);
+    }, 20);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -38,6 +46,18 @@ function fileOf(path: string, body = files[path] as Buffer): PackageFile {
 }
 
 describe('package cache', () => {
+  it('downloads a few files at a time, however many are asked for at once (a whole matrix)', async () => {
+    const many = Array.from({ length: 40 }, (_, i) => `/pool/main/l/linux/linux-headers-${i}_1_amd64.deb`);
+    for (const [i, path] of many.entries()) files[path] = Buffer.from(`headers ${i} `.repeat(100));
+    const cache = new PackageCache(await mkdtemp(join(tmpdir(), 'kfarm-pkgs-')));
+    mostOpen = 0;
+    const paths = await Promise.all(many.map((path) => cache.fetchAll([fileOf(path)])));
+    for (const path of many) delete files[path];
+    expect(paths).toHaveLength(40);
+    expect(mostOpen).toBeGreaterThan(1);
+    expect(mostOpen).toBeLessThanOrEqual(8);
+  });
+
   it('downloads each file once, in parallel, and serves it from the cache afterwards', async () => {
     const cache = new PackageCache(await mkdtemp(join(tmpdir(), 'kfarm-pkgs-')));
     const wanted = Object.keys(files).map((p) => fileOf(p));
