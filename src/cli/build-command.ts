@@ -126,8 +126,8 @@ async function buildFrom(
   const { opts } = context;
   // Local inputs first: a typo in dkms.conf or a bad key costs a second, not an index download.
   await checkPipelineInputs({
+    // The --with-module trees known yet were checked when opened (openWithModule), naming the flag.
     ...(source.tree === undefined ? {} : { source: source.tree }),
-    withSources: withSources.flatMap((s) => (s.tree === undefined ? [] : [s.tree])),
     ...(opts.package ? { package: packageOptions(context, opts.package, source.tree) } : {}),
     ...(opts.verify || opts.verifyParams !== undefined ? { verify: verifyOptions(context) } : {}),
   });

@@ -94,11 +94,11 @@ async function readIndexOnce<T>(
   const expected = releaseEntry((release as PromiseFulfilledResult<string>).value, path);
   if (!expected) throw fail(`${base}/InRelease does not list ${path}`);
   if (received.size !== expected.size || received.sha256 !== expected.sha256) {
-    throw new IndexMismatch(
-      'KFARM_INDEX_UNAVAILABLE',
-      `cannot fetch ${url}: does not match ${base}/InRelease (got ${received.size} bytes, sha256 ` +
-        `${received.sha256}; expected ${expected.size} bytes, sha256 ${expected.sha256})`,
+    const mismatch = fail(
+      `does not match ${base}/InRelease (got ${received.size} bytes, sha256 ${received.sha256}; ` +
+        `expected ${expected.size} bytes, sha256 ${expected.sha256})`,
     );
+    throw new IndexMismatch(mismatch.code, mismatch.message);
   }
   return { result, fail };
 }
