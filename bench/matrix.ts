@@ -61,6 +61,16 @@ async function warmMatrix(): Promise<void> {
   console.log(`  wall / (CPU s / cores)       ${ratio.toFixed(2)}   (target ≤ 1.25)`);
 }
 
+/** Failed targets grouped by their error (first 100 characters), so an archive's 404 reads as one line. */
+function printFailures(targets: { id: string; status: string; error?: string }[]): void {
+  const groups = new Map<string, string[]>();
+  for (const t of targets.filter((t) => t.status === 'failed')) {
+    const why = (t.error ?? '?').slice(0, 100);
+    groups.set(why, [...(groups.get(why) ?? []), t.id]);
+  }
+  for (const [why, ids] of groups) console.log(`    ${ids.length} failed: ${why} (${ids.slice(0, 3).join(', ')}…)`);
+}
+
 const du = async (path: string) => Number((await execa('du', ['-sb', path])).stdout.split('\t')[0]);
 const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;
 
@@ -76,7 +86,9 @@ async function emptyEngineMatrix(matrix: string): Promise<void> {
       { cwd: root, reject: false, env: { CI: 'true', KFARM_CACHE_DIR: cacheDir, DOCKER_HOST: engine.dockerHost } },
     );
     const wall = (performance.now() - t0) / 1000;
-    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as { targets: { status: string }[] };
+    const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8')) as {
+      targets: { id: string; status: string; error?: string }[];
+    };
     const statuses = new Map<string, number>();
     for (const t of report.targets) statuses.set(t.status, (statuses.get(t.status) ?? 0) + 1);
     const downloaded = (await du(join(cacheDir, 'packages'))) + (await du(join(cacheDir, 'index')));
@@ -87,6 +99,7 @@ async function emptyEngineMatrix(matrix: string): Promise<void> {
     console.log(
       `  exit ${run.exitCode}, ${report.targets.length} targets: ${[...statuses].map(([k, n]) => `${n} ${k}`).join(', ')}`,
     );
+    printFailures(report.targets);
     console.log(`  wall ${(wall / 60).toFixed(1)} min   (target ≤ 15 min)`);
     console.log(
       `  downloaded ${gb(downloaded)} (packages and indexes), engine disk ${gb(engineDisk)}, cache dir ${gb(await du(cacheDir))}`,

@@ -3,7 +3,7 @@
  * after another — what `dkms autoinstall` and kernel upgrades do — and (2) by kfarm with warm images and a
  * cold cache. Prints wall times, host CPU seconds, the ideal bound (CPU seconds / cores) and the ratios.
  * Needs root on a Debian 12 host (installs dkms and the kernels' headers with apt). Usage:
- *   bench/vs-dkms [--kernels 5]
+ *   bench/vs-dkms [--kernels 5] [--jobs N]
  */
 import { execa } from 'execa';
 import { cp, mkdtemp, rm } from 'node:fs/promises';
@@ -54,7 +54,10 @@ const modules = [
   { label: 'single-file module (~2,500 lines)', name: 'kfbench_single', files: 1, functions: 40 },
   { label: 'multi-file driver (61 files, ~37,000 lines)', name: 'kfbench_multi', files: 60, functions: 10 },
 ];
-const targetArgs = kernels.flatMap((k) => ['--target', k.id]);
+// `--jobs N` is passed on to kfarm (its default is one build per core).
+const jobsAt = process.argv.indexOf('--jobs');
+const jobsArgs = jobsAt > 0 ? ['--jobs', process.argv[jobsAt + 1] ?? ''] : [];
+const targetArgs = [...kernels.flatMap((k) => ['--target', k.id]), ...jobsArgs];
 
 log('kfarm: warming images (not measured)…');
 await generateModule(join(work, 'warm'), { name: 'kfbench_warm', files: 1, functions: 1 });

@@ -1,12 +1,14 @@
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { KfarmError } from '../model/errors.js';
 import { moduleTitle, type FarmReport } from '../model/report.js';
 import { packageFormats, type PackageFormat } from '../package/index.js';
 import { farmConcurrency } from '../farm/run.js';
 import { checkPipelineInputs, pipelineExitCode, runPipeline, type PipelineOptions } from '../pipeline/index.js';
 import { resolvePlan } from '../plan/resolve.js';
+import { parseShard, planShards, shardTargets, type ShardSpec } from '../plan/shard.js';
+import type { KernelTarget } from '../model/target.js';
 import { splitPackageList } from '../plan/build-deps.js';
 import { preflightSource, readConfOverride } from '../dkms/preflight.js';
 import { describeResult } from '../report/plain.js';
@@ -69,20 +71,28 @@ export function buildCommand(signal: AbortSignal, setExit: (code: number) => voi
     .option('--package-with-source', 'DKMS tarballs carry the source tree instead of a binaries-only dkms.conf')
     .option('--sign-key <file>', 'sign packaged modules with this private key (PEM or DER); needs --sign-cert')
     .option('--sign-cert <file>', 'X.509 certificate (PEM or DER) of --sign-key')
-    .option('--verify', 'then boot each built kernel under QEMU and load the module (see kfarm verify)')
-    .option('--verify-params <params>', 'module parameters for --verify: "name=value" or "module.name=value"')
-    .option(
-      '--verify-timeout <seconds>',
-      'per-boot limit for --verify',
-      positiveInt('--verify-timeout'),
-      DEFAULT_VERIFY_TIMEOUT_MS / 1000,
-    )
+    .addOption(new Option('--verify', 'then boot each built kernel under QEMU and load the module (see kfarm verify)'))
+    .addOption(verifyParamsOption)
+    .addOption(verifyTimeoutOption())
+    .option('--shard <i/N>', 'build only shard i of N of the targets, as `kfarm plan --shards N` splits them')
     .option('--json', 'print report.json to stdout instead of a summary')
     .action((src: string, opts: BuildOpts) => runBuild(src, opts, signal, setExit));
 }
 
+const verifyParamsOption = new Option(
+  '--verify-params <params>',
+  'module parameters for --verify: "name=value" or "module.name=value"',
+);
+
+function verifyTimeoutOption(): Option {
+  return new Option('--verify-timeout <seconds>', 'per-boot limit for --verify')
+    .argParser(positiveInt('--verify-timeout'))
+    .default(DEFAULT_VERIFY_TIMEOUT_MS / 1000);
+}
+
 /** `kfarm build`: check local inputs, resolve the targets, run the pipeline, print the summary. */
 async function runBuild(src: string, opts: BuildOpts, signal: AbortSignal, setExit: (code: number) => void) {
+  const shard = opts.shard === undefined ? undefined : parseShard(opts.shard);
   if (!opts.package && (opts.signKey !== undefined || opts.signCert !== undefined)) {
     throw new KfarmError('KFARM_USAGE', '--sign-key/--sign-cert sign packaged modules: add --package');
   }
@@ -95,7 +105,7 @@ async function runBuild(src: string, opts: BuildOpts, signal: AbortSignal, setEx
     sources.push(await openBuildSource(src, { cacheDir, log, signal }));
     for (const each of opts.withModule) sources.push(await openWithModule(each, { cacheDir, log, signal }));
     const [source, ...withSources] = sources as [BuildSource, ...BuildSource[]];
-    const context = { src: source.tree ?? src, opts, log, cacheDir, signal };
+    const context = { src: source.tree ?? src, opts, log, cacheDir, signal, ...(shard ? { shard } : {}) };
     const withOverride = { ...context, ...(override ? { confOverride: override.text } : {}) };
     await buildFrom({ source, withSources }, withOverride, setExit);
   } finally {
@@ -131,7 +141,7 @@ async function buildFrom(
     ...(opts.package ? { package: packageOptions(context, opts.package, source.tree) } : {}),
     ...(opts.verify || opts.verifyParams !== undefined ? { verify: verifyOptions(context) } : {}),
   });
-  const plan = await resolveSourcesPlan([source, ...withSources], context);
+  const plan = inShard(await resolveSourcesPlan([source, ...withSources], context), context.shard);
   const trees = source.releaseTrees;
   if (source.tree === undefined) context.src = trees.get(plan.targets[0]?.release ?? '') ?? context.src;
   checkOneSourceToShip(opts, trees);
@@ -178,6 +188,18 @@ function resolveSourcesPlan(sources: BuildSource[], { opts, signal }: BuildConte
   });
 }
 
+/** The plan cut to `--shard i/N`'s targets; a shard past the last one the targets make is a usage error. */
+function inShard<P extends { targets: KernelTarget[] }>(plan: P, shard: ShardSpec | undefined): P {
+  if (!shard) return plan;
+  const targets = shardTargets(plan.targets, shard);
+  if (targets.length > 0) return { ...plan, targets };
+  const made = planShards(plan.targets, shard.count).length;
+  throw new KfarmError(
+    'KFARM_USAGE',
+    `--shard ${shard.index}/${shard.count}: no targets in this shard (${plan.targets.length} targets make ${made} shards)`,
+  );
+}
+
 /** The trees unpacked from packages (all fetched by now): DKMS takes their version from the directory name. */
 function packageTrees(sources: BuildSource[]): Set<string> {
   return new Set(
@@ -202,6 +224,7 @@ interface BuildContext {
   /** kfarm's cache directory, or undefined when the default one is unusable (then nothing is cached). */
   cacheDir: string | undefined;
   signal: AbortSignal;
+  shard?: ShardSpec;
 }
 
 /** The command line as pipeline options: build, then verify and package when asked, then the reports. */
@@ -307,4 +330,5 @@ interface BuildOpts {
   verifyTimeout: number;
   refresh?: boolean;
   json?: boolean;
+  shard?: string;
 }

@@ -7,6 +7,7 @@ import { printable } from '../util/shell.js';
 import { buildCommand } from './build-command.js';
 import { cacheCommand } from './cache-command.js';
 import { packageCommand } from './package-command.js';
+import { planCommand } from './plan-command.js';
 import { targetsCommand } from './targets-command.js';
 import { verifyCommand } from './verify-command.js';
 
@@ -62,6 +63,7 @@ async function buildProgram(signal: AbortSignal, setExit: (code: number) => void
   const commands = [
     buildCommand(signal, setExit),
     targetsCommand(signal, setExit),
+    planCommand(signal),
     verifyCommand(signal, setExit),
     packageCommand(signal, setExit),
     cacheCommand(),

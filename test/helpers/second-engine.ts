@@ -87,6 +87,12 @@ export interface SecondEngineOptions {
   storage?: 'tmpfs' | 'disk';
   /** The tmpfs's size limit (mount's size=), default '8g'; it only uses memory for what is stored. */
   tmpfsSize?: string;
+  /**
+   * Containers reach the network through the host (NAT and forwarding rules for the engine's bridge, tagged
+   * with its name and removed with it), as on a real engine: kfarm's apt layers (tool images, --build-deps)
+   * need it. Default off: this dockerd touches no firewall by itself.
+   */
+  network?: boolean;
 }
 
 const stateRoot = '/tmp';
@@ -152,6 +158,7 @@ export async function startSecondEngine(options: SecondEngineOptions = {}): Prom
   let pid: number | undefined;
   try {
     await createBridge(paths.bridge);
+    if (options.network) await forwardBridge(paths.bridge, 'add');
     if (storage === 'tmpfs') {
       // The data-root in memory: loading images and, above all, removing them at stop() do no disk I/O, which
       // on a busy test machine (a parallel suite bootstrapping images) costs tens of seconds per stop().
@@ -357,6 +364,27 @@ async function createBridge(bridge: string): Promise<void> {
   await execa('ip', ['link', 'add', bridge, 'type', 'bridge']);
   await execa('ip', ['addr', 'add', `10.253.${subnet}.1/24`, 'dev', bridge]);
   await execa('ip', ['link', 'set', bridge, 'up']);
+}
+
+/**
+ * NAT and forwarding for the bridge's subnet (docker's FORWARD policy is DROP), each rule tagged with the
+ * bridge's name; removing deletes what is there and ignores what is not (an engine that never had network).
+ */
+async function forwardBridge(bridge: string, how: 'add' | 'remove'): Promise<void> {
+  const addr = await execa('ip', ['-o', '-4', 'addr', 'show', 'dev', bridge]);
+  const subnet = /\binet (\d+\.\d+\.\d+)\.\d+\/24/.exec(addr.stdout)?.[1];
+  if (!subnet) return;
+  const tag = ['-m', 'comment', '--comment', bridge];
+  const rules = [
+    ['-t', 'nat', 'POSTROUTING', '-s', `${subnet}.0/24`, '!', '-o', bridge, '-j', 'MASQUERADE'],
+    ['FORWARD', '-i', bridge, '-j', 'ACCEPT'],
+    ['FORWARD', '-o', bridge, '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT'],
+  ];
+  for (const rule of rules) {
+    const at = rule[0] === '-t' ? 2 : 0;
+    const args = [...rule.slice(0, at), how === 'add' ? '-I' : '-D', ...rule.slice(at), ...tag];
+    await execa('iptables', args, { reject: how === 'add' });
+  }
 }
 
 function cidrsOverlap(a: string, b: string): boolean {
@@ -693,8 +721,11 @@ async function cleanupEngine(paths: EnginePaths): Promise<void> {
     await rm(join(shimSocketDir, hash), { force: true });
   }
 
-  // 5. The bridge (its veths, if any, went with the containers' network namespaces).
-  if (await bridgeExists(paths.bridge)) await execa('ip', ['link', 'del', paths.bridge]);
+  // 5. The bridge (its veths, if any, went with the containers' network namespaces) and its NAT rules, if any.
+  if (await bridgeExists(paths.bridge)) {
+    await forwardBridge(paths.bridge, 'remove');
+    await execa('ip', ['link', 'del', paths.bridge]);
+  }
 
   // 6. The directory, only once nothing is mounted below it.
   if ((await mountsUnder(paths.base)).length > 0)
