@@ -6,6 +6,7 @@ import { packageDir } from '../util/paths.js';
 import { printable } from '../util/shell.js';
 import { buildCommand } from './build-command.js';
 import { cacheCommand } from './cache-command.js';
+import { mergeCommand } from './merge-command.js';
 import { packageCommand } from './package-command.js';
 import { planCommand } from './plan-command.js';
 import { targetsCommand } from './targets-command.js';
@@ -64,6 +65,7 @@ async function buildProgram(signal: AbortSignal, setExit: (code: number) => void
     buildCommand(signal, setExit),
     targetsCommand(signal, setExit),
     planCommand(signal),
+    mergeCommand(setExit),
     verifyCommand(signal, setExit),
     packageCommand(signal, setExit),
     cacheCommand(),

@@ -5,3 +5,4 @@ export {
   type PipelineOptions,
   type PipelineRun,
 } from './pipeline.js';
+export { mergeOutputs, mergeReports, type MergeOptions } from './merge.js';

@@ -81,6 +81,53 @@ export function renderSummary(report: FarmReport): string {
   return lines.join('\n');
 }
 
+/** GitHub's limit on one step summary (`$GITHUB_STEP_SUMMARY`): 1 MiB, with room for what a workflow adds. */
+export const SUMMARY_LIMIT_BYTES = 1024 * 1024 - 4096;
+
+/**
+ * A summary kept under `limit` bytes: when it is longer, the last kernel rows go first, then the last failure
+ * groups, each cut said in a line pointing to report.json; the title and the table head always stay.
+ */
+export function capSummary(summary: string, limit = SUMMARY_LIMIT_BYTES): string {
+  if (Buffer.byteLength(summary) <= limit) return summary;
+  const lines = summary.split('\n');
+  const failuresAt = lines.indexOf('### Failures');
+  const tableEnd = failuresAt === -1 ? lines.length - 1 : failuresAt - 1;
+  const head = lines.slice(0, 4);
+  const rows = lines.slice(4, tableEnd);
+  const failures = failuresAt === -1 ? [] : lines.slice(failuresAt + 2, -1);
+  const note = (n: number, what: string) =>
+    `_${n} more ${what} not shown: a step summary holds at most 1 MiB; report.json and junit.xml have every target._`;
+  const render = (r: number, f: number) => {
+    const table = [
+      ...head,
+      ...rows.slice(0, r),
+      ...(r < rows.length ? ['', note(rows.length - r, 'kernel row(s)')] : []),
+    ];
+    const groups = failures.slice(0, f);
+    const cut = f < failures.length ? ['', note(failures.length - f, 'failure group(s)')] : [];
+    return [...table, ...(failures.length > 0 ? ['', '### Failures', '', ...groups, ...cut] : []), ''].join('\n');
+  };
+  const fits = (r: number, f: number) => Buffer.byteLength(render(r, f)) <= limit;
+  const failuresKept = largestFitting(failures.length, (f) => fits(0, f));
+  return render(
+    largestFitting(rows.length, (r) => fits(r, failuresKept)),
+    failuresKept,
+  );
+}
+
+/** The largest n in 0…max for which fits(n) holds (fits is monotone), by binary search. */
+function largestFitting(max: number, fits: (n: number) => boolean): number {
+  let low = 0;
+  let high = max;
+  while (low < high) {
+    const mid = Math.ceil((low + high) / 2);
+    if (fits(mid)) low = mid;
+    else high = mid - 1;
+  }
+  return low;
+}
+
 export interface FailureGroup {
   status: TargetStatus;
   /** What the kernels have in common: the formatted first error, or the reason. */

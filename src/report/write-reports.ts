@@ -10,7 +10,7 @@ import { githubAnnotations, sourcePrefixFor } from './github.js';
 import { targetVersion, type FarmReport } from '../model/report.js';
 import { JUNIT_TAIL_LINES, renderJunit } from './junit.js';
 import { MAX_LOG_BYTES, readCapped, tailFile } from '../util/read-file.js';
-import { renderSummary } from './markdown.js';
+import { capSummary, renderSummary } from './markdown.js';
 
 export interface WriteReportsOptions {
   /** The module source directory as given on the command line (for annotation paths). */
@@ -50,7 +50,7 @@ export async function writeReports(
       return path ? tailFile(path, JUNIT_TAIL_LINES) : '';
     },
   });
-  const summary = renderSummary(view);
+  const summary = capSummary(renderSummary(view));
   await mkdir(out, { recursive: true });
   const junitPath = join(out, 'junit.xml');
   const summaryPath = join(out, 'summary.md');
