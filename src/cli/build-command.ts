@@ -22,6 +22,11 @@ import { parseFormats } from './package-command.js';
 
 export const defaultMatrix = join(packageDir, 'matrix/debian-supported.yaml');
 
+/** The matrix file `--matrix`/`--target` name: the default one when neither is given (build and plan alike). */
+export function matrixOfTargets(opts: { matrix?: string; target: string[] }): string | undefined {
+  return opts.matrix ?? (opts.target.length === 0 ? defaultMatrix : undefined);
+}
+
 export function buildCommand(signal: AbortSignal, setExit: (code: number) => void): Command {
   return new Command('build')
     .description('build a DKMS module source tree for every target kernel, each in its own container')
@@ -168,7 +173,7 @@ async function buildFrom(
  * package's Depends for a `debian:` source).
  */
 function resolveSourcesPlan(sources: BuildSource[], { opts, signal }: BuildContext) {
-  const matrix = opts.matrix ?? (opts.target.length === 0 ? defaultMatrix : undefined);
+  const matrix = matrixOfTargets(opts);
   const perRelease = sources.flatMap((s) => (s.forRelease ? [s.forRelease] : []));
   return resolvePlan({
     ids: opts.target,

@@ -42,3 +42,18 @@ export function duration(name: string) {
     return Number(match[1]) * (unit[match[2]] ?? 0);
   };
 }
+
+/** Rows as aligned columns (two spaces apart, no trailing blanks), one line each: the CLI's plain tables. */
+export function formatTable(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return (
+    rows
+      .map((r) =>
+        r
+          .map((c, i) => c.padEnd(widths[i]!))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
+}

@@ -1,8 +1,8 @@
 import { Command } from 'commander';
 import { resolvePlan } from '../plan/resolve.js';
 import { checkShardCount, planShards, type Shard } from '../plan/shard.js';
-import { defaultMatrix } from './build-command.js';
-import { collect, positiveInt } from './options.js';
+import { matrixOfTargets } from './build-command.js';
+import { collect, formatTable, positiveInt } from './options.js';
 
 interface PlanOpts {
   target: string[];
@@ -27,7 +27,7 @@ export function planCommand(signal: AbortSignal): Command {
     .option('--json', 'print {"include": [...]} for a workflow\'s strategy.matrix (fromJSON)')
     .action(async (opts: PlanOpts) => {
       checkShardCount(opts.shards);
-      const matrix = opts.matrix ?? (opts.target.length === 0 ? defaultMatrix : undefined);
+      const matrix = matrixOfTargets(opts);
       const { targets } = await resolvePlan({
         ids: opts.target,
         ...(matrix ? { matrix } : {}),
@@ -64,17 +64,5 @@ function planTable(shards: Shard[], total: number): string {
     ['SHARD', 'TARGETS', 'EST.', 'RELEASES'],
     ...shards.map((s) => [`${s.index}/${s.count}`, String(s.targets.length), `${s.cost} s`, s.releases.join(' ')]),
   ];
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return (
-    head +
-    rows
-      .map((r) =>
-        r
-          .map((c, i) => c.padEnd(widths[i]!))
-          .join('  ')
-          .trimEnd(),
-      )
-      .join('\n') +
-    '\n'
-  );
+  return head + formatTable(rows);
 }

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { KfarmError } from '../model/errors.js';
 import { discoverKernels, FLAVOURS } from '../plan/debian-index.js';
 import { DEBIAN_RELEASES } from '../plan/debian-releases.js';
-import { collect } from './options.js';
+import { collect, formatTable } from './options.js';
 
 export function targetsCommand(signal: AbortSignal, _setExit: (code: number) => void): Command {
   return new Command('targets')
@@ -40,17 +40,7 @@ export function targetsCommand(signal: AbortSignal, _setExit: (code: number) => 
           ['TARGET', 'FLAVOUR', 'HEADERS', 'VERSION', 'SUITE'],
           ...kernels.map((k) => [k.id, k.flavour, k.headersPackage, k.headersVersion, k.suite]),
         ];
-        const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-        process.stdout.write(
-          rows
-            .map((r) =>
-              r
-                .map((c, i) => c.padEnd(widths[i]!))
-                .join('  ')
-                .trimEnd(),
-            )
-            .join('\n') + '\n',
-        );
+        process.stdout.write(formatTable(rows));
       },
     );
 }

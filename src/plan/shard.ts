@@ -89,14 +89,16 @@ function cutUnder(line: readonly KernelTarget[], cap: number): KernelTarget[][] 
   let run: KernelTarget[] = [];
   let cost = 0;
   for (const t of line) {
-    const more = TARGET_COST + (run.length > 0 && releaseOf(run.at(-1)!) === releaseOf(t) ? 0 : RELEASE_COST);
+    const continues = run.length > 0 && releaseOf(run.at(-1)!) === releaseOf(t);
+    const more = TARGET_COST + (continues ? 0 : RELEASE_COST);
     if (run.length > 0 && cost + more > cap) {
       runs.push(run);
-      run = [];
-      cost = 0;
+      run = [t];
+      cost = TARGET_COST + RELEASE_COST;
+    } else {
+      run.push(t);
+      cost += more;
     }
-    cost += TARGET_COST + (run.length > 0 && releaseOf(run.at(-1)!) === releaseOf(t) ? 0 : RELEASE_COST);
-    run.push(t);
   }
   runs.push(run);
   return runs;

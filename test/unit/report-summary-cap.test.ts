@@ -1,40 +1,26 @@
 import { describe, expect, it } from 'vitest';
 import { capSummary, renderSummary } from '../../src/report/markdown.js';
-import { countStatuses, type FarmReport } from '../../src/model/report.js';
-import type { TargetResult } from '../../src/model/result.js';
+import type { FarmReport } from '../../src/model/report.js';
+import { report, result } from './report-fixtures.js';
 
-function report(n: number): FarmReport {
-  const targets: TargetResult[] = Array.from({ length: n }, (_, i) => ({
-    id: `debian/bookworm/6.1.0-${i}-amd64`,
-    distro: 'debian',
-    release: 'bookworm',
-    kernel: `6.1.0-${i}-amd64`,
-    arch: 'x86_64',
-    status: i % 2 === 0 ? 'built' : 'failed',
-    durationMs: 1000,
-    artifacts: [],
-    ...(i % 2 === 0 ? {} : { error: `make exited 2 because of reason number ${i % 7}` }),
-  }));
-  return {
-    schemaVersion: 1,
-    module: 'hello',
-    version: '1.0',
-    startedAt: new Date(0).toISOString(),
-    durationMs: 1,
-    partial: false,
-    counts: countStatuses(targets),
-    targets,
-  };
+/** n bookworm kernels, every other one failing on one of seven errors. */
+function manyKernels(n: number): FarmReport {
+  const targets = Array.from({ length: n }, (_, i) =>
+    i % 2 === 0
+      ? result('bookworm', `6.1.0-${i}-amd64`, 'built')
+      : result('bookworm', `6.1.0-${i}-amd64`, 'failed', { error: `make exited 2 because of reason number ${i % 7}` }),
+  );
+  return report(targets);
 }
 
 describe('capSummary', () => {
   it('leaves a summary under the limit alone', () => {
-    const text = renderSummary(report(20));
+    const text = renderSummary(manyKernels(20));
     expect(capSummary(text)).toBe(text);
   });
 
   it('cuts kernel rows first, keeps title, table head and failure groups, and says what it cut', () => {
-    const text = renderSummary(report(400));
+    const text = renderSummary(manyKernels(400));
     const limit = Math.floor(Buffer.byteLength(text) / 2);
     const capped = capSummary(text, limit);
     expect(Buffer.byteLength(capped)).toBeLessThanOrEqual(limit);
@@ -49,7 +35,7 @@ describe('capSummary', () => {
   });
 
   it('a real 1 MiB overflow (20,000 kernels) stays under GitHub’s limit', () => {
-    const capped = capSummary(renderSummary(report(20_000)));
+    const capped = capSummary(renderSummary(manyKernels(20_000)));
     expect(Buffer.byteLength(capped)).toBeLessThanOrEqual(1024 * 1024);
     expect(capped).toMatch(/more kernel row\(s\) not shown/);
   });
