@@ -16,9 +16,11 @@ const layers = {
   verify: ['verify', 'dkms', 'plan', 'model', 'util'],
   package: ['package', 'images', 'dkms', 'engine', 'plan', 'model', 'util'],
   report: ['report', 'dkms', 'model', 'util'],
+  // Repositories from packaged outputs.
+  publish: ['publish', 'package', 'plan', 'model', 'util'],
   // build → verify → package → reports.
   pipeline: ['pipeline', 'farm', 'verify', 'package', 'report', 'dkms', 'plan', 'model', 'util'],
-  cli: ['cli', 'pipeline', 'farm', 'verify', 'package', 'report', 'images', 'dkms', 'engine', 'plan', 'model', 'util'],
+  cli: ['cli', 'pipeline', 'publish', 'farm', 'verify', 'package', 'report', 'images', 'dkms', 'engine', 'plan', 'model', 'util'],
 };
 
 module.exports = {

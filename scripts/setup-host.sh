@@ -13,9 +13,11 @@ fi
 # qemu-system-x86 + busybox-static: `kfarm verify` boots each target's real kernel with an initramfs around
 # busybox to load the built modules; dpkg: dpkg-deb unpacks the kernel image packages; cpio + libarchive-tools:
 # the tests list the generated initramfs with independent tools; iproute2: the engine-loss tests give the second
-# dockerd they start a bridge of its own; zstd: base images kept in the cache dir as compressed root filesystems.
+# dockerd they start a bridge of its own; zstd: base images kept in the cache dir as compressed root filesystems;
+# apt-utils (apt-ftparchive), gnupg, createrepo-c and rpm (rpmsign): `kfarm publish` writes and signs apt and yum
+# repositories on the host, where the signing key stays.
 packages=(docker.io mmdebstrap debian-archive-keyring xz-utils binutils gpgv ca-certificates curl
-  qemu-system-x86 busybox-static dpkg cpio libarchive-tools iproute2 zstd)
+  qemu-system-x86 busybox-static dpkg cpio libarchive-tools iproute2 zstd apt-utils gnupg createrepo-c rpm)
 
 missing=()
 for p in "${packages[@]}"; do

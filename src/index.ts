@@ -19,6 +19,7 @@ export {
   type VerifyOptions,
 } from './verify/index.js';
 export * from './package/index.js';
+export { publish, type PublishOptions, type PublishResult } from './publish/index.js';
 export { writeReports, type WriteReportsOptions, type WrittenReports } from './report/write-reports.js';
 export { renderJunit } from './report/junit.js';
 export { renderSummary } from './report/markdown.js';

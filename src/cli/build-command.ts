@@ -293,11 +293,11 @@ function packageOptions(
 /** DKMS tarballs carry one source tree: a `debian:` source whose releases have different versions has several. */
 function checkOneSourceToShip(opts: BuildOpts, trees: ReadonlyMap<string, string>): void {
   const versions = new Set([...trees.values()].map((tree) => basename(tree)));
-  if (opts.packageWithSource && versions.size > 1)
+  if ((opts.packageWithSource || opts.package?.includes('dkms-deb')) && versions.size > 1)
     throw new KfarmError(
       'KFARM_USAGE',
-      `--package-with-source: the releases' packages hold different sources (${[...versions].join(', ')}); ` +
-        'package one release at a time',
+      `${opts.packageWithSource ? '--package-with-source' : '--package dkms-deb'}: the releases' packages hold ` +
+        `different sources (${[...versions].join(', ')}); package one release at a time`,
     );
 }
 
@@ -308,6 +308,7 @@ function buildSummary(report: FarmReport, out: string, reportPath: string): stri
     lines.push(`  ${target.id}: ${describeResult(target)}${target.verify ? `; ${describeVerify(target.verify)}` : ''}`);
     for (const artifact of [...target.artifacts, ...(target.packages ?? [])]) lines.push(`    ${join(out, artifact)}`);
   }
+  for (const file of report.packages ?? []) lines.push(`  ${join(out, file)}`);
   lines.push(`reports: ${reportPath}, junit.xml, summary.md`);
   return `${lines.join('\n')}\n`;
 }

@@ -9,6 +9,7 @@ import { cacheCommand } from './cache-command.js';
 import { mergeCommand } from './merge-command.js';
 import { packageCommand } from './package-command.js';
 import { planCommand } from './plan-command.js';
+import { publishCommand } from './publish-command.js';
 import { targetsCommand } from './targets-command.js';
 import { verifyCommand } from './verify-command.js';
 
@@ -68,6 +69,7 @@ async function buildProgram(signal: AbortSignal, setExit: (code: number) => void
     mergeCommand(setExit),
     verifyCommand(signal, setExit),
     packageCommand(signal, setExit),
+    publishCommand(setExit),
     cacheCommand(),
   ];
   for (const command of commands) program.addCommand(command);

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { ExitCode } from '../model/errors.js';
 import { runPipeline } from '../pipeline/index.js';
-import { packageFormats, type PackageFormat } from '../package/index.js';
+import { defaultPackageFormats, packageFormats, type PackageFormat } from '../package/index.js';
 import type { FarmReport } from '../model/report.js';
 
 export function parseFormats(value: string): PackageFormat[] {
@@ -28,9 +28,13 @@ export function packageCommand(signal: AbortSignal, setExit: (code: number) => v
       'package the modules of a kfarm build output: DKMS tarballs, .deb and .rpm per kernel, optionally signed',
     )
     .argument('<out>', 'output directory of kfarm build (holding report.json and dkms/)')
-    .option('-f, --format <list>', `comma-separated formats: ${packageFormats.join(', ')}`, parseFormats, [
-      ...packageFormats,
-    ])
+    .option(
+      '-f, --format <list>',
+      `comma-separated formats: ${packageFormats.join(', ')} (default ${defaultPackageFormats.join(',')}; ` +
+        'dkms-deb ships the source: give --source)',
+      parseFormats,
+      [...defaultPackageFormats],
+    )
     .option(
       '--with-source <src>',
       'put this module source tree in the DKMS tarballs (dkms_source_tree/) instead of a binaries-only dkms.conf',
@@ -78,6 +82,7 @@ function packageSummary(report: FarmReport, out: string): string {
     lines.push(`  ${target.id}:`);
     for (const file of target.packages) lines.push(`    ${join(out, file)}`);
   }
+  for (const file of report.packages ?? []) lines.push(`  ${join(out, file)}`);
   return lines.length
     ? `${report.module} ${report.version}: packages\n${lines.join('\n')}\n`
     : 'no built target to package\n';

@@ -18,6 +18,8 @@ export interface FarmReport {
   targets: TargetResult[];
   /** Targets never built because the run stopped early (`--fail-fast`, interruption). */
   notRun?: string[];
+  /** Packages of the whole run rather than of one target (the `<module>-dkms` .deb), relative to the output. */
+  packages?: string[];
 }
 
 export function countStatuses(targets: TargetResult[]): FarmReport['counts'] {
@@ -87,6 +89,10 @@ export async function readJsonReport(out: string): Promise<FarmReport> {
       throw new KfarmError('KFARM_USAGE', `${path}: ${t.id}: malformed kernel or arch`);
     if (t.version !== undefined && (typeof t.version !== 'string' || /[/\0]|^\.\.?$/.test(t.version)))
       throw new KfarmError('KFARM_USAGE', `${path}: ${t.id}: malformed version`);
+  }
+  for (const p of [...(r.packages ?? []), ...r.targets.flatMap((t) => t.packages ?? [])]) {
+    if (typeof p !== 'string' || !/^packages\/[^/]+$/.test(p) || p === 'packages/..' || p === 'packages/.')
+      throw new KfarmError('KFARM_USAGE', `${path}: package path ${JSON.stringify(p)} is not a file in packages/`);
   }
   if (/[/\0]|^\.\.?$/.test(r.module) || /[/\0]|^\.\.?$/.test(r.version))
     throw new KfarmError('KFARM_USAGE', `${path}: malformed module name or version`);

@@ -28,7 +28,13 @@ export async function checkPackageOptions(
     options.signKey !== undefined || options.signCert !== undefined
       ? await loadSigningKey(options.signKey, options.signCert)
       : undefined;
-  if (options.withSource !== undefined) await checkSourceTree(options.withSource);
+  if (options.withSource !== undefined) await checkSourceTree('--with-source', options.withSource);
+  if (formats.includes('dkms-deb')) {
+    const tree = options.withSource ?? options.source;
+    if (tree === undefined)
+      throw new KfarmError('KFARM_USAGE', '--format dkms-deb: give the module source it ships (--source SRC)');
+    await checkSourceTree('--source', tree);
+  }
   if (options.maintainer !== undefined && !/^[^<>\n]+ <[^<>\s]+@[^<>\s]+>$/.test(options.maintainer)) {
     throw new KfarmError('KFARM_USAGE', `--maintainer ${JSON.stringify(options.maintainer)}: expected "Name <email>"`);
   }
@@ -46,9 +52,9 @@ export async function checkPackageOptions(
   return { formats, ...(key ? { key } : {}) };
 }
 
-async function checkSourceTree(dir: string): Promise<void> {
+async function checkSourceTree(flag: string, dir: string): Promise<void> {
   const info = await stat(dir).catch(() => undefined);
-  if (!info?.isDirectory()) throw new KfarmError('KFARM_USAGE', `--with-source ${dir}: not a directory`);
+  if (!info?.isDirectory()) throw new KfarmError('KFARM_USAGE', `${flag} ${dir}: not a directory`);
   const conf = await stat(join(dir, 'dkms.conf')).catch(() => undefined);
-  if (!conf?.isFile()) throw new KfarmError('KFARM_USAGE', `--with-source ${dir}: no dkms.conf in it`);
+  if (!conf?.isFile()) throw new KfarmError('KFARM_USAGE', `${flag} ${dir}: no dkms.conf in it`);
 }

@@ -42,6 +42,26 @@ export function debPackageName(module: string, kernel: string): string {
   return `${module.replace(/_/g, '-')}-modules-${kernel}`.toLowerCase().replace(/[^a-z0-9.+-]/g, '-');
 }
 
+/** The virtual package every package of the module's binaries provides (mkbmdeb's `<module>-modules`). */
+export function modulesVirtualName(module: string): string {
+  return `${module.replace(/_/g, '-').toLowerCase()}-modules`;
+}
+
+/** The DKMS fallback package of the module (src/package/dkms-deb.ts), which conflicts with the per-kernel ones. */
+export function dkmsDebPackageName(module: string): string {
+  return `${module.replace(/_/g, '-')}-dkms`.toLowerCase().replace(/[^a-z0-9.+-]/g, '-');
+}
+
+/**
+ * A Debian kernel release without its flavour, as a version part that sorts like the kernels do:
+ * `6.1.0-57-amd64` → `6.1.0.57`, `6.12.118+deb13-cloud-amd64` → `6.12.118+deb13`. Versions of packages that
+ * follow kernels (metapackages, the `-dkms` package) end with it, so they rise with every newer kernel.
+ */
+export function kernelVersionKey(kernel: string): string {
+  const flavour = /^\d[^-]*(?:-\d[^-]*)?-([a-z].*)$/.exec(kernel)?.[1];
+  return (flavour ? kernel.slice(0, -(flavour.length + 1)) : kernel).replace(/-/g, '.');
+}
+
 /** `<module version>-1`; characters Debian versions do not allow become `.`, and a leading non-digit gets `0~`. */
 export function debVersion(version: string): string {
   let upstream = version.replace(/[^A-Za-z0-9.+~-]/g, '.');
@@ -87,7 +107,12 @@ export function buildDeb(build: KernelBuild, options: DebOptions): Buffer {
   const version = debVersion(build.version);
   const doc = `usr/share/doc/${pkg}`;
   const koDir = `${options.moduleDir.replace(/^\/+/, '')}/${build.kernel}/updates/dkms`;
-  const changelog = changelogText(build, options, pkg, version);
+  const changelog = changelogText(
+    [`${build.module} ${build.version} precompiled by kfarm for Linux ${build.kernel} (Debian ${build.release}).`],
+    options,
+    pkg,
+    version,
+  );
   const copyright = copyrightText(build, options.epoch);
 
   const files: TarEntry[] = [
@@ -100,18 +125,19 @@ export function buildDeb(build: KernelBuild, options: DebOptions): Buffer {
   return arArchive(
     [
       { name: 'debian-binary', data: Buffer.from('2.0\n') },
-      { name: 'control.tar.gz', data: gzip(controlTar(control, md5sums(files), build.kernel, options.epoch)) },
+      {
+        name: 'control.tar.gz',
+        data: gzip(controlTar(control, md5sums(files), depmodScripts(build.kernel), options.epoch)),
+      },
       { name: 'data.tar.gz', data: gzip(tarArchive(data, options.epoch)) },
     ],
     options.epoch,
   );
 }
 
-function changelogText(build: KernelBuild, options: DebOptions, pkg: string, version: string): string {
-  const bullets = [
-    `${build.module} ${build.version} precompiled by kfarm for Linux ${build.kernel} (Debian ${build.release}).`,
-    ...(options.note ? [options.note] : []),
-  ];
+/** changelog.Debian: one entry, the given bullets and the signing note. */
+export function changelogText(lines: string[], options: DebOptions, pkg: string, version: string): string {
+  const bullets = [...lines, ...(options.note ? [options.note] : [])];
   return `${pkg} (${version}) unstable; urgency=medium
 
 ${bullets
@@ -146,11 +172,11 @@ ${gplText}`;
 }
 
 /** dpkg-gencontrol: regular files and symlinks count their size in KiB rounded up, everything else 1. */
-function installedSize(data: TarEntry[]): number {
+export function installedSize(data: TarEntry[]): number {
   return data.reduce((kib, e) => kib + (e.type === 'file' ? Math.ceil((e.data?.length ?? 0) / 1024) : 1), 0);
 }
 
-function md5sums(files: TarEntry[]): string {
+export function md5sums(files: TarEntry[]): string {
   return files
     .map(
       (e) =>
@@ -184,7 +210,8 @@ function controlText(
     `Maintainer: ${options.maintainer}`,
     `Installed-Size: ${installedSize}`,
     `Depends: linux-image-${build.kernel} | linux-image-${build.kernel}-unsigned`,
-    `Provides: ${build.module.replace(/_/g, '-').toLowerCase()}-modules`,
+    `Provides: ${modulesVirtualName(build.module)}`,
+    `Conflicts: ${dkmsDebPackageName(build.module)}`,
     'Section: kernel',
     'Priority: optional',
     `Description: ${summary}`,
@@ -192,30 +219,24 @@ function controlText(
   ].join('\n');
 }
 
-function controlTar(control: string, md5sums: string, kernel: string, epoch: number): Buffer {
-  return tarArchive(
-    withParents([
-      { path: 'control', type: 'file', mode: 0o644, data: Buffer.from(`${control}\n`) },
-      { path: 'md5sums', type: 'file', mode: 0o644, data: Buffer.from(md5sums) },
-      {
-        path: 'postinst',
-        type: 'file',
-        mode: 0o755,
-        data: Buffer.from(depmodScript(kernel, 'configure|abort-upgrade|abort-remove|abort-deconfigure')),
-      },
-      {
-        path: 'postrm',
-        type: 'file',
-        mode: 0o755,
-        data: Buffer.from(depmodScript(kernel, 'remove|upgrade|disappear|abort-install|abort-upgrade')),
-      },
-    ]),
-    epoch,
-  );
+function depmodScripts(kernel: string): Record<string, string> {
+  return {
+    postinst: depmodScript(kernel, 'configure|abort-upgrade|abort-remove|abort-deconfigure'),
+    postrm: depmodScript(kernel, 'remove|upgrade|disappear|abort-install|abort-upgrade'),
+  };
+}
+
+/** control.tar: control, md5sums (none for a package without files) and the maintainer scripts, mode 0755. */
+export function controlTar(control: string, md5sums: string, scripts: Record<string, string>, epoch: number): Buffer {
+  const entries: TarEntry[] = [{ path: 'control', type: 'file', mode: 0o644, data: Buffer.from(`${control}\n`) }];
+  if (md5sums) entries.push({ path: 'md5sums', type: 'file', mode: 0o644, data: Buffer.from(md5sums) });
+  for (const [name, text] of Object.entries(scripts))
+    entries.push({ path: name, type: 'file', mode: 0o755, data: Buffer.from(text) });
+  return tarArchive(withParents(entries), epoch);
 }
 
 /** Wraps description text at 79 columns for the control file's extended description. */
-function wrap(text: string, width = 78): string[] {
+export function wrap(text: string, width = 78): string[] {
   const lines: string[] = [];
   let line = '';
   for (const word of text.split(/\s+/).filter(Boolean)) {

@@ -96,7 +96,7 @@ export function dkmsTarball(build: KernelBuild, options: { epoch: number; source
  * is set, else 0644), directories (0755), and symlinks that stay inside the tree. `.git` is left out. Anything
  * else — a FIFO, a device, a symlink leaving the tree — is an error naming it.
  */
-export async function sourceTreeEntries(root: string): Promise<TarEntry[]> {
+export async function sourceTreeEntries(root: string, flag = '--with-source'): Promise<TarEntry[]> {
   const entries: TarEntry[] = [];
   const walk = async (dir: string, rel: string): Promise<void> => {
     for (const name of (await readdir(dir)).sort()) {
@@ -120,14 +120,14 @@ export async function sourceTreeEntries(root: string): Promise<TarEntry[]> {
         if (target.startsWith('/') || resolved === '..' || resolved.startsWith('../')) {
           throw new KfarmError(
             'KFARM_USAGE',
-            `--with-source ${root}: ${relPath} is a symbolic link leaving the source tree (${target})`,
+            `${flag} ${root}: ${relPath} is a symbolic link leaving the source tree (${target})`,
           );
         }
         entries.push({ path: relPath, type: 'symlink', mode: 0o777, target });
       } else {
         throw new KfarmError(
           'KFARM_USAGE',
-          `--with-source ${root}: ${relPath} is neither a file, a directory nor a symbolic link`,
+          `${flag} ${root}: ${relPath} is neither a file, a directory nor a symbolic link`,
         );
       }
     }

@@ -2,4 +2,4 @@
 export { checkPackageOptions, packageOutput, type PackageOptions } from './package.js';
 export { parseSourceDateEpoch, resolveSourceDateEpoch } from '../util/source-date-epoch.js';
 export { loadSigningKey, parseModuleSignature, signModule, type ModuleSignature, type SigningKey } from './sign.js';
-export { packageFormats, type KernelBuild, type PackageFormat } from './types.js';
+export { defaultPackageFormats, packageFormats, type KernelBuild, type PackageFormat } from './types.js';

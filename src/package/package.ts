@@ -14,6 +14,7 @@ import { writingTo } from '../util/output-errors.js';
 import { claimDir, sweepStaleDirs } from '../util/stale-dirs.js';
 import { checkPackageOptions } from './check.js';
 import { buildDeb, debFileName, maintainerFromEnv } from './deb.js';
+import { buildDkmsDeb, dkmsDebFileName } from './dkms-deb.js';
 import type { TarEntry } from './archive.js';
 import { dkmsTarball, dkmsTarballName, sourceTreeEntries } from './dkms-tarball.js';
 import { resolveSourceDateEpoch } from '../util/source-date-epoch.js';
@@ -53,6 +54,7 @@ export async function packageOutput(out: string, report: FarmReport, options: Pa
     options.withSource !== undefined && formats.includes('dkms')
       ? await sourceTreeEntries(options.withSource)
       : undefined;
+  const dkmsSource = formats.includes('dkms-deb') ? await dkmsDebSource(options) : undefined;
   const builds = await Promise.all(packable.map((t) => readKernelBuild(out, report, t)));
   options.signal?.throwIfAborted();
   const run = new PackageRun(out, options, {
@@ -61,8 +63,17 @@ export async function packageOutput(out: string, report: FarmReport, options: Pa
     builds,
     ...(key ? { key } : {}),
     ...(source ? { source } : {}),
+    ...(dkmsSource ? { dkmsSource } : {}),
   });
   return withPackages(out, report, await run.run());
+}
+
+/** The tree a `<module>-dkms` .deb ships in /usr/src: `--with-source`, else the build's source. */
+function dkmsDebSource(options: PackageOptions): Promise<TarEntry[]> {
+  const tree = options.withSource ?? options.source;
+  if (tree === undefined)
+    throw new KfarmError('KFARM_USAGE', '--format dkms-deb: give the module source it ships (--source SRC)');
+  return sourceTreeEntries(tree, options.withSource === undefined ? '--source' : '--with-source');
 }
 
 async function packageEpoch(report: FarmReport, options: PackageOptions): Promise<number> {
@@ -84,10 +95,16 @@ function checkPackageNames(report: FarmReport): void {
   }
 }
 
-/** The report with each target's `packages` (paths relative to `out`), written to report.json. */
+/**
+ * The report with each target's `packages` and the run's own (under RUN_PACKAGES; paths relative to `out`),
+ * written to report.json.
+ */
 async function withPackages(out: string, report: FarmReport, made: ReadonlyMap<string, string[]>): Promise<FarmReport> {
+  const { packages: _old, ...rest } = report;
+  const runPackages = (made.get(RUN_PACKAGES) ?? []).map((name) => join('packages', name));
   const result: FarmReport = {
-    ...report,
+    ...rest,
+    ...(runPackages.length ? { packages: runPackages } : {}),
     targets: report.targets.map((t) => ({
       ...t,
       packages: (made.get(t.id) ?? []).map((name) => join('packages', name)),
@@ -97,12 +114,17 @@ async function withPackages(out: string, report: FarmReport, made: ReadonlyMap<s
   return result;
 }
 
+/** The key under which a run's own packages (not one target's) are collected. */
+const RUN_PACKAGES = '';
+
 interface RunInput {
   formats: PackageFormat[];
   epoch: number;
   builds: KernelBuild[];
   key?: SigningKey;
   source?: TarEntry[];
+  /** The source tree a `<module>-dkms` .deb ships. */
+  dkmsSource?: TarEntry[];
 }
 
 /** One packaging run: kernel facts → signing → DKMS tarballs and .debs → .rpms → all renamed into place. */
@@ -137,6 +159,7 @@ class PackageRun {
       if (this.input.key) await this.#sign(this.input.key);
       await this.#archives();
       if (this.input.formats.includes('rpm')) await this.#rpms();
+      if (this.input.dkmsSource) await this.#dkmsDeb(this.input.dkmsSource);
       this.options.signal?.throwIfAborted();
       await this.#commit();
       return this.#made;
@@ -198,14 +221,35 @@ class PackageRun {
     return this.#facts.get(build.targetId)?.moduleDir ?? '/lib/modules';
   }
 
+  get #maintainer(): string {
+    return this.options.maintainer ?? maintainerFromEnv(this.options.env ?? process.env);
+  }
+
+  /** One `<module>-dkms` .deb for the run: the source and every kernel's modules. */
+  async #dkmsDeb(dkmsSource: TarEntry[]): Promise<void> {
+    const { builds, epoch } = this.input;
+    const note = this.#note;
+    const deb = buildDkmsDeb(builds, dkmsSource, {
+      epoch,
+      moduleDir: '/lib/modules',
+      maintainer: this.#maintainer,
+      ...(note ? { note } : {}),
+    });
+    await this.#add(RUN_PACKAGES, dkmsDebFileName(builds), deb);
+  }
+
   async #archives(): Promise<void> {
     const { formats, epoch, source } = this.input;
     const note = this.#note;
-    const maintainer = this.options.maintainer ?? maintainerFromEnv(this.options.env ?? process.env);
+    const maintainer = this.#maintainer;
     for (const build of this.input.builds) {
       this.options.signal?.throwIfAborted();
       if (formats.includes('dkms'))
-        await this.#add(build, dkmsTarballName(build), dkmsTarball(build, { epoch, ...(source ? { source } : {}) }));
+        await this.#add(
+          build.targetId,
+          dkmsTarballName(build),
+          dkmsTarball(build, { epoch, ...(source ? { source } : {}) }),
+        );
       if (formats.includes('deb')) {
         const deb = buildDeb(build, {
           epoch,
@@ -213,7 +257,7 @@ class PackageRun {
           maintainer,
           ...(note ? { note } : {}),
         });
-        await this.#add(build, debFileName(build), deb);
+        await this.#add(build.targetId, debFileName(build), deb);
       }
     }
   }
@@ -241,21 +285,21 @@ class PackageRun {
         moduleDir: this.#moduleDir(build),
         ...(note ? { note } : {}),
       }));
-      const accept = (build: KernelBuild, fileName: string, data: Buffer) => this.#add(build, fileName, data);
+      const accept = (build: KernelBuild, fileName: string, data: Buffer) => this.#add(build.targetId, fileName, data);
       await buildRpms(container, builds, { epoch: this.input.epoch, ...(signal ? { signal } : {}), accept });
     } finally {
       await container.remove().catch(() => undefined);
     }
   }
 
-  async #add(build: KernelBuild, fileName: string, data: Buffer): Promise<void> {
+  async #add(owner: string, fileName: string, data: Buffer): Promise<void> {
     if ([...this.#made.values()].some((names) => names.includes(fileName))) {
       throw new KfarmError('KFARM_PACKAGE_FAILED', `two targets would make the same package ${fileName}`);
     }
     this.options.log?.(`package: ${fileName}`);
     const path = join(this.#staging, fileName);
     await writingTo(path, () => writeFile(path, data, { flag: 'wx', mode: 0o644 }));
-    this.#made.set(build.targetId, [...(this.#made.get(build.targetId) ?? []), fileName]);
+    this.#made.set(owner, [...(this.#made.get(owner) ?? []), fileName]);
   }
 
   /** Everything is made: move the files into place (each rename atomic, replacing an older file of that name). */

@@ -1,7 +1,9 @@
 import type { Engine } from '../engine/index.js';
 
-export type PackageFormat = 'dkms' | 'deb' | 'rpm';
-export const packageFormats: readonly PackageFormat[] = ['dkms', 'deb', 'rpm'];
+export type PackageFormat = 'dkms' | 'deb' | 'rpm' | 'dkms-deb';
+export const packageFormats: readonly PackageFormat[] = ['dkms', 'deb', 'rpm', 'dkms-deb'];
+/** What `kfarm package` makes when no format is named: the per-kernel ones, which need no source tree. */
+export const defaultPackageFormats: readonly PackageFormat[] = ['dkms', 'deb', 'rpm'];
 
 /** One built kernel's modules as packaging sees them: read from the DKMS tree, signed when asked. */
 export interface KernelBuild {
@@ -32,7 +34,10 @@ export interface PackageOptions {
    * last git commit time (or newest file mtime) of `withSource ?? source`, else the build's `startedAt`.
    */
   sourceDateEpoch?: number;
-  /** The module source tree, only for the default SOURCE_DATE_EPOCH (implied by `withSource`). */
+  /**
+   * The module source tree: the default SOURCE_DATE_EPOCH comes from it (implied by `withSource`), and the
+   * `dkms-deb` format ships it (`withSource` when given).
+   */
   source?: string;
   /** Debian `Maintainer:` (`Name <email>`); default from DEBFULLNAME/DEBEMAIL. */
   maintainer?: string;

@@ -219,7 +219,11 @@ describe('.rpm spec', () => {
     expect(spec).toMatch(/^%define clamp_mtime_to_source_date_epoch 1$/m);
     expect(spec).toMatch(/^%define _binary_payload w9\.gzdio$/m);
     expect(spec).toContain('%attr(0644,root,root) /usr/lib/modules/6.12.117+deb13-amd64/extra/kf_two/kf_beta.ko');
-    expect(spec).toContain('depmod -a -F /boot/System.map-6.12.117+deb13-amd64 6.12.117+deb13-amd64 || :');
+    expect(spec).toMatch(/^%post -p <lua>$/m);
+    expect(spec).toMatch(/^%postun -p <lua>$/m);
+    const map = '/boot/System.map-6.12.117+deb13-amd64';
+    expect(spec).toContain(`if posix.access("${map}") then`);
+    expect(spec).toContain(`pcall(rpm.execute, "/sbin/depmod", "-a", "-F", "${map}", "6.12.117+deb13-amd64")`);
     expect(() => rpmSpec({ ...build, kernel: '6.1; rm -rf /' }, { moduleDir: '/lib/modules' })).toThrow(
       /unsafe kernel release/,
     );
@@ -238,9 +242,11 @@ describe('checkPackageOptions', () => {
 
   it('checks formats, --with-source, --maintainer and SOURCE_DATE_EPOCH without touching anything', async () => {
     const { checkPackageOptions } = await import('../../src/package/package.js');
-    expect(await usage(checkPackageOptions({ formats: [] }))).toMatch(/^--format: give one or more of dkms, deb, rpm$/);
+    expect(await usage(checkPackageOptions({ formats: [] }))).toMatch(
+      /^--format: give one or more of dkms, deb, rpm, dkms-deb$/,
+    );
     expect(await usage(checkPackageOptions({ formats: ['zip' as 'deb'] }))).toBe(
-      '--format "zip": expected one or more of dkms, deb, rpm',
+      '--format "zip": expected one or more of dkms, deb, rpm, dkms-deb',
     );
     const empty = await mkdtemp(join(tmpdir(), 'kfarm-nosrc-'));
     expect(await usage(checkPackageOptions({ formats: ['dkms'], withSource: empty }))).toBe(
