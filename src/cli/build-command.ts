@@ -139,11 +139,13 @@ async function buildFrom(
   setExit: (code: number) => void,
 ) {
   const { opts } = context;
+  // A `debian:` source's tree, which a -dkms package ships, is known only once it is fetched: checked then.
+  const earlyFormats = (opts.package ?? []).filter((f) => f !== 'dkms-deb' || source.tree !== undefined);
   // Local inputs first: a typo in dkms.conf or a bad key costs a second, not an index download.
   await checkPipelineInputs({
     // The --with-module trees known yet were checked when opened (openWithModule), naming the flag.
     ...(source.tree === undefined ? {} : { source: source.tree }),
-    ...(opts.package ? { package: packageOptions(context, opts.package, source.tree) } : {}),
+    ...(earlyFormats.length > 0 ? { package: packageOptions(context, earlyFormats, source.tree) } : {}),
     ...(opts.verify || opts.verifyParams !== undefined ? { verify: verifyOptions(context) } : {}),
   });
   const plan = inShard(await resolveSourcesPlan([source, ...withSources], context), context.shard);

@@ -74,9 +74,12 @@ export function mergeReports(reports: FarmReport[], dirs: string[]): FarmReport 
   const starts = reports.map((r) => Date.parse(r.startedAt));
   const ends = reports.map((r, i) => starts[i]! + r.durationMs);
   const notRun = [...new Set(reports.flatMap((r) => r.notRun ?? []))].filter((id) => !seen.has(id));
-  const { notRun: _firstNotRun, ...base } = first;
+  // Each run's own packages (a -dkms .deb) are copied side by side like its other files: list them all.
+  const packages = [...new Set(reports.flatMap((r) => r.packages ?? []))].sort();
+  const { notRun: _firstNotRun, packages: _firstPackages, ...base } = first;
   return {
     ...base,
+    ...(packages.length > 0 ? { packages } : {}),
     startedAt: new Date(Math.min(...starts)).toISOString(),
     durationMs: Math.max(...ends) - Math.min(...starts),
     partial: reports.some((r) => r.partial),

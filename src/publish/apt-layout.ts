@@ -46,10 +46,18 @@ export interface DistributionPlan {
 /** Section kfarm's generated metapackages carry, which is how a later publish tells them from its inputs. */
 export const META_SECTION = 'metapackages';
 
-const KERNEL_DEPENDS = /^linux-image-(\S+) \| linux-image-\1-unsigned$/;
+const KERNEL_DEPENDS = /^linux-image-([0-9][A-Za-z0-9.+~_-]*) \| linux-image-\1-unsigned$/;
+const SAFE_VERSION = /^[0-9][A-Za-z0-9.+~-]*$/;
+const SAFE_PACKAGE = /^[a-z0-9][a-z0-9.+-]*$/;
+/** One line of printable text (a Maintainer field copied into a metapackage's control file). */
+const SAFE_TEXT = /^[^\p{Cc}]*$/u;
 
 /** A per-kernel module package (src/package/deb.ts) by its Depends and Provides, else undefined. */
 export function asKernelPackage(facts: DebFacts): KernelPackage | undefined {
+  // Names from a package's control file become a metapackage's name, file name and control text: only what
+  // kfarm itself would have written counts (a .deb in the pool is input, not trusted).
+  if (!SAFE_VERSION.test(facts.version) || !SAFE_PACKAGE.test(facts.package) || !SAFE_TEXT.test(facts.maintainer))
+    return undefined;
   const kernel = KERNEL_DEPENDS.exec(facts.depends)?.[1];
   const virtual = /^([a-z0-9][a-z0-9.+-]*-modules)$/.exec(facts.provides)?.[1];
   const flavour = kernel === undefined ? undefined : kernelFlavour(kernel);

@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,13 +36,14 @@ export class Signer {
     }
     const home = await mkdtemp(join(tmpdir(), 'kfarm-gnupg-'));
     try {
-      const imported = await gpg(home, ['--import', spec]);
+      onHardExit.add(home);
+      const imported = await gpg(home, ['--import', '--', spec]);
       if (imported.exitCode !== 0)
         throw new KfarmError('KFARM_USAGE', `--gpg-key ${spec}: not an OpenPGP key (${lastLine(imported.stderr)})`);
       const key = await secretKey(home, spec, undefined);
       return new Signer(home, key.fingerprint, key.created, key.userId, true);
     } catch (error) {
-      await rm(home, { recursive: true, force: true });
+      await removeHome(home);
       throw error;
     }
   }
@@ -75,7 +77,7 @@ export class Signer {
   }
 
   async close(): Promise<void> {
-    if (this.ownHome && this.home) await rm(this.home, { recursive: true, force: true });
+    if (this.ownHome && this.home) await removeHome(this.home);
   }
 
   async #sign(args: string[], epoch: number): Promise<void> {
@@ -95,6 +97,24 @@ export class Signer {
   }
 }
 
+/**
+ * A private GnuPG home holds the imported secret key: it goes when publishing ends, with the gpg-agent gpg started
+ * for it (which would keep the key in memory), and also when the process is made to exit at once (a second
+ * Ctrl-C), so no copy of the key outlives the run.
+ */
+const onHardExit = new Set<string>();
+process.on('exit', () => {
+  for (const home of onHardExit) rmSync(home, { recursive: true, force: true });
+});
+
+async function removeHome(home: string): Promise<void> {
+  await execa('gpgconf', ['--homedir', home, '--kill', 'gpg-agent'], { reject: false, stdin: 'ignore' }).catch(
+    () => undefined,
+  );
+  await rm(home, { recursive: true, force: true });
+  onHardExit.delete(home);
+}
+
 interface SecretKey {
   fingerprint: string;
   created: number;
@@ -103,7 +123,7 @@ interface SecretKey {
 
 /** The one signing-capable secret key in `home` (matching `query` when given). */
 async function secretKey(home: string | undefined, spec: string, query: string | undefined): Promise<SecretKey> {
-  const run = await gpg(home, ['--with-colons', '--list-secret-keys', ...(query === undefined ? [] : [query])]);
+  const run = await gpg(home, ['--with-colons', '--list-secret-keys', ...(query === undefined ? [] : ['--', query])]);
   const keys = parseSecretKeys(run.exitCode === 0 ? run.stdout : '');
   const usable = keys.filter((k) => k.canSign);
   if (usable.length === 0) {

@@ -182,6 +182,10 @@ describe('kfarm publish: the repository', () => {
     expect(changed.stderr).toMatch(/^kfarm: .*\.deb: .*pool\/.*\.deb is already published with other contents/);
     expect(await treeContents(repo)).toEqual(before);
 
+    // The key file was imported into a private GnuPG home: gone after each publish, and so is its gpg-agent.
+    expect((await readdir(tmpdir())).filter((n) => n.startsWith('kfarm-gnupg-'))).toEqual([]);
+    expect((await execa('pgrep', ['-f', 'gpg-agent.*kfarm-gnupg-'], { reject: false })).stdout).toBe('');
+
     const noKey = await runKfarm(['publish', outOld, '--apt', repo]);
     expect(noKey.exitCode).toBe(2);
     expect(noKey.stderr.trim()).toBe('kfarm: --gpg-key: required (apt and dnf refuse unsigned repositories)');

@@ -168,3 +168,18 @@ describe('parseSecretKeys', () => {
     ]);
   });
 });
+
+describe('asKernelPackage', () => {
+  it('takes only names kfarm would write: a control file cannot steer a metapackage out of the pool', () => {
+    expect(asKernelPackage(facts('6.1.0-57-amd64'))?.kernel).toBe('6.1.0-57-amd64');
+    const evil = '6.1.0-57-amd64/../../../../tmp/x';
+    expect(asKernelPackage({ ...facts('x'), depends: `linux-image-${evil} | linux-image-${evil}-unsigned` })).toBe(
+      undefined,
+    );
+    expect(asKernelPackage({ ...facts('6.1.0-57-amd64'), version: '1.0-1/../x' })).toBe(undefined);
+    expect(asKernelPackage({ ...facts('6.1.0-57-amd64'), maintainer: 'a <b@c.d>\nDepends: evil' })).toBe(undefined);
+    expect(
+      planDistribution([{ ...facts('x'), depends: `linux-image-${evil} | linux-image-${evil}-unsigned` }]).metas,
+    ).toEqual([]);
+  });
+});
