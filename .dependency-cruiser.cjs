@@ -20,7 +20,21 @@ const layers = {
   publish: ['publish', 'package', 'plan', 'model', 'util'],
   // build → verify → package → reports.
   pipeline: ['pipeline', 'farm', 'verify', 'package', 'report', 'dkms', 'plan', 'model', 'util'],
-  cli: ['cli', 'pipeline', 'publish', 'farm', 'verify', 'package', 'report', 'images', 'dkms', 'engine', 'plan', 'model', 'util'],
+  cli: [
+    'cli',
+    'pipeline',
+    'publish',
+    'farm',
+    'verify',
+    'package',
+    'report',
+    'images',
+    'dkms',
+    'engine',
+    'plan',
+    'model',
+    'util',
+  ],
 };
 
 module.exports = {
