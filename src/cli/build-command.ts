@@ -4,6 +4,7 @@ import { Command, Option } from 'commander';
 import { KfarmError } from '../model/errors.js';
 import { moduleTitle, type FarmReport } from '../model/report.js';
 import { packageFormats, type PackageFormat } from '../package/index.js';
+import { compatibilityLines } from '../report/compat.js';
 import { farmConcurrency } from '../farm/run.js';
 import { checkPipelineInputs, pipelineExitCode, runPipeline, type PipelineOptions } from '../pipeline/index.js';
 import { resolvePlan } from '../plan/resolve.js';
@@ -311,6 +312,7 @@ function buildSummary(report: FarmReport, out: string, reportPath: string): stri
     for (const artifact of [...target.artifacts, ...(target.packages ?? [])]) lines.push(`    ${join(out, artifact)}`);
   }
   for (const file of report.packages ?? []) lines.push(`  ${join(out, file)}`);
+  lines.push(...compatibilityLines(report.compatibility ?? []));
   lines.push(`reports: ${reportPath}, junit.xml, summary.md`);
   return `${lines.join('\n')}\n`;
 }

@@ -10,6 +10,7 @@ import { mergeCommand } from './merge-command.js';
 import { packageCommand } from './package-command.js';
 import { planCommand } from './plan-command.js';
 import { publishCommand } from './publish-command.js';
+import { reportCommand } from './report-command.js';
 import { targetsCommand } from './targets-command.js';
 import { verifyCommand } from './verify-command.js';
 
@@ -70,6 +71,7 @@ async function buildProgram(signal: AbortSignal, setExit: (code: number) => void
     verifyCommand(signal, setExit),
     packageCommand(signal, setExit),
     publishCommand(setExit),
+    reportCommand(setExit),
     cacheCommand(),
   ];
   for (const command of commands) program.addCommand(command);

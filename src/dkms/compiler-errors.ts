@@ -124,9 +124,16 @@ function diagnosticIdentity(error: FirstError): string {
 /**
  * Calls `emit` for each error line in order; `primary` is false for make's own errors. Stops when `emit`
  * returns true.
+ *
+ * An error gcc locates outside the module's tree (a kernel header) is reported where the developer will fix it,
+ * following gcc's context back into the tree: the first `note: in expansion of macro` (or `in definition of
+ * macro`) after it that points into the tree, else the `#include` line of the tree's file in the `In file included
+ * from` chain before it, else the file of the `In function` line before it. The header location stays as
+ * `context`. Such an error is held until its block of notes has been read.
  */
 function scan(log: string, buildDir: string, emit: (diagnostic: FirstError, primary: boolean) => boolean): void {
   const root = buildDir.replace(/\/+$/, '');
+  const context = new GccContext(root);
   let start = 0;
   const length = log.length;
   while (start < length) {
@@ -135,10 +142,114 @@ function scan(log: string, buildDir: string, emit: (diagnostic: FirstError, prim
     // Cheap filter before any regex: every interesting line has one of these.
     const raw = log.slice(start, end);
     start = end + 1;
-    if (!interesting(raw)) continue;
+    if (!interesting(raw) && !context.interesting(raw)) {
+      if (context.flushOn(raw) && emit(...context.flush())) return;
+      continue;
+    }
     const line = stripAnsi(raw.endsWith('\r') ? raw.slice(0, -1) : raw);
+    if (context.resolves(line)) {
+      if (emit(...context.flush())) return;
+      continue;
+    }
+    if (context.pending && context.endsBlock(line) && emit(...context.flush())) return;
+    if (context.track(line)) continue;
     const parsed = parseLine(line, root);
-    if (parsed && emit(parsed.diagnostic, parsed.primary)) return;
+    if (!parsed) continue;
+    if (parsed.primary && context.hold(parsed.diagnostic)) continue;
+    if (emit(parsed.diagnostic, parsed.primary)) return;
+  }
+  if (context.pending) emit(...context.flush());
+}
+
+const includedRe = /^(?:In file included|\s+) from (.+?):(\d+)(?::(\d+))?[:,]$/;
+const inFunctionRe = /^(.+?): (?:In function|In member function|At top level)\b.*:$/;
+const expansionRe = /^([^\s:][^:]*):(\d+)(?::(\d+))?: note: in (?:expansion|definition) of macro /;
+const diagnosticRe = /^[^\s:][^:]*:\d+(?::\d+)?: (?:fatal error|error|warning|note): /;
+
+/** gcc's context lines around diagnostics: the include chain, the function, and macro-expansion notes. */
+class GccContext {
+  #include: { file: string; line: number }[] = [];
+  #functionFile: string | undefined;
+  pending: FirstError | undefined;
+
+  constructor(private readonly root: string) {}
+
+  interesting(raw: string): boolean {
+    return raw.includes(' from ') || raw.includes(': In ') || raw.includes(': At top level') || raw.includes('note:');
+  }
+
+  /** A line of source echo or anything else ends nothing; only a new diagnostic, chain or make line does. */
+  flushOn(raw: string): boolean {
+    return this.pending !== undefined && raw.startsWith('make');
+  }
+
+  /** Records include-chain and function lines (true when the line was one). */
+  track(line: string): boolean {
+    const included = includedRe.exec(line);
+    if (included) {
+      if (line.startsWith('In file included')) this.#include = [];
+      this.#include.push({ file: included[1] ?? '', line: Number(included[2]) });
+      return true;
+    }
+    const fn = inFunctionRe.exec(line);
+    if (fn) {
+      this.#functionFile = fn[1];
+      return true;
+    }
+    return false;
+  }
+
+  /** Holds an error located outside the tree until its notes are read (true when held). */
+  hold(diagnostic: FirstError): boolean {
+    if (diagnostic.file === undefined || !diagnostic.file.startsWith('/') || diagnostic.line === undefined) {
+      this.#reset();
+      return false;
+    }
+    this.pending = diagnostic;
+    return true;
+  }
+
+  /** A macro-expansion note inside the tree: the held error is located there. */
+  resolves(line: string): boolean {
+    if (!this.pending) return false;
+    const m = expansionRe.exec(line);
+    const file = m?.[1];
+    if (!m || file === undefined || !file.startsWith(`${this.root}/`)) return false;
+    this.#locate(file, Number(m[2]), m[3] === undefined ? undefined : Number(m[3]));
+    return true;
+  }
+
+  endsBlock(line: string): boolean {
+    return (diagnosticRe.test(line) && !expansionRe.test(line)) || includedRe.test(line) || inFunctionRe.test(line);
+  }
+
+  /** The held error, at the best place in the tree its context gave (or as printed). */
+  flush(): [FirstError, boolean] {
+    if (this.pending && this.pending.context === undefined) {
+      const include = this.#include.find((i) => i.file.startsWith(`${this.root}/`));
+      if (include) this.#locate(include.file, include.line, undefined);
+      else if (this.#functionFile?.startsWith(`${this.root}/`)) this.#locate(this.#functionFile, undefined, undefined);
+    }
+    const diagnostic = this.pending as FirstError;
+    this.pending = undefined;
+    this.#reset();
+    return [diagnostic, true];
+  }
+
+  #locate(file: string, line: number | undefined, column: number | undefined): void {
+    const held = this.pending as FirstError;
+    this.pending = {
+      file: sourcePath(file, this.root),
+      ...(line === undefined ? {} : { line }),
+      ...(column === undefined ? {} : { column }),
+      message: held.message,
+      context: formatDiagnostic({ ...held, message: '' }).replace(/: $/, ''),
+    };
+  }
+
+  #reset(): void {
+    this.#include = [];
+    this.#functionFile = undefined;
   }
 }
 

@@ -66,7 +66,7 @@ export class TargetCache {
       return undefined;
     });
     if (!hit) return undefined;
-    const result = resultOf(target, 'cached', Date.now() - time.started, {
+    const result = resultOf(target, 'cached', Date.now() - time.started - time.imageMs, {
       phases: { image: time.imageMs },
       ...hit.result,
     });

@@ -20,6 +20,30 @@ export interface FarmReport {
   notRun?: string[];
   /** Packages of the whole run rather than of one target (the `<module>-dkms` .deb), relative to the output. */
   packages?: string[];
+  /** Kernel compatibility: each failure's kernel ranges per release and flavour (src/report/compat.ts). */
+  compatibility?: CompatRange[];
+}
+
+/**
+ * Kernel ranges of one failure signature within one release and flavour, kernels in Debian's version order:
+ * "builds up to `lastGood`, fails from `firstFailed` with `signature`".
+ */
+export interface CompatRange {
+  release: string;
+  flavour: string;
+  /** `build` for a build failure, `load` for a module that built but did not load. */
+  stage: 'build' | 'load';
+  status: TargetResult['status'] | 'load-failed';
+  /** The first compiler error (file:line:col: message), else the reason, or the kernel's line for `load`. */
+  signature: string;
+  /** Consecutive runs of failing kernels, oldest first: the first and last kernel of each. */
+  ranges: [string, string][];
+  kernels: number;
+  /** The newest kernel older than the first failure that built (for `load`: that loaded). */
+  lastGood?: string;
+  firstFailed: string;
+  /** The oldest kernel newer than the last failure that built (or loaded) again. */
+  goodAgain?: string;
 }
 
 export function countStatuses(targets: TargetResult[]): FarmReport['counts'] {

@@ -12,6 +12,11 @@ export interface FirstError {
   column?: number;
   /** The diagnostic text without the location, e.g. `'foo' undeclared (first use in this function)`. */
   message: string;
+  /**
+   * Where the compiler located it when that is outside the module's tree (`/usr/src/linux-headers-…/init.h:180:22`):
+   * `file`/`line` are then the place in the tree gcc's context leads back to (a macro's use, an #include, a function).
+   */
+  context?: string;
 }
 
 export interface VerifyResult {

@@ -52,16 +52,6 @@ export function dkmsDebPackageName(module: string): string {
   return `${module.replace(/_/g, '-')}-dkms`.toLowerCase().replace(/[^a-z0-9.+-]/g, '-');
 }
 
-/**
- * A Debian kernel release without its flavour, as a version part that sorts like the kernels do:
- * `6.1.0-57-amd64` → `6.1.0.57`, `6.12.118+deb13-cloud-amd64` → `6.12.118+deb13`. Versions of packages that
- * follow kernels (metapackages, the `-dkms` package) end with it, so they rise with every newer kernel.
- */
-export function kernelVersionKey(kernel: string): string {
-  const flavour = /^\d[^-]*(?:-\d[^-]*)?-([a-z].*)$/.exec(kernel)?.[1];
-  return (flavour ? kernel.slice(0, -(flavour.length + 1)) : kernel).replace(/-/g, '.');
-}
-
 /** `<module version>-1`; characters Debian versions do not allow become `.`, and a leading non-digit gets `0~`. */
 export function debVersion(version: string): string {
   let upstream = version.replace(/[^A-Za-z0-9.+~-]/g, '.');

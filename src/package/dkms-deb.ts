@@ -6,13 +6,12 @@ import {
   debVersion,
   dkmsDebPackageName,
   installedSize,
-  kernelVersionKey,
   md5sums,
   modulesVirtualName,
   wrap,
   type DebOptions,
 } from './deb.js';
-import { compareDebianVersions } from '../plan/debian-version.js';
+import { compareDebianVersions, kernelVersionKey } from '../util/debian-version.js';
 import { shellQuote } from '../util/shell.js';
 import { dkmsTarball, dkmsTarballName } from './dkms-tarball.js';
 import type { KernelBuild } from './types.js';

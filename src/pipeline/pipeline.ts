@@ -44,7 +44,10 @@ export async function runPipeline(options: PipelineOptions): Promise<PipelineRun
   if (options.verify) run = await verifyStage(options, run, options.verify);
   if (options.package)
     run = await packageStage(options, run, { ...packageDefaults(options.build, run), ...options.package });
-  if (options.reports !== false) run.reports = await writeReports(options.out, run.report, reportOptions(options));
+  if (options.reports !== false) {
+    run.reports = await writeReports(options.out, run.report, reportOptions(options));
+    run.report = { ...run.report, compatibility: run.reports.compatibility };
+  }
   return run;
 }
 

@@ -9,7 +9,7 @@ import {
   type DebianSuite,
   type MirrorOptions,
 } from './debian-releases.js';
-import { compareDebianVersions } from './debian-version.js';
+import { compareDebianVersions } from '../util/debian-version.js';
 import { formatTargetId, type KernelTarget } from './targets.js';
 
 export { fetchSuiteIndex } from './debian-fetch.js';

@@ -2,7 +2,7 @@ import type { PackageFile } from '../model/target.js';
 import { readVerifiedIndex, type FetchIndexOptions } from './debian-fetch.js';
 import type { PackageStanza } from './debian-packages.js';
 import { debianSuites, type DebianSuite, type MirrorOptions } from './debian-releases.js';
-import { compareDebianVersions } from './debian-version.js';
+import { compareDebianVersions } from '../util/debian-version.js';
 
 /** The components kfarm looks packages up in: zfs-dkms is in contrib, broadcom-sta-dkms in non-free. */
 export const COMPONENTS = ['main', 'contrib', 'non-free'] as const;

@@ -1,7 +1,7 @@
 import { KfarmError } from '../model/errors.js';
 import { FLAVOURS, type Flavour } from '../model/target.js';
 export { FLAVOURS, type Flavour } from '../model/target.js';
-import { compareDebianVersions } from './debian-version.js';
+import { compareDebianVersions } from '../util/debian-version.js';
 
 /** The fields of a Packages stanza that kernel discovery needs; the rest are dropped while parsing. */
 export interface PackageStanza {

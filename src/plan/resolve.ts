@@ -3,7 +3,7 @@ import type { KnownFailing } from '../model/known-failing.js';
 import { discoverReleaseIndex, type ReleaseIndex } from './debian-index.js';
 import { debianSuites } from './debian-releases.js';
 export { releaseSources, type SuiteSource } from './debian-releases.js';
-import { compareDebianVersions } from './debian-version.js';
+import { compareDebianVersions } from '../util/debian-version.js';
 import { loadMatrix, type MatrixRelease } from './matrix.js';
 import { resolveBuildDeps } from './build-deps.js';
 import { parseTargetId, type KernelTarget } from './targets.js';

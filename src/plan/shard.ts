@@ -1,6 +1,6 @@
 import { KfarmError } from '../model/errors.js';
 import type { KernelTarget } from '../model/target.js';
-import { compareDebianVersions } from './debian-version.js';
+import { compareDebianVersions } from '../util/debian-version.js';
 
 /** GitHub Actions runs at most 256 jobs from one matrix. */
 export const MAX_SHARDS = 256;

@@ -1,5 +1,4 @@
-import { kernelVersionKey } from '../package/deb.js';
-import { compareDebianVersions } from '../plan/debian-version.js';
+import { compareDebianVersions, kernelFlavour, kernelVersionKey } from '../util/debian-version.js';
 
 /**
  * What one distribution of the apt repository holds, decided from the packages' control fields alone (pure, so
@@ -63,14 +62,6 @@ export function asKernelPackage(facts: DebFacts): KernelPackage | undefined {
   const flavour = kernel === undefined ? undefined : kernelFlavour(kernel);
   if (kernel === undefined || virtual === undefined || flavour === undefined) return undefined;
   return { ...facts, kernel, flavour, virtual };
-}
-
-/**
- * The flavour of a Debian kernel release, `<version>[-<abi>]-<flavour>`: `6.1.0-57-amd64` → `amd64`,
- * `6.12.118+deb13-cloud-amd64` → `cloud-amd64`, `6.1.0-0.deb11.48-rt-amd64` → `rt-amd64`.
- */
-export function kernelFlavour(kernel: string): string | undefined {
-  return /^\d[^-]*(?:-\d[^-]*)?-([a-z].*)$/.exec(kernel)?.[1];
 }
 
 /**

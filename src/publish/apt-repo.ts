@@ -2,7 +2,7 @@ import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { basename, join } from 'node:path';
 import { execa } from 'execa';
 import { KfarmError } from '../model/errors.js';
-import { compareDebianVersions } from '../plan/debian-version.js';
+import { compareDebianVersions } from '../util/debian-version.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { planDistribution, type DebFacts, type DistributionPlan } from './apt-layout.js';
 import type { PublishedFile } from './inputs.js';

@@ -7,7 +7,7 @@ import { Signer } from './signer.js';
 import { requireTool } from './tools.js';
 import { publishYum } from './yum-repo.js';
 
-export { kernelFlavour, metaVersion, planDistribution, type DebFacts } from './apt-layout.js';
+export { metaVersion, planDistribution, type DebFacts } from './apt-layout.js';
 export type { AptDistribution } from './apt-repo.js';
 
 export interface PublishOptions {

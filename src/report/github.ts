@@ -82,7 +82,8 @@ function addDiagnostic(
         normalized: normalizedMessage(diagnostic.message),
         verb: 'fails',
       }),
-      diagnostic.message,
+      // The header gcc located it in, where the kernel's side of the break is.
+      diagnostic.context === undefined ? diagnostic.message : `${diagnostic.message} (at ${diagnostic.context})`,
     );
   } else {
     const message = formatDiagnostic(diagnostic);

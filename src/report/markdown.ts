@@ -2,6 +2,7 @@ import type { FirstError, TargetResult, TargetStatus } from '../model/result.js'
 import { badStatuses } from '../model/result.js';
 import { formatDiagnostic, normalizedMessage } from '../dkms/compiler-errors.js';
 import { moduleTitle, type FarmReport } from '../model/report.js';
+import { byKernelVersion, compatibility, describeRange } from './compat.js';
 
 export const statusEmoji: Record<TargetStatus, string> = {
   built: '✅',
@@ -51,7 +52,8 @@ export function renderSummary(report: FarmReport): string {
       : '| Kernel | Release | Status | Duration | Note |',
   );
   lines.push(verified ? '| --- | --- | --- | --- | --- | --- |' : '| --- | --- | --- | --- | --- |');
-  for (const target of report.targets) {
+  // Rows by release and flavour, oldest kernel first: a break shows as where the column changes.
+  for (const target of byKernelVersion(report.targets).flat()) {
     const status = `${statusEmoji[target.status]} ${target.status}`;
     const load = verified
       ? ` ${target.verify ? `${loadEmoji[target.verify.status]} ${target.verify.status}` : ''} |`
@@ -64,6 +66,14 @@ export function renderSummary(report: FarmReport): string {
     lines.push(
       `| ${cell(id)} | ${cell(id.split('/')[1] ?? '')} | not run |${verified ? '  |' : ''}  | the run stopped before this target |`,
     );
+  }
+
+  const compat = report.compatibility ?? compatibility(report.targets);
+  if (compat.length > 0) {
+    lines.push('');
+    lines.push('### Kernel compatibility');
+    lines.push('');
+    for (const range of compat) lines.push(`- ${cell(describeRange(range))}`);
   }
 
   const groups = failureGroups(report.targets);
@@ -92,9 +102,13 @@ export function capSummary(summary: string, limit = SUMMARY_LIMIT_BYTES): string
   if (Buffer.byteLength(summary) <= limit) return summary;
   const lines = summary.split('\n');
   const failuresAt = lines.indexOf('### Failures');
-  const tableEnd = failuresAt === -1 ? lines.length - 1 : failuresAt - 1;
+  const compatAt = lines.indexOf('### Kernel compatibility');
+  const afterTable = compatAt === -1 ? failuresAt : compatAt;
+  const tableEnd = afterTable === -1 ? lines.length - 1 : afterTable - 1;
   const head = lines.slice(0, 4);
   const rows = lines.slice(4, tableEnd);
+  // The compatibility lines (one per failure and release) are few and what a reader wants first: always kept.
+  const compat = compatAt === -1 ? [] : lines.slice(compatAt, failuresAt === -1 ? -1 : failuresAt - 1);
   const failures = failuresAt === -1 ? [] : lines.slice(failuresAt + 2, -1);
   const note = (n: number, what: string) =>
     `_${n} more ${what} not shown: a step summary holds at most 1 MiB; report.json and junit.xml have every target._`;
@@ -106,7 +120,9 @@ export function capSummary(summary: string, limit = SUMMARY_LIMIT_BYTES): string
     ];
     const groups = failures.slice(0, f);
     const cut = f < failures.length ? ['', note(failures.length - f, 'failure group(s)')] : [];
-    return [...table, ...(failures.length > 0 ? ['', '### Failures', '', ...groups, ...cut] : []), ''].join('\n');
+    const compatPart = compat.length > 0 ? ['', ...compat] : [];
+    const failurePart = failures.length > 0 ? ['', '### Failures', '', ...groups, ...cut] : [];
+    return [...table, ...compatPart, ...failurePart, ''].join('\n');
   };
   const fits = (r: number, f: number) => Buffer.byteLength(render(r, f)) <= limit;
   const failuresKept = largestFitting(failures.length, (f) => fits(0, f));

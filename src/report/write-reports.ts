@@ -7,7 +7,8 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { compilerDiagnostics } from '../dkms/compiler-errors.js';
 import { buildDirOf } from '../dkms/paths.js';
 import { githubAnnotations, sourcePrefixFor } from './github.js';
-import { targetVersion, type FarmReport } from '../model/report.js';
+import { targetVersion, writeJsonReport, type CompatRange, type FarmReport } from '../model/report.js';
+import { compatibility } from './compat.js';
 import { JUNIT_TAIL_LINES, renderJunit } from './junit.js';
 import { MAX_LOG_BYTES, readCapped, tailFile } from '../util/read-file.js';
 import { capSummary, renderSummary } from './markdown.js';
@@ -30,12 +31,15 @@ export interface WrittenReports {
   annotations: string[];
   /** Every error of each failed target's make.log, by target id. */
   diagnostics: Map<string, FirstError[]>;
+  /** The kernel-compatibility analysis written into report.json and summary.md. */
+  compatibility: CompatRange[];
 }
 
 /**
- * Writes `<out>/junit.xml` and `<out>/summary.md` (atomically), appends the summary to
- * `$GITHUB_STEP_SUMMARY` when set, and under GitHub Actions prints error annotations. Targets whose
- * `firstError` is unset get the first error of their make.log in these reports (report.json is not touched).
+ * Writes `<out>/junit.xml` and `<out>/summary.md` (atomically), adds the kernel-compatibility analysis to
+ * `<out>/report.json`, appends the summary to `$GITHUB_STEP_SUMMARY` when set, and under GitHub Actions prints
+ * error annotations. Targets whose `firstError` is unset get the first error of their make.log in these reports
+ * (report.json keeps what the build recorded).
  */
 export async function writeReports(
   out: string,
@@ -50,10 +54,13 @@ export async function writeReports(
       return path ? tailFile(path, JUNIT_TAIL_LINES) : '';
     },
   });
-  const summary = capSummary(renderSummary(view));
+  const compat = compatibility(view.targets);
+  const summary = capSummary(renderSummary({ ...view, compatibility: compat }));
   await mkdir(out, { recursive: true });
   const junitPath = join(out, 'junit.xml');
   const summaryPath = join(out, 'summary.md');
+  // report.json gets the analysis too (computed from the same view: first errors from make.log where it had none).
+  await writeJsonReport(out, { ...report, compatibility: compat });
   await writeFileAtomic(junitPath, junit);
   await writeFileAtomic(summaryPath, summary);
   if (env.GITHUB_STEP_SUMMARY) await appendFile(env.GITHUB_STEP_SUMMARY, `${summary}\n`);
@@ -63,7 +70,7 @@ export async function writeReports(
     const write = opts.stdout ?? ((text: string) => process.stdout.write(text));
     write(annotations.map((line) => `${line}\n`).join(''));
   }
-  return { junit: junitPath, summary: summaryPath, annotations, diagnostics };
+  return { junit: junitPath, summary: summaryPath, annotations, diagnostics, compatibility: compat };
 }
 
 /**

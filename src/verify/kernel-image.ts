@@ -7,7 +7,7 @@ import {
 } from '../plan/debian-index.js';
 import { flavourOf } from '../plan/debian-packages.js';
 import { debianSuites } from '../plan/debian-releases.js';
-import { compareDebianVersions } from '../plan/debian-version.js';
+import { compareDebianVersions } from '../util/debian-version.js';
 
 export type { KernelImage } from '../plan/debian-index.js';
 

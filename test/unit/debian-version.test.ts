@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compareDebianVersions } from '../../src/plan/debian-version.js';
+import { compareDebianVersions } from '../../src/util/debian-version.js';
 
 // Each row: a < b. Sources: deb-version(7), dpkg's own test suite, and versions seen in the Debian archive.
 const ascending: [string, string][] = [

@@ -16,6 +16,22 @@ const fixture = (name: string) => readFileSync(new URL(`../fixtures/report/${nam
 const dkms = (module: string, version = '1.0') => ({ buildDir: `/var/lib/dkms/${module}/${version}/build` });
 
 describe('compilerDiagnostics on real gcc 12 / gcc 14 make.logs', () => {
+  it('gcc14: an error gcc places in a kernel header through a macro points at the macro use in the module', () => {
+    // test/fixtures/compatbreak on 6.12.118+deb13-amd64: class_create(THIS_MODULE, …) after 6.4 dropped the owner.
+    const all = compilerDiagnostics(fixture('gcc14-compatbreak'), dkms('kf_compatbreak'));
+    expect(all).toEqual([
+      {
+        file: 'compatbreak.c',
+        line: 5,
+        column: 66,
+        message: "passing argument 1 of 'class_create' from incompatible pointer type [-Wincompatible-pointer-types]",
+        context: '/usr/src/linux-headers-6.12.118+deb13-common/include/linux/init.h:180:22',
+      },
+      { file: 'compatbreak.c', line: 5, column: 53, message: "too many arguments to function 'class_create'" },
+    ]);
+    expect(firstCompilerError(fixture('gcc14-compatbreak'), dkms('kf_compatbreak'))).toEqual(all[0]);
+  });
+
   for (const gcc of ['gcc12', 'gcc14']) {
     it(`${gcc}: an undeclared identifier, relative to the source tree, without the "In function" and note lines`, () => {
       const log = fixture(`${gcc}-broken`);
@@ -43,17 +59,17 @@ describe('compilerDiagnostics on real gcc 12 / gcc 14 make.logs', () => {
       expect(all.some((d) => d.message.includes('unused variable'))).toBe(false);
     });
 
-    it(`${gcc}: an error inside a kernel header keeps the absolute path as printed`, () => {
+    it(`${gcc}: an error inside a kernel header points at the #include in the module, the header kept as context`, () => {
       const first = firstCompilerError(fixture(`${gcc}-kheader`), dkms('kf_kheader'));
       const header =
         gcc === 'gcc12'
-          ? '/usr/src/linux-headers-6.1.0-56-common/include/linux/types.h'
-          : '/usr/src/linux-headers-6.12.117+deb13-common/include/linux/types.h';
+          ? '/usr/src/linux-headers-6.1.0-56-common/include/linux/types.h:179:8'
+          : '/usr/src/linux-headers-6.12.117+deb13-common/include/linux/types.h:194:8';
       expect(first).toEqual({
-        file: header,
-        line: gcc === 'gcc12' ? 179 : 194,
-        column: 8,
+        file: 'kf_kheader.c',
+        line: 3,
         message: "redefinition of 'struct list_head'",
+        context: header,
       });
     });
 

@@ -66,21 +66,26 @@ describe('renderSummary', () => {
     expect(lines.slice(2, 12)).toEqual([
       '| Kernel | Release | Status | Duration | Note |',
       '| --- | --- | --- | --- | --- |',
-      '| debian/bookworm/6.1.0-56-amd64 | bookworm | ✅ built | 1.3 s |  |',
-      '| debian/bookworm/6.1.0-55-amd64 | bookworm | ♻️ cached | 0.0 s |  |',
-      '| debian/trixie/6.12.117+deb13-amd64 | trixie | ❌ failed | 1m 05s | a\\|b.c:1: use of \\`x\\` \\| y |',
-      '| debian/trixie/6.12.94+deb13-amd64 | trixie | ⏱️ timeout | 30m 00s | build exceeded 1800 s |',
-      '| debian/trixie/6.12.95+deb13-amd64 | trixie | 💥 oom | 1.5 s | out of memory (limit 4 GiB) |',
+      // By release and flavour, oldest kernel first.
       '| debian/bookworm/6.1.0-54-amd64 | bookworm | ⏭️ skipped | 1.5 s | BUILD\\_EXCLUSIVE\\_KERNEL="^6.12" does not match |'.replace(
         '^6.12',
         '^6\\\\.12',
       ),
+      '| debian/bookworm/6.1.0-55-amd64 | bookworm | ♻️ cached | 0.0 s |  |',
+      '| debian/bookworm/6.1.0-56-amd64 | bookworm | ✅ built | 1.3 s |  |',
+      '| debian/trixie/6.12.94+deb13-amd64 | trixie | ⏱️ timeout | 30m 00s | build exceeded 1800 s |',
+      '| debian/trixie/6.12.95+deb13-amd64 | trixie | 💥 oom | 1.5 s | out of memory (limit 4 GiB) |',
+      '| debian/trixie/6.12.117+deb13-amd64 | trixie | ❌ failed | 1m 05s | a\\|b.c:1: use of \\`x\\` \\| y |',
       '| debian/sid/6.16.1-amd64 | sid | ⚠️ expected-failure | 1.5 s | expected: upstream API change |',
       '| debian/forky/6.17.1-amd64 | forky | not run |  | the run stopped before this target |',
     ]);
     // Every table row has exactly 6 unescaped pipes: no cell content breaks the table.
     for (const row of lines.slice(2, 12)) expect(row.replace(/\\\|/g, '').split('|')).toHaveLength(7);
     expect(lines.filter((l) => l.startsWith('- '))).toEqual([
+      '- trixie amd64: fails on 6.12.94+deb13-amd64 with build exceeded 1800 s (timeout)',
+      '- trixie amd64: fails on 6.12.95+deb13-amd64 with out of memory (limit 4 GiB) (oom)',
+      '- trixie amd64: fails on 6.12.117+deb13-amd64 with a\\|b.c:1: use of \\`x\\` \\| y',
+      '- sid amd64: fails on 6.16.1-amd64 with upstream API change (expected)',
       '- ``a|b.c:1: use of `x` | y`` on debian/trixie/6.12.117+deb13-amd64',
       '- ⏱️ timeout: build exceeded 1800 s on debian/trixie/6.12.94+deb13-amd64',
       '- 💥 oom: out of memory (limit 4 GiB) on debian/trixie/6.12.95+deb13-amd64',

@@ -46,8 +46,12 @@ describe('writeReports', () => {
     });
     expect(written.junit).toBe(join(out, 'junit.xml'));
     expect(written.summary).toBe(join(out, 'summary.md'));
-    expect(readdirSync(out).sort()).toEqual(['dkms', 'junit.xml', 'summary.md']); // no temp files left
-    expect(JSON.stringify(report)).toBe(before); // the report itself is not changed
+    expect(readdirSync(out).sort()).toEqual(['dkms', 'junit.xml', 'report.json', 'summary.md']); // no temp files left
+    expect(JSON.stringify(report)).toBe(before); // the report object itself is not changed
+    // report.json gets the kernel-compatibility analysis, from the first errors read out of the make.logs.
+    const written_ = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as { compatibility: unknown[] };
+    expect(written_.compatibility.length).toBeGreaterThan(0);
+    expect(written.compatibility).toEqual(written_.compatibility);
 
     const junit = readFileSync(written.junit, 'utf8');
     const lint = spawnSync('xmllint', ['--noout', written.junit], { encoding: 'utf8' });

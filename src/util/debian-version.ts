@@ -59,3 +59,21 @@ function compareFragment(a: string, b: string): number {
   }
   return 0;
 }
+
+/**
+ * The flavour of a Debian kernel release, `<version>[-<abi>]-<flavour>`: `6.1.0-57-amd64` → `amd64`,
+ * `6.12.118+deb13-cloud-amd64` → `cloud-amd64`, `6.1.0-0.deb11.48-rt-amd64` → `rt-amd64`.
+ */
+export function kernelFlavour(kernel: string): string | undefined {
+  return /^\d[^-]*(?:-\d[^-]*)?-([a-z].*)$/.exec(kernel)?.[1];
+}
+
+/**
+ * A Debian kernel release without its flavour, as a version part that sorts like the kernels do:
+ * `6.1.0-57-amd64` → `6.1.0.57`, `6.12.118+deb13-cloud-amd64` → `6.12.118+deb13`. Versions of packages that
+ * follow kernels (metapackages, the `-dkms` package) end with it, so they rise with every newer kernel.
+ */
+export function kernelVersionKey(kernel: string): string {
+  const flavour = kernelFlavour(kernel);
+  return (flavour ? kernel.slice(0, -(flavour.length + 1)) : kernel).replace(/-/g, '.');
+}
