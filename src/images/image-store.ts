@@ -144,7 +144,10 @@ export class ImageStore {
         { kernel: spec.kernel, srcarch: kernelArch(spec.arch), debs, base, ref, onFill },
         { fetch: (files) => this.#fetch(ref, files, signal), ...(signal ? { signal } : {}) },
       ),
-    ]);
+    ]).catch((error: unknown) => {
+      if (filling) this.options.events?.onFailed?.(ref);
+      throw error;
+    });
     if (filling) this.options.events?.onReady?.(ref, Date.now() - started, false);
     const id = `${(await this.engine.image(image))?.id ?? image} ${headers.files}`;
     return { release: spec.release, image, headers, id };
@@ -336,16 +339,21 @@ export class ImageStore {
   ): Promise<void> {
     const started = Date.now();
     this.options.events?.onPrepare?.(ref, what);
-    await this.#work.add(() =>
-      withLock(
-        this.lockDir,
-        ref,
-        async () => {
-          if (!(await this.holds(ref, labels))) await work();
-        },
-        signal,
-      ),
-    );
+    await this.#work
+      .add(() =>
+        withLock(
+          this.lockDir,
+          ref,
+          async () => {
+            if (!(await this.holds(ref, labels))) await work();
+          },
+          signal,
+        ),
+      )
+      .catch((error: unknown) => {
+        this.options.events?.onFailed?.(ref);
+        throw error;
+      });
     this.options.events?.onReady?.(ref, Date.now() - started, false);
   }
 }

@@ -11,6 +11,8 @@ export interface ImageEvents {
   /** What a preparation is doing now (`downloading 3 package(s), 14.2 MB`, mmdebstrap's stage). */
   onProgress?: (ref: string, what: string) => void;
   onReady?: (ref: string, ms: number, reused: boolean) => void;
+  /** A preparation that failed (its targets fail with the reason). */
+  onFailed?: (ref: string) => void;
 }
 
 /** Everything a build run tells a progress view while it runs. */

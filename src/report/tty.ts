@@ -112,6 +112,10 @@ export class TtyProgress implements FarmEvents, Progress {
     this.#images.delete(ref);
   };
 
+  readonly onFailed = (ref: string): void => {
+    this.#images.delete(ref);
+  };
+
   readonly onTargetStart = (target: Target): void => {
     this.#targets.set(target.id, { id: target.id, state: 'queued', since: this.#now() });
   };
