@@ -19,6 +19,9 @@ fi
 packages=(docker.io mmdebstrap debian-archive-keyring xz-utils binutils gpgv ca-certificates curl
   qemu-system-x86 busybox-static dpkg cpio libarchive-tools iproute2 zstd apt-utils gnupg createrepo-c rpm)
 
+# chromium (Debian's; on Ubuntu the package is a snap stub): the tests look at report.html in a real browser.
+if [ "$(. /etc/os-release && echo "$ID")" = debian ]; then packages+=(chromium); fi
+
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -43,7 +43,7 @@ export function describeRange(range: CompatRange): string {
   const where = `${range.release} ${range.flavour}`;
   const [verb, fails] = range.stage === 'build' ? ['builds', 'fails'] : ['loads', 'fails to load'];
   const status =
-    range.status === 'failed' || range.status === 'load-failed'
+    range.status === 'failed' || range.status === 'load-failed' || range.signature === range.status
       ? ''
       : range.status === 'expected-failure'
         ? ' (expected)'

@@ -9,6 +9,7 @@ import { buildDirOf } from '../dkms/paths.js';
 import { githubAnnotations, sourcePrefixFor } from './github.js';
 import { targetVersion, writeJsonReport, type CompatRange, type FarmReport } from '../model/report.js';
 import { compatibility } from './compat.js';
+import { renderHtml } from './html.js';
 import { JUNIT_TAIL_LINES, renderJunit } from './junit.js';
 import { MAX_LOG_BYTES, readCapped, tailFile } from '../util/read-file.js';
 import { capSummary, renderSummary } from './markdown.js';
@@ -27,6 +28,8 @@ export interface WrittenReports {
   junit: string;
   /** Path of summary.md. */
   summary: string;
+  /** Path of report.html. */
+  html: string;
   /** The `::error` workflow commands (printed only when GITHUB_ACTIONS is 'true'). */
   annotations: string[];
   /** Every error of each failed target's make.log, by target id. */
@@ -36,7 +39,7 @@ export interface WrittenReports {
 }
 
 /**
- * Writes `<out>/junit.xml` and `<out>/summary.md` (atomically), adds the kernel-compatibility analysis to
+ * Writes `<out>/junit.xml`, `<out>/summary.md` and `<out>/report.html` (atomically), adds the kernel-compatibility analysis to
  * `<out>/report.json`, appends the summary to `$GITHUB_STEP_SUMMARY` when set, and under GitHub Actions prints
  * error annotations. Targets whose `firstError` is unset get the first error of their make.log in these reports
  * (report.json keeps what the build recorded).
@@ -59,10 +62,12 @@ export async function writeReports(
   await mkdir(out, { recursive: true });
   const junitPath = join(out, 'junit.xml');
   const summaryPath = join(out, 'summary.md');
+  const htmlPath = join(out, 'report.html');
   // report.json gets the analysis too (computed from the same view: first errors from make.log where it had none).
   await writeJsonReport(out, { ...report, compatibility: compat });
   await writeFileAtomic(junitPath, junit);
   await writeFileAtomic(summaryPath, summary);
+  await writeFileAtomic(htmlPath, renderHtml({ ...view, compatibility: compat }));
   if (env.GITHUB_STEP_SUMMARY) await appendFile(env.GITHUB_STEP_SUMMARY, `${summary}\n`);
 
   const annotations = githubAnnotations(view, diagnostics, { sourcePrefix: sourcePrefixFor(opts.sourceDir, env) });
@@ -70,7 +75,7 @@ export async function writeReports(
     const write = opts.stdout ?? ((text: string) => process.stdout.write(text));
     write(annotations.map((line) => `${line}\n`).join(''));
   }
-  return { junit: junitPath, summary: summaryPath, annotations, diagnostics, compatibility: compat };
+  return { junit: junitPath, summary: summaryPath, html: htmlPath, annotations, diagnostics, compatibility: compat };
 }
 
 /**

@@ -46,7 +46,7 @@ describe('writeReports', () => {
     });
     expect(written.junit).toBe(join(out, 'junit.xml'));
     expect(written.summary).toBe(join(out, 'summary.md'));
-    expect(readdirSync(out).sort()).toEqual(['dkms', 'junit.xml', 'report.json', 'summary.md']); // no temp files left
+    expect(readdirSync(out).sort()).toEqual(['dkms', 'junit.xml', 'report.html', 'report.json', 'summary.md']); // no temp files
     expect(JSON.stringify(report)).toBe(before); // the report object itself is not changed
     // report.json gets the kernel-compatibility analysis, from the first errors read out of the make.logs.
     const written_ = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as { compatibility: unknown[] };
