@@ -8,7 +8,7 @@ import type { TargetResult } from '../model/result.js';
 import { writeReports, type WriteReportsOptions } from '../report/write-reports.js';
 
 /** Files every output has and the merge writes anew from the merged report. */
-const REGENERATED = new Set(['report.json', 'junit.xml', 'summary.md']);
+const REGENERATED = new Set(['report.json', 'junit.xml', 'summary.md', 'report.html']);
 
 export interface MergeOptions extends Partial<WriteReportsOptions> {
   /** Output directories of `kfarm build` (shards of one matrix, or runs on other machines). */
