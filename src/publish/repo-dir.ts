@@ -42,7 +42,7 @@ export class RepoDir {
     const path = inside(this.root, rel);
     const old = await readFile(path).catch(() => undefined);
     if (old === undefined) return true;
-    if (sha256(old) === sha256(data)) return false;
+    if (old.equals(data)) return false;
     throw new KfarmError(
       'KFARM_USAGE',
       `${from}: ${path} is already published with other contents (a package of the same name and version is ` +

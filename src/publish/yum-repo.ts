@@ -62,6 +62,8 @@ async function stageSigned(
 ): Promise<string[]> {
   const added: string[] = [];
   const work = join(staging, 'sign');
+  // rpmsign runs gpg by path (its default, gpg2, is not Debian's name for it): looked up once.
+  const gpg = (await execa('sh', ['-c', 'command -v gpg'])).stdout.trim();
   await mkdir(join(staging, 'Packages'), { recursive: true });
   await mkdir(work, { recursive: true });
   for (const rpm of rpms) {
@@ -69,7 +71,7 @@ async function stageSigned(
     if (added.includes(rel)) continue;
     const copy = join(work, rpm.name);
     await copyFile(rpm.path, copy);
-    await rpmSign(copy, options);
+    await rpmSign(copy, gpg, options);
     const data = await readFile(copy);
     if (!(await repo.isNew(rel, data, rpm.path))) continue;
     await copyFile(copy, join(staging, rel));
@@ -78,8 +80,7 @@ async function stageSigned(
   return added;
 }
 
-async function rpmSign(file: string, { signer, epoch }: YumPublishOptions): Promise<void> {
-  const gpg = (await execa('sh', ['-c', 'command -v gpg'])).stdout.trim();
+async function rpmSign(file: string, gpg: string, { signer, epoch }: YumPublishOptions): Promise<void> {
   const home = signer.home ?? process.env['GNUPGHOME'] ?? join(process.env['HOME'] ?? '/root', '.gnupg');
   await runTool('rpmsign', [
     '--addsign',
